@@ -1,0 +1,478 @@
+"""The ``postroom`` command. Thin: parsing, printing and exit codes; the work is elsewhere.
+
+Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or invalid input/config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from postroom.config import Settings, load_settings
+from postroom.config.durations import parse_duration
+from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
+from postroom.intake import SendRequest, enqueue
+from postroom.models import Message, Status, message_json
+from postroom.store import MessageFilter, Store, open_store
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="postroom",
+    help="Postroom: the email courier for identity systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+messages_app = typer.Typer(
+    help="Inspect messages and their delivery attempts.", no_args_is_help=True
+)
+app.add_typer(messages_app, name="messages")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        envvar="POSTROOM_CONFIG",
+        help="YAML configuration file (default: ./postroom.yaml when present).",
+        dir_okay=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` to stderr and exit."""
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn Postroom's errors into a clear line and an exit code instead of a traceback."""
+    try:
+        yield
+    except (ConfigError, InputError) as exc:
+        fail(str(exc), 2)
+    except NotFoundError as exc:
+        fail(str(exc), 1)
+    except PostroomError as exc:
+        fail(str(exc), 1)
+
+
+def settings_from(config: Path | None) -> Settings:
+    """Load the configuration and print its warnings to stderr."""
+    loaded = load_settings(config)
+    for warning in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", markup=True)
+    return loaded.settings
+
+
+def run_with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, bring the schema up to date, run ``work``, close."""
+
+    async def main() -> T:
+        store = open_store(settings.dsn)
+        try:
+            await store.migrate()
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def print_json(value: Any) -> None:
+    """Print JSON to stdout, unstyled."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+# -- send ----------------------------------------------------------------------------
+
+
+def _parse_data(raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"is not valid JSON ({exc.msg} at column {exc.colno}); "
+            """write it like '{"login_code": "123456"}'""",
+            field="--data",
+        ) from None
+    if not isinstance(value, dict):
+        raise InputError('must be a JSON object, like \'{"login_code": "123456"}\'', field="--data")
+    return value
+
+
+def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[SendRequest]:
+    from postroom.intake import prepare
+
+    good: list[SendRequest] = []
+    bad: list[str] = []
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", field="--bulk") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                request = SendRequest.from_mapping(json.loads(line))
+                prepare(request, settings)  # validate and render now: all or nothing
+            except json.JSONDecodeError as exc:
+                bad.append(f"line {number}: not valid JSON ({exc.msg})")
+            except InputError as exc:
+                bad.append(f"line {number}: {exc}")
+            else:
+                good.append(request)
+    if bad and not skip_invalid:
+        listing = "\n  ".join(bad)
+        raise InputError(
+            f"{len(bad)} invalid line(s), nothing was enqueued "
+            f"(fix them, or pass --skip-invalid to enqueue the valid ones):\n  {listing}",
+            field=str(path),
+        )
+    for line in bad:
+        err.print(f"[yellow]skipped[/] {line}", markup=True)
+    return good
+
+
+@app.command()
+def send(
+    to: Annotated[str | None, typer.Option("--to", help="Recipient address.")] = None,
+    template: Annotated[
+        str | None, typer.Option("--template", help="Template type, e.g. login_code_valid.")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Template data as a JSON object.")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option("--subject", help="Subject (without --template).")
+    ] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", help="Plain-text body (without --template).")
+    ] = None,
+    html: Annotated[
+        str | None, typer.Option("--html", help="HTML body (optional, with --text).")
+    ] = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant (realm or project).")] = "default",
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="The same key never enqueues twice.")
+    ] = None,
+    bulk: Annotated[
+        Path | None,
+        typer.Option("--bulk", help="JSON Lines file: one message per line.", dir_okay=False),
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="With --bulk: enqueue the valid lines anyway.")
+    ] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Enqueue a message (or a JSON Lines file of them) and print its id."""
+    with user_errors():
+        settings = settings_from(config)
+        if bulk is not None:
+            if to or template or subject or text:
+                raise InputError("give either --bulk or a single message, not both", field="--bulk")
+            _send_bulk(settings, bulk, skip_invalid)
+            return
+        if to is None:
+            raise InputError("is required, e.g. --to you@example.org", field="--to")
+        if template is None and (subject is None or text is None):
+            raise InputError(
+                "give --template TYPE [--data JSON], or --subject S --text T", field="--template"
+            )
+        request = SendRequest(
+            to=to,
+            template_type=template,
+            data=_parse_data(data),
+            subject=subject,
+            text=text,
+            html=html,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+        )
+        courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
+        message, _created = run_with_store(
+            settings, lambda store: enqueue(store, settings, [request])
+        )[0]
+        if as_json:
+            expose = bool(courier and courier.expose_message_bodies)
+            print_json(message_json(message, expose_bodies=expose))
+        else:
+            sys.stdout.write(message.id + "\n")
+
+
+def _send_bulk(settings: Settings, path: Path, skip_invalid: bool) -> None:
+    requests = _read_bulk(path, skip_invalid, settings)
+    chunk = 500
+
+    async def work(store: Store) -> int:
+        done = 0
+        with Progress(
+            TextColumn("enqueueing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        ) as progress:
+            task = progress.add_task("enqueue", total=len(requests))
+            for start in range(0, len(requests), chunk):
+                batch = requests[start : start + chunk]
+                await enqueue(store, settings, batch)
+                done += len(batch)
+                progress.update(task, completed=done)
+        return done
+
+    count = run_with_store(settings, work)
+    out.print(f"enqueued {count} message(s)")
+
+
+# -- worker, migrate, serve ------------------------------------------------------------
+
+
+def _install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+@app.command()
+def worker(
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Deliver what is due now, then exit.")
+    ] = False,
+    max_wait: Annotated[
+        str,
+        typer.Option(
+            "--max-wait", help="With --drain: also wait for retries due within this (e.g. 30s)."
+        ),
+    ] = "0s",
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, max=256, help="Sends in flight at once.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Deliver messages until stopped (SIGTERM finishes what is in flight)."""
+    from postroom.worker import Worker
+
+    with user_errors():
+        settings = settings_from(config)
+        try:
+            wait = parse_duration(max_wait)
+        except ValueError as exc:
+            raise InputError(str(exc), field="--max-wait") from None
+        _log_to_stderr()
+
+        async def work(store: Store) -> None:
+            stop = asyncio.Event()
+            _install_stop(stop)
+            stats = await Worker(store, settings, concurrency=concurrency).run(
+                stop, drain=drain, max_wait=wait
+            )
+            if drain:
+                pending = await store.count_pending()
+                out.print(
+                    f"sent {stats.sent}, retrying {stats.retried}, abandoned {stats.abandoned}; "
+                    f"{pending} still queued"
+                )
+
+        run_with_store(settings, work)
+
+
+@app.command()
+def migrate(config: ConfigOpt = None) -> None:
+    """Create or upgrade the database schema."""
+    with user_errors():
+        settings = settings_from(config)
+
+        async def work(store: Store) -> None:
+            return None
+
+        run_with_store(settings, work)
+        out.print("schema is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not deliver in this process.")
+    ] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Development: loopback only, no sign-in, bodies shown.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the HTTP API, dashboard and health checks, with a worker in-process."""
+    import uvicorn
+
+    from postroom.web.app import create_app
+
+    with user_errors():
+        settings = settings_from(config)
+        bind = host or settings.serve.host
+        listen_port = settings.serve.port if port is None else port
+        loopback = bind in {"127.0.0.1", "::1", "localhost"} or bind.startswith("127.")
+        if dev and not loopback:
+            raise InputError("--dev listens on loopback only (127.0.0.1 or ::1)", field="--host")
+        if not loopback and not settings.serve.admin_token:
+            raise ConfigError(
+                f"refusing to listen on {bind} without an admin token; set serve.admin_token "
+                "(or SERVE_ADMIN_TOKEN), or listen on 127.0.0.1",
+                path="serve.admin_token",
+            )
+        _log_to_stderr()
+        err.print(
+            f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
+            f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
+        )
+        application = create_app(settings, run_worker=not no_worker, dev=dev)
+        uvicorn.run(application, host=bind, port=listen_port, log_level="warning")
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=os.environ.get("POSTROOM_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- messages --------------------------------------------------------------------------
+
+
+@messages_app.command("list")
+def messages_list(
+    status: Annotated[
+        str | None, typer.Option("--status", help="queued, processing, sent or abandoned.")
+    ] = None,
+    recipient: Annotated[str | None, typer.Option("--recipient")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List messages, newest first."""
+    with user_errors():
+        settings = settings_from(config)
+        try:
+            wanted = Status(status) if status else None
+        except ValueError:
+            raise InputError(
+                f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}",
+                field="--status",
+            ) from None
+        query = MessageFilter(status=wanted, recipient=recipient, tenant=tenant, limit=limit)
+        rows = run_with_store(settings, lambda store: store.list_messages(query))
+        if as_json:
+            print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
+            return
+        table = Table(
+            "id", "created", "tenant", "recipient", "template", "status", "attempts", "last error"
+        )
+        for m in rows:
+            table.add_row(
+                m.id,
+                m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                m.tenant,
+                m.recipient,
+                m.template_type.value,
+                _status_text(m),
+                str(m.send_count),
+                m.last_error.code if m.last_error else "",
+            )
+        out.print(table if rows else "no messages")
+
+
+@messages_app.command("show")
+def messages_show(
+    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message id.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show one message with every delivery attempt and its diagnosis."""
+    with user_errors():
+        settings = settings_from(config)
+        message = run_with_store(settings, lambda store: store.get(message_id))
+        data = message_json(message, expose_bodies=_expose(settings, message))
+        if as_json:
+            print_json(data)
+            return
+        for key in (
+            "id",
+            "tenant",
+            "status",
+            "recipient",
+            "template_type",
+            "subject",
+            "send_count",
+            "created_at",
+            "updated_at",
+            "next_attempt_at",
+            "waiting_for",
+        ):
+            if data.get(key) is not None:
+                out.print(f"[bold]{key:>16}[/]  {data[key]}", markup=True)
+        if message.last_error:
+            _print_diagnosis("last error", message.last_error.to_json())
+        for number, dispatch in enumerate(reversed(message.dispatches), start=1):
+            when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
+            if dispatch.error:
+                _print_diagnosis("  error", dispatch.error.to_json())
+
+
+def _print_diagnosis(title: str, error: dict[str, Any]) -> None:
+    out.print(
+        f"[bold red]{title:>16}[/]  {error['code']}"
+        f" ({'transient' if error.get('transient') else 'permanent'})",
+        markup=True,
+    )
+    for key in ("stage", "reply", "cause", "fix"):
+        if error.get(key):
+            out.print(f"{key:>16}  {error[key]}")
+
+
+def _status_text(m: Message) -> str:
+    if m.status is Status.QUEUED and m.waiting_for:
+        return f"queued ({m.waiting_for.value})"
+    return m.status.value
+
+
+def _expose(settings: Settings, message: Message) -> bool:
+    try:
+        return settings.tenant(message.tenant).expose_message_bodies
+    except KeyError:
+        return False
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Durations as people write them in configuration: ``500ms``, ``30s``, ``5m``, ``1h``, ``30d``."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(value: object) -> float:
+    """Return the duration in seconds; raise ``ValueError`` naming the accepted forms.
+
+    A bare number is seconds. Compound forms like ``1h30m`` are accepted.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h or 30d, not a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    text = str(value).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 1h or 30d")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form: ``90`` -> ``1m30s``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    out, rest = [], round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(out) or "0s"

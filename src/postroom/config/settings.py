@@ -1,0 +1,131 @@
+"""The settings model: what a configuration file may say, with its defaults.
+
+Validation lives here; reading files and the environment lives in ``loader``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from postroom.config.durations import parse_duration
+from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
+from postroom.errors import ConfigError
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpSettings(_Strict):
+    """``courier.smtp``."""
+
+    connection_uri: str | None = None
+    from_address: str = "no-reply@postroom.localhost"
+    from_name: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    local_name: str | None = None
+    timeout: Duration = 30.0
+    client_cert_path: str | None = None
+    client_key_path: str | None = None
+
+    @field_validator("connection_uri")
+    @classmethod
+    def _valid_uri(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                parse_smtp_uri(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value or None
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+    def uri(self) -> SmtpUri | None:
+        """The parsed connection URI, or None when none is configured."""
+        return parse_smtp_uri(self.connection_uri) if self.connection_uri else None
+
+
+class RetrySettings(_Strict):
+    """``courier.retry``: exponential backoff with jitter between attempts."""
+
+    initial: Duration = 2.0
+    max: Duration = 300.0
+
+
+class WorkerSettings(_Strict):
+    """``courier.worker``."""
+
+    concurrency: int = Field(default=8, ge=1, le=256)
+    lease: Duration = 60.0
+
+
+class CourierSettings(_Strict):
+    """One tenant's ``courier`` section."""
+
+    delivery_strategy: Literal["smtp", "outbox"] | None = None
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    template_override_path: str | None = None
+    outbox_path: str = "./var/outbox"
+    expose_message_bodies: bool = False
+    message_retries: int = Field(default=5, ge=0, le=100)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    message_ttl: Duration = 3600.0
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    @property
+    def strategy(self) -> str:
+        """The effective strategy: SMTP when a URI is configured, else the outbox."""
+        if self.delivery_strategy:
+            return self.delivery_strategy
+        return "smtp" if self.smtp.connection_uri else "outbox"
+
+
+class ServeSettings(_Strict):
+    """``serve``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4436, ge=0, le=65535)
+    admin_token: str | None = None
+    allow_private_targets: bool = False
+
+
+class SecretsSettings(_Strict):
+    """``secrets``."""
+
+    default: list[str] = Field(default_factory=list)
+
+
+class TenantSettings(_Strict):
+    """An entry of ``tenants``."""
+
+    courier: CourierSettings = Field(default_factory=CourierSettings)
+
+
+class Settings(_Strict):
+    """The whole configuration."""
+
+    dsn: str = "sqlite:///./var/postroom.db"
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    courier: CourierSettings = Field(default_factory=CourierSettings)
+    tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+
+    def tenant(self, name: str) -> CourierSettings:
+        """The courier settings of a tenant; raise ``KeyError`` for an unknown one."""
+        if name == "default":
+            return self.courier
+        return self.tenants[name].courier
+
+    def tenant_names(self) -> list[str]:
+        """Every tenant the file declares, ``default`` first."""
+        return ["default", *sorted(self.tenants)]

@@ -1,0 +1,22 @@
+"""Failure -> Diagnosis: SPEC.md's vocabulary, and the provider knowledge that picks a code.
+
+``catalogue`` holds every code with its retry rule and plain words; ``replies`` reads an SMTP
+server reply (basic code, enhanced status code, text, stage) and names the code and, where the
+reply betrays it, the provider.
+"""
+
+from __future__ import annotations
+
+from postroom.diagnosis.catalogue import CODES, Entry, diagnose, is_transient
+from postroom.diagnosis.classify import diagnose_error
+from postroom.diagnosis.replies import Classified, classify_reply
+
+__all__ = [
+    "CODES",
+    "Classified",
+    "Entry",
+    "classify_reply",
+    "diagnose",
+    "diagnose_error",
+    "is_transient",
+]

@@ -1,0 +1,100 @@
+"""Turn an exception from a transport (or the configuration) into a :class:`Diagnosis`.
+
+Transports wrap library errors into :class:`~postroom.errors.DeliveryError` with the stage and
+the server's reply; this module reads that evidence (the reply, the ``hint`` a transport gives
+where the situation is structural, and the chained low-level error) and picks the code.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import aiosmtplib
+
+from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.replies import classify_reply
+from postroom.errors import ConfigError, DeliveryError, TemplateError
+from postroom.models import Diagnosis
+
+# OpenSSL reasons seen when one side speaks TLS and the other plain SMTP.
+_WRONG_MODE_REASONS = {
+    "WRONG_VERSION_NUMBER",
+    "PACKET_LENGTH_TOO_LONG",
+    "RECORD_LAYER_FAILURE",
+    "HTTP_REQUEST",
+    "UNKNOWN_PROTOCOL",
+}
+_VERSION_REASONS = {
+    "UNSUPPORTED_PROTOCOL",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "NO_PROTOCOLS_AVAILABLE",
+    "WRONG_SSL_VERSION",
+}
+# X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
+_HOSTNAME_MISMATCH = {62, 64}
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in seen:
+        seen.append(node)
+        node = node.__cause__ or node.__context__
+    return seen
+
+
+def diagnose_error(exc: BaseException) -> Diagnosis:
+    """Explain a failure with one code of SPEC.md's vocabulary, its cause and its fix."""
+    if isinstance(exc, TemplateError):
+        return diagnose("template_error", stage="render", cause=f"{exc}.")
+    if isinstance(exc, ConfigError):
+        return diagnose(
+            "unknown",
+            cause=f"The tenant's configuration is invalid: {exc}.",
+            fix="Correct the configuration; the message can then be retried.",
+        )
+    if not isinstance(exc, DeliveryError):
+        return diagnose("unknown", cause=f"{type(exc).__name__}: {exc}")
+    stage, reply = exc.stage, exc.reply
+    common: dict[str, Any] = {"stage": stage, "reply": reply, "reply_code": exc.reply_code}
+    if exc.hint:
+        return diagnose(exc.hint, **common)
+    if exc.reply_code is not None:
+        found = classify_reply(exc.reply_code, exc.reply_text or "", stage=stage)
+        return diagnose(found.code, **common, cause=found.cause, fix=found.fix)
+    return diagnose(_code_from_chain(exc), **common)
+
+
+def _code_from_chain(exc: DeliveryError) -> str:
+    chain = _chain(exc)
+    for err in chain:
+        if isinstance(err, ssl.SSLCertVerificationError):
+            if err.verify_code in _HOSTNAME_MISMATCH:
+                return "tls_hostname_mismatch"
+            return "tls_certificate_untrusted"
+    for err in chain:
+        if isinstance(err, ssl.SSLError):
+            reason = str(getattr(err, "reason", "") or "")
+            if reason in _VERSION_REASONS:
+                return "tls_version_unsupported"
+            if reason in _WRONG_MODE_REASONS:
+                return "tls_wrong_mode"
+            if exc.stage == "tls":
+                return "tls_wrong_mode" if "EOF" in str(err) else "protocol_error"
+    for err in chain:
+        if isinstance(err, TimeoutError):
+            if exc.stage in {"connect", "tls"}:
+                return "connection_timeout"
+            return "server_unavailable"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection_refused"
+        if isinstance(err, (aiosmtplib.SMTPServerDisconnected, ConnectionError)):
+            if exc.stage == "tls":
+                return "tls_wrong_mode"
+            return "server_unavailable"
+    if exc.stage in {"dns"}:
+        return "dns_unresolved"
+    if exc.stage in {"connect"}:
+        return "connection_refused"
+    return "unknown"

@@ -1,0 +1,180 @@
+"""Intake: validate a request, render it, and store it durably before saying yes.
+
+The API and the CLI are thin adapters over :func:`prepare` and :func:`enqueue`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from postroom.config import Settings
+from postroom.errors import DuplicateRequestError, InputError, TemplateError
+from postroom.intake.validate import (
+    MAX_BODY,
+    MAX_SUBJECT,
+    validate_address,
+    validate_template_type,
+    validate_text,
+)
+from postroom.models import Message, NewMessage, TemplateType
+from postroom.render import build_mime, render_email
+from postroom.store import Store, utcnow
+
+MAX_DATA = 64 * 1024  # bytes of template_data JSON
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One message as a caller asks for it: a template with data, or a ready subject and body."""
+
+    to: str
+    template_type: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    tenant: str = "default"
+    idempotency_key: str | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Any) -> SendRequest:
+        """Build from a JSON object with SPEC.md's bulk keys; raise :class:`InputError`."""
+        if not isinstance(raw, dict):
+            raise InputError("each line must be a JSON object")
+        allowed = {"to", "template", "data", "subject", "text", "html", "tenant", "idempotency_key"}
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise InputError(
+                f"unknown key; allowed: {', '.join(sorted(allowed))}", field=unknown[0]
+            )
+        data = raw.get("data") or {}
+        return cls(
+            to=raw.get("to", ""),
+            template_type=raw.get("template"),
+            data=data,
+            subject=raw.get("subject"),
+            text=raw.get("text"),
+            html=raw.get("html"),
+            tenant=raw.get("tenant") or "default",
+            idempotency_key=raw.get("idempotency_key"),
+        )
+
+
+def prepare(request: SendRequest, settings: Settings) -> NewMessage:
+    """Validate and render one request into the exact message that will be sent.
+
+    Raise :class:`InputError` naming the field for anything invalid.
+    """
+    recipient = validate_address(request.to, field="to")
+    if request.tenant not in settings.tenant_names():
+        raise InputError(
+            f"unknown tenant {request.tenant!r}; configured: {', '.join(settings.tenant_names())}",
+            field="tenant",
+        )
+    courier = settings.tenant(request.tenant)
+    if not isinstance(request.data, dict):
+        raise InputError("must be a JSON object", field="data")
+    data = dict(request.data)
+    if len(json.dumps(data, default=str)) > MAX_DATA:
+        raise InputError(f"is larger than {MAX_DATA // 1024} KiB", field="data")
+    if request.template_type is None or request.template_type == TemplateType.STUB.value:
+        if request.subject is None or request.text is None:
+            raise InputError(
+                "give either a template type, or a subject and a text body", field="template"
+            )
+        template_type = TemplateType.STUB
+        data["subject"] = validate_text(
+            request.subject, field="subject", limit=MAX_SUBJECT, one_line=True
+        )
+        data["body"] = validate_text(request.text, field="text", limit=MAX_BODY)
+        if request.html is not None:
+            data["html_body"] = validate_text(request.html, field="html", limit=MAX_BODY)
+    else:
+        template_type = validate_template_type(request.template_type, field="template")
+        if request.subject is not None or request.text is not None:
+            raise InputError(
+                "give either a template or a subject and text, not both", field="subject"
+            )
+    data["to"] = recipient
+    key = request.idempotency_key
+    if key is not None:
+        key = validate_text(key, field="idempotency_key", limit=255, one_line=True)
+    try:
+        rendered = render_email(template_type, data, override_path=courier.template_override_path)
+    except TemplateError as exc:
+        raise InputError(str(exc), field="template") from exc
+    validate_text(rendered.subject, field="subject", limit=MAX_SUBJECT, one_line=True)
+    mime = build_mime(
+        rendered,
+        sender=courier.smtp.from_address,
+        sender_name=courier.smtp.from_name,
+        recipient=recipient,
+        reply_to=courier.smtp.reply_to,
+        headers=courier.smtp.headers,
+        date=utcnow(),
+    )
+    return NewMessage(
+        tenant=request.tenant,
+        recipient=recipient,
+        template_type=template_type,
+        template_data=data,
+        subject=rendered.subject,
+        body=rendered.text,
+        html_body=rendered.html,
+        mime=mime,
+        idempotency_key=key,
+        request_hash=_request_hash(request),
+    )
+
+
+def _request_hash(request: SendRequest) -> str:
+    canonical = json.dumps(
+        [
+            request.to,
+            request.template_type,
+            request.data,
+            request.subject,
+            request.text,
+            request.html,
+            request.tenant,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def enqueue(
+    store: Store, settings: Settings, requests: Sequence[SendRequest]
+) -> list[tuple[Message, bool]]:
+    """Validate, render and store every request in one transaction (all or nothing).
+
+    Returns each message with ``created`` (False when an idempotency key matched an earlier
+    message). Raise :class:`DuplicateRequestError` when a key matches a different request.
+    """
+    prepared = [prepare(r, settings) for r in requests]
+    by_tenant: dict[str, list[int]] = {}
+    for index, new in enumerate(prepared):
+        by_tenant.setdefault(new.tenant, []).append(index)
+    out: list[tuple[Message, bool]] = [None] * len(prepared)  # type: ignore[list-item]
+    # One transaction per tenant: the attempt budget and the TTL are per tenant.
+    for tenant, indexes in by_tenant.items():
+        courier = settings.tenant(tenant)
+        stored = await store.enqueue(
+            [prepared[i] for i in indexes],
+            max_attempts=courier.message_retries + 1,
+            ttl=courier.message_ttl,
+        )
+        for index, result in zip(indexes, stored, strict=True):
+            out[index] = result
+    for new, (message, created) in zip(prepared, out, strict=True):
+        if not created and message.request_hash != new.request_hash:
+            raise DuplicateRequestError(
+                "was already used for a different message; use a new key for a new message",
+                field="idempotency_key",
+            )
+    return out

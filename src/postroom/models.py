@@ -1,0 +1,194 @@
+"""Plain, frozen data that travels between the layers. No I/O lives here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where a message is in its life. ``sent`` means handed off to the provider."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SENT = "sent"
+    ABANDONED = "abandoned"
+
+
+class DispatchStatus(enum.StrEnum):
+    """The outcome of one delivery attempt."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class TemplateType(enum.StrEnum):
+    """Kratos's template types, plus ``test`` for the test email."""
+
+    RECOVERY_INVALID = "recovery_invalid"
+    RECOVERY_VALID = "recovery_valid"
+    RECOVERY_CODE_INVALID = "recovery_code_invalid"
+    RECOVERY_CODE_VALID = "recovery_code_valid"
+    VERIFICATION_INVALID = "verification_invalid"
+    VERIFICATION_VALID = "verification_valid"
+    VERIFICATION_CODE_INVALID = "verification_code_invalid"
+    VERIFICATION_CODE_VALID = "verification_code_valid"
+    LOGIN_CODE_VALID = "login_code_valid"
+    REGISTRATION_CODE_VALID = "registration_code_valid"
+    VERIFIABLE_ADDRESS_CHANGED = "verifiable_address_changed"
+    AUTHENTICATOR_KEY_ADDED = "authenticator_key_added"
+    STUB = "stub"
+    TEST = "test"
+
+
+class WaitingFor(enum.StrEnum):
+    """Why a queued message is not being sent right now."""
+
+    BACKOFF = "backoff"
+    RATE_LIMIT = "rate_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """The three rendered parts of an email, before MIME assembly."""
+
+    subject: str
+    text: str
+    html: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """A failure explained: one code from SPEC.md's vocabulary, and what to do about it."""
+
+    code: str
+    transient: bool
+    cause: str
+    fix: str
+    stage: str | None = None
+    reply: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The SPEC.md ``error`` object (``stage`` and ``reply`` only when known)."""
+        out: dict[str, Any] = {"code": self.code, "transient": self.transient}
+        if self.stage is not None:
+            out["stage"] = self.stage
+        if self.reply is not None:
+            out["reply"] = self.reply
+        out["cause"] = self.cause
+        out["fix"] = self.fix
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Diagnosis:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            code=str(data["code"]),
+            transient=bool(data.get("transient", False)),
+            cause=str(data.get("cause", "")),
+            fix=str(data.get("fix", "")),
+            stage=data.get("stage"),
+            reply=data.get("reply"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One delivery attempt of a message."""
+
+    id: str
+    message_id: str
+    status: DispatchStatus
+    error: Diagnosis | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A validated, rendered message ready to be stored (the output of intake)."""
+
+    tenant: str
+    recipient: str
+    template_type: TemplateType
+    template_data: dict[str, Any]
+    subject: str
+    body: str
+    html_body: str | None
+    mime: bytes
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message, as the store returns it."""
+
+    id: str
+    tenant: str
+    status: Status
+    recipient: str
+    template_type: TemplateType
+    template_data: dict[str, Any]
+    subject: str
+    body: str
+    html_body: str | None
+    mime: bytes
+    send_count: int
+    max_attempts: int
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+    expires_at: datetime | None
+    waiting_for: WaitingFor | None
+    last_error: Diagnosis | None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    request_hash: str | None = None
+    dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
+
+
+REDACTED = "<redacted>"
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
+    """SPEC.md's dispatch object."""
+    return {
+        "id": dispatch.id,
+        "message_id": dispatch.message_id,
+        "status": dispatch.status.value,
+        "error": dispatch.error.to_json() if dispatch.error else None,
+        "created_at": _time(dispatch.created_at),
+        "updated_at": _time(dispatch.updated_at),
+    }
+
+
+def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
+    """SPEC.md's message object (a superset of Kratos's); bodies redacted unless exposed."""
+    return {
+        "id": message.id,
+        "tenant": message.tenant,
+        "status": message.status.value,
+        "type": "email",
+        "recipient": message.recipient,
+        "subject": message.subject if expose_bodies else REDACTED,
+        "body": message.body if expose_bodies else REDACTED,
+        "template_type": message.template_type.value,
+        "send_count": message.send_count,
+        "idempotency_key": message.idempotency_key,
+        "created_at": _time(message.created_at),
+        "updated_at": _time(message.updated_at),
+        "next_attempt_at": _time(message.next_attempt_at)
+        if message.status is Status.QUEUED
+        else None,
+        "waiting_for": message.waiting_for.value if message.waiting_for else None,
+        "last_error": message.last_error.to_json() if message.last_error else None,
+        "dispatches": [dispatch_json(d) for d in message.dispatches],
+    }

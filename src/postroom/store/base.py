@@ -1,0 +1,89 @@
+"""The Store protocol: the queue and the record of every message. The only place with SQL
+is below this package; everything else talks to a :class:`Store`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What happened to one claimed message, written by :meth:`Store.complete`.
+
+    ``status`` is the message's new status: ``sent``, ``queued`` (retry at
+    ``next_attempt_at``) or ``abandoned``. ``attempted`` says whether a dispatch row is written
+    (False for a message abandoned without a send, e.g. expired).
+    """
+
+    message_id: str
+    status: Status
+    error: Diagnosis | None = None
+    attempted: bool = True
+    next_attempt_at: datetime | None = None
+    waiting_for: WaitingFor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Filters for :meth:`Store.list_messages`; every field is optional."""
+
+    status: Status | None = None
+    recipient: str | None = None
+    tenant: str | None = None
+    template_type: str | None = None
+    limit: int = 50
+    before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
+
+
+class Store(Protocol):
+    """Durable storage and queue. Every method is a coroutine; writes are atomic."""
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema to the newest version."""
+
+    async def enqueue(
+        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
+    ) -> list[tuple[Message, bool]]:
+        """Store messages durably in one transaction; return each with ``created``.
+
+        A message whose (tenant, idempotency key) already exists is not stored again: the
+        existing one is returned with ``created`` False. ``ttl`` 0 means never expires.
+        """
+
+    async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
+        """Atomically lease up to ``limit`` due messages (or ones whose lease expired)."""
+
+    async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
+        """Extend the lease of messages this worker still holds."""
+
+    async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
+        """Give back leased messages that were not attempted, due again now."""
+
+    async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
+        """Record attempts and new statuses of claimed messages in one transaction."""
+
+    async def get(self, message_id: str) -> Message:
+        """One message with its dispatches, newest first; raise ``NotFoundError``."""
+
+    async def list_messages(self, query: MessageFilter) -> list[Message]:
+        """Messages newest first (without dispatches)."""
+
+    async def next_due(self) -> datetime | None:
+        """When the next queued message falls due (None when the queue is empty)."""
+
+    async def count_pending(self) -> int:
+        """How many messages are queued or processing."""
+
+    async def wait(self, timeout: float) -> None:
+        """Return when work may have arrived (an enqueue in this process) or after timeout."""
+
+    async def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,98 @@
+"""The tables, as SQLAlchemy Core objects. Migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("type", String(16), nullable=False, default="email"),
+    Column("recipient", String(320), nullable=False),
+    Column("template_type", String(64), nullable=False),
+    Column("template_data", JSON, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("html_body", Text, nullable=True),
+    Column("mime", LargeBinary, nullable=False),
+    Column("send_count", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("waiting_for", String(16), nullable=True),
+    Column("last_error", JSON, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
+    Index("ix_messages_due", "status", "next_attempt_at"),
+    Index("ix_messages_lease", "status", "lease_until"),
+    Index("ix_messages_created", "created_at", "id"),
+    Index("ix_messages_recipient", "recipient"),
+)
+
+dispatches = Table(
+    "dispatches",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "message_id",
+        String(36),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("status", String(16), nullable=False),
+    Column("error", JSON, nullable=True),
+    Column("worker", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_dispatches_message", "message_id", "created_at"),
+)

@@ -1,0 +1,34 @@
+"""Transports: how a message leaves. ``make_transport`` picks one from a tenant's settings."""
+
+from __future__ import annotations
+
+from postroom.config.settings import CourierSettings
+from postroom.errors import ConfigError
+from postroom.transports.base import Envelope, Recorder, SendResult, Step, Transport
+from postroom.transports.outbox import OutboxTransport
+from postroom.transports.smtp import SmtpTransport
+
+
+def make_transport(courier: CourierSettings, *, pool_size: int = 1) -> Transport:
+    """The transport a tenant's settings ask for."""
+    if courier.strategy == "smtp":
+        uri = courier.smtp.uri()
+        if uri is None:
+            raise ConfigError(
+                "delivery_strategy is smtp but no connection_uri is set",
+                path="courier.smtp.connection_uri",
+            )
+        return SmtpTransport(uri, courier.smtp, pool_size=pool_size)
+    return OutboxTransport(courier.outbox_path)
+
+
+__all__ = [
+    "Envelope",
+    "OutboxTransport",
+    "Recorder",
+    "SendResult",
+    "SmtpTransport",
+    "Step",
+    "Transport",
+    "make_transport",
+]

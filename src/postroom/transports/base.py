@@ -1,0 +1,78 @@
+"""The transport contract: ``send`` one envelope, ``close``. Transports report what happened
+(a result, or a :class:`~postroom.errors.DeliveryError` carrying the stage and the reply);
+they never write a status and never decide about retries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a transport hands off: the sender, the recipients and the exact message bytes."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A successful hand-off. ``reply`` is the provider's acceptance (e.g. ``250 2.0.0 OK``)."""
+
+    reply: str | None = None
+    provider_message_id: str | None = None
+
+
+class Transport(Protocol):
+    """Something that can hand a message to a provider."""
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        """Hand one message off; raise ``DeliveryError`` when it could not be."""
+
+    async def close(self) -> None:
+        """Release connections; the transport may not be used afterwards."""
+
+
+@dataclass(slots=True)
+class Step:
+    """One step of a conversation, as ``test-smtp`` prints it."""
+
+    stage: str
+    ok: bool
+    ms: float
+    detail: str | None = None
+    reply: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """SPEC.md's step object."""
+        out: dict[str, object] = {"stage": self.stage, "ok": self.ok, "ms": round(self.ms, 1)}
+        if self.detail is not None:
+            out["detail"] = self.detail
+        if self.reply is not None:
+            out["reply"] = self.reply
+        return out
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Collects the steps of a conversation. Attached by ``test-smtp``; None for real sends."""
+
+    steps: list[Step] = field(default_factory=list)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[Step]:
+        """Time a step; the caller fills in ``detail``/``reply`` and ``ok`` is set on success."""
+        step = Step(stage=stage, ok=False, ms=0.0)
+        start = time.perf_counter()
+        try:
+            yield step
+            step.ok = True
+        finally:
+            step.ms = (time.perf_counter() - start) * 1000
+            self.steps.append(step)

@@ -1,0 +1,390 @@
+"""SMTP delivery on aiosmtplib, in the six security modes of the connection URI.
+
+We open the TCP socket ourselves (so that ``dns`` and ``connect`` are steps of their own) and
+hand it to aiosmtplib for the SMTP conversation. Each step goes through
+:meth:`SmtpConnection._step`, the one place where library errors are wrapped into
+:class:`~postroom.errors.DeliveryError` with their stage and reply, and where a
+:class:`~postroom.transports.base.Recorder` (``test-smtp``) sees the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from functools import cached_property
+from typing import TypeVar
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+from postroom.config.settings import SmtpSettings
+from postroom.config.smtp_uri import Security, SmtpUri
+from postroom.errors import DeliveryError
+from postroom.transports.base import Envelope, Recorder, SendResult
+
+T = TypeVar("T")
+
+
+def build_tls_context(uri: SmtpUri, settings: SmtpSettings) -> ssl.SSLContext:
+    """A client context: system trust store (honours ``SSL_CERT_FILE``), TLS 1.2 or newer,
+    verification unless the URI says ``skip_ssl_verify=true``, and the client certificate."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not uri.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if settings.client_cert_path:
+        context.load_cert_chain(settings.client_cert_path, keyfile=settings.client_key_path)
+    return context
+
+
+def _reply(response: SMTPResponse) -> str:
+    return f"{response.code} {' '.join(response.message.split())}".strip()
+
+
+class SmtpConnection:
+    """One SMTP session: opened with :meth:`open`, then any number of :meth:`deliver` calls."""
+
+    def __init__(
+        self,
+        uri: SmtpUri,
+        settings: SmtpSettings,
+        *,
+        tls_context: ssl.SSLContext | None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.uri = uri
+        self.settings = settings
+        self.tls_context = tls_context
+        self.recorder = recorder
+        self.client: aiosmtplib.SMTP | None = None
+        self.delivered = 0
+
+    @property
+    def usable(self) -> bool:
+        """True while the session is open and in a clean state for the next message."""
+        return self.client is not None and self.client.is_connected
+
+    async def _step(
+        self,
+        stage: str,
+        action: Callable[[], Awaitable[T]],
+        *,
+        detail: Callable[[T], str | None] | None = None,
+    ) -> T:
+        """Run one step; record it; wrap any failure into a DeliveryError for ``stage``."""
+        recorder = self.recorder or Recorder()
+        with recorder.timed(stage) as step:
+            try:
+                result = await action()
+            except DeliveryError as exc:
+                step.stage = exc.stage
+                step.reply = exc.reply
+                step.detail = str(exc)
+                raise
+            except aiosmtplib.SMTPResponseException as exc:
+                error = DeliveryError(
+                    f"the server refused {stage.upper()}",
+                    stage=stage,
+                    reply_code=exc.code,
+                    reply_text=exc.message,
+                )
+                step.reply = error.reply
+                raise error from exc
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                error = DeliveryError(_describe(stage, exc), stage=stage)
+                step.detail = str(error)
+                raise error from exc
+            if isinstance(result, SMTPResponse):
+                step.reply = _reply(result)
+            if detail is not None:
+                step.detail = detail(result)
+            return result
+
+    async def open(self) -> None:
+        """Resolve, connect, (implicit TLS), greeting, EHLO, (STARTTLS, EHLO), AUTH."""
+        uri, timeout = self.uri, self.settings.timeout
+        loop = asyncio.get_running_loop()
+
+        async def resolve() -> list[tuple[int, tuple[object, ...]]]:
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(uri.host, uri.port, type=socket.SOCK_STREAM), timeout
+                )
+            except socket.gaierror as exc:
+                raise DeliveryError(
+                    f"the host name {uri.host} does not resolve ({exc.strerror})",
+                    stage="dns",
+                    hint="dns_unresolved",
+                ) from exc
+            return [(family, addr) for family, _t, _p, _c, addr in infos]
+
+        addresses = await self._step(
+            "dns", resolve, detail=lambda a: f"{uri.host} -> {', '.join(str(x[1][0]) for x in a)}"
+        )
+
+        async def connect() -> socket.socket:
+            last: BaseException | None = None
+            for family, addr in addresses:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+                    return sock
+                except (OSError, TimeoutError) as exc:
+                    sock.close()
+                    last = exc
+            assert last is not None
+            if isinstance(last, TimeoutError):
+                raise DeliveryError(
+                    f"no answer from {uri.host}:{uri.port} within {timeout:g}s",
+                    stage="connect",
+                    hint="connection_timeout",
+                ) from last
+            raise DeliveryError(
+                f"cannot connect to {uri.host}:{uri.port}: {getattr(last, 'strerror', last)}",
+                stage="connect",
+                hint="connection_refused" if isinstance(last, ConnectionRefusedError) else None,
+            ) from last
+
+        sock = await self._step("connect", connect, detail=lambda s: f"connected to {_peer(s)}")
+        implicit = uri.security is Security.IMPLICIT_TLS
+        client = aiosmtplib.SMTP(
+            hostname=uri.tls_name,
+            sock=sock,
+            use_tls=implicit,
+            start_tls=False,
+            tls_context=self.tls_context if implicit else None,
+            local_hostname=self.settings.local_name,
+            timeout=timeout,
+        )
+        self.client = client
+        try:
+            await self._handshake(client, implicit)
+        except BaseException:
+            client.close()
+            self.client = None
+            raise
+
+    async def _handshake(self, client: aiosmtplib.SMTP, implicit: bool) -> None:
+        uri = self.uri
+        await self._step(
+            "tls" if implicit else "connect",
+            client.connect,
+            detail=lambda r: (
+                f"TLS {_tls_version(client)} with {uri.tls_name}; greeting {_reply(r)}"
+                if implicit
+                else f"greeting {_reply(r)}"
+            ),
+        )
+        await self._step("ehlo", self._ehlo)
+        if uri.security is Security.STARTTLS:
+
+            async def starttls() -> SMTPResponse:
+                if not client.supports_extension("starttls"):
+                    raise DeliveryError(
+                        "the server does not offer STARTTLS, and the URI requires it",
+                        stage="starttls",
+                        hint="starttls_unavailable",
+                    )
+                try:
+                    return await client.starttls(
+                        server_hostname=uri.tls_name, tls_context=self.tls_context
+                    )
+                except (ssl.SSLError, aiosmtplib.SMTPConnectError) as exc:
+                    raise DeliveryError(_describe("tls", exc), stage="tls") from exc
+
+            await self._step(
+                "starttls",
+                starttls,
+                detail=lambda r: f"TLS {_tls_version(client)} with {uri.tls_name}",
+            )
+            await self._step("ehlo", self._ehlo)
+        if uri.username is not None:
+            await self._step("auth", self._login, detail=lambda r: f"logged in as {uri.username}")
+
+    async def _ehlo(self) -> SMTPResponse:
+        assert self.client is not None
+        try:
+            return await self.client.ehlo()
+        except aiosmtplib.SMTPHeloError as exc:
+            if exc.code >= 500:
+                return await self.client.helo()
+            raise
+
+    async def _login(self) -> SMTPResponse:
+        client, uri = self.client, self.uri
+        assert client is not None and uri.username is not None
+        methods = client.server_auth_methods
+        if not client.supports_extension("auth"):
+            hint = "auth_unsupported"
+            if uri.security is Security.CLEARTEXT and client.supports_extension("starttls"):
+                hint = "starttls_required"
+            raise DeliveryError(
+                "the server offers no AUTH command on this connection", stage="auth", hint=hint
+            )
+        password = uri.password or ""
+        if "plain" in methods:
+            return await client.auth_plain(uri.username, password)
+        if "login" in methods:
+            return await client.auth_login(uri.username, password)
+        raise DeliveryError(
+            f"the server offers AUTH {' '.join(m.upper() for m in methods)}, "
+            "but Postroom logs in with PLAIN or LOGIN",
+            stage="auth",
+            hint="auth_unsupported",
+        )
+
+    async def deliver(self, envelope: Envelope) -> SendResult:
+        """MAIL, RCPT, DATA for one message on the open session."""
+        client = self.client
+        assert client is not None
+        await self._step("mail", lambda: client.mail(envelope.sender))
+        try:
+            for recipient in envelope.recipients:
+                await self._step("rcpt", lambda r=recipient: client.rcpt(r))  # type: ignore[misc]
+            response = await self._step("data", lambda: client.data(envelope.data))
+        except DeliveryError:
+            await self._reset()
+            raise
+        self.delivered += 1
+        return SendResult(reply=_reply(response))
+
+    async def _reset(self) -> None:
+        """After a refused transaction, RSET so the session can carry the next message."""
+        if self.client is None or not self.client.is_connected:
+            return
+        try:
+            await self.client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            self.abort()
+
+    async def quit(self) -> None:
+        """Say QUIT politely; errors are recorded but never raised."""
+        if self.client is None:
+            return
+        client = self.client
+        try:
+            if client.is_connected:
+                await self._step("quit", client.quit)
+        except DeliveryError:
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection without a word."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+def _tls_version(client: aiosmtplib.SMTP) -> str:
+    ssl_object = client.get_transport_info("ssl_object")
+    version = ssl_object.version() if ssl_object is not None else None
+    return str(version or "?")
+
+
+def _describe(stage: str, exc: BaseException) -> str:
+    root: BaseException = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = getattr(root, "reason", None) or str(root) or type(root).__name__
+    if isinstance(root, ssl.SSLCertVerificationError):
+        text = root.verify_message or text
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return f"the server closed the connection during {stage.upper()}"
+    if isinstance(exc, TimeoutError):
+        return f"no answer during {stage.upper()} ({exc})"
+    return f"{stage.upper()} failed: {text}"
+
+
+class SmtpTransport:
+    """Delivers over a small pool of reused SMTP sessions to one server.
+
+    Up to ``pool_size`` sessions run at once; an idle session is reused for the next message
+    and reopened when the server has dropped it.
+    """
+
+    def __init__(
+        self,
+        uri: SmtpUri,
+        settings: SmtpSettings,
+        *,
+        pool_size: int = 1,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.uri = uri
+        self.settings = settings
+        self.recorder = recorder
+        self._idle: list[SmtpConnection] = []
+        self._slots = asyncio.Semaphore(pool_size)
+        self._closed = False
+
+    @cached_property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """Built once per transport; None for cleartext."""
+        if self.uri.security is Security.CLEARTEXT:
+            return None
+        return build_tls_context(self.uri, self.settings)
+
+    def _new_connection(self) -> SmtpConnection:
+        return SmtpConnection(
+            self.uri, self.settings, tls_context=self.tls_context, recorder=self.recorder
+        )
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        """Hand one message to the server; raise ``DeliveryError`` when it cannot be."""
+        if self._closed:
+            raise RuntimeError("transport closed")
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else None
+            if conn is not None and conn.usable:
+                try:
+                    return self._keep(conn, await conn.deliver(envelope))
+                except DeliveryError as exc:
+                    if not _dropped_before_data(exc):
+                        self._keep(conn, None)
+                        raise
+                    conn.abort()  # the server closed an idle session: open a fresh one
+            conn = self._new_connection()
+            await conn.open()
+            try:
+                result = await conn.deliver(envelope)
+            except DeliveryError:
+                self._keep(conn, None)
+                raise
+            return self._keep(conn, result)
+
+    def _keep(self, conn: SmtpConnection, result: SendResult | None) -> SendResult:
+        if conn.usable and not self._closed:
+            self._idle.append(conn)
+        else:
+            conn.abort()
+        return result  # type: ignore[return-value]
+
+    async def close(self) -> None:
+        """QUIT every idle session."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(conn.quit() for conn in idle))
+
+
+def _dropped_before_data(exc: DeliveryError) -> bool:
+    """True when a reused session failed at MAIL because the server had closed it."""
+    if exc.stage != "mail":
+        return False
+    cause = exc.__cause__
+    return isinstance(cause, (aiosmtplib.SMTPServerDisconnected, ConnectionError)) or (
+        exc.reply_code == 421
+    )

@@ -1,0 +1,68 @@
+"""The one place that decides: retry with backoff, or give up.
+
+Transports report, ``diagnosis`` classifies, and this module turns a diagnosis into the
+message's next state.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from postroom.config.durations import format_duration
+from postroom.config.settings import CourierSettings
+from postroom.diagnosis import diagnose
+from postroom.models import Diagnosis, Message, Status, WaitingFor
+from postroom.store.base import Completion
+
+
+def backoff(attempt: int, courier: CourierSettings, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait after the ``attempt``-th failed attempt (1-based): exponential from
+    ``retry.initial``, capped at ``retry.max``, with +/-20% jitter."""
+    base = min(courier.retry.initial * (2 ** (attempt - 1)), courier.retry.max)
+    return float(base * (rng or random).uniform(0.8, 1.2))
+
+
+def after_failure(
+    message: Message, diagnosis: Diagnosis, courier: CourierSettings, *, now: datetime
+) -> Completion:
+    """Decide what follows a failed attempt.
+
+    A permanent failure abandons at once; a transient one is retried with backoff until the
+    message has had ``max_attempts`` attempts. A retry never goes past the message's TTL: it
+    falls due at the expiry instead, where :func:`expired` abandons it.
+    """
+    attempts = message.send_count + 1
+    if not diagnosis.transient or attempts >= message.max_attempts:
+        return Completion(message_id=message.id, status=Status.ABANDONED, error=diagnosis)
+    due = now + timedelta(seconds=backoff(attempts, courier))
+    if message.expires_at is not None and due > message.expires_at:
+        due = message.expires_at
+    return Completion(
+        message_id=message.id,
+        status=Status.QUEUED,
+        error=diagnosis,
+        next_attempt_at=due,
+        waiting_for=WaitingFor.BACKOFF,
+    )
+
+
+def is_expired(message: Message, *, now: datetime) -> bool:
+    """True when the message outlived its TTL without being handed off."""
+    return message.expires_at is not None and now >= message.expires_at
+
+
+def expired(message: Message, courier: CourierSettings) -> Completion:
+    """Abandon a message that outlived ``courier.message_ttl``; no attempt is made."""
+    last = message.last_error
+    cause = (
+        f"The message was not handed off within its time to live "
+        f"({format_duration(courier.message_ttl)})"
+    )
+    cause += f"; the last attempt failed with {last.code}." if last else "."
+    return Completion(
+        message_id=message.id,
+        status=Status.ABANDONED,
+        error=diagnose("expired", cause=cause, fix=last.fix if last else None),
+        attempted=False,
+    )

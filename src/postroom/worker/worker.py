@@ -1,0 +1,282 @@
+"""The worker: claim -> send -> record, with up to ``concurrency`` sends in flight.
+
+Status writes are batched: completions queue up while the previous write runs, and go to the
+store together. Leases are renewed while messages are in flight, so a slow send is not taken
+over by another worker; a worker that dies stops renewing, and its messages come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from postroom.config import Settings
+from postroom.config.settings import CourierSettings
+from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.classify import diagnose_error
+from postroom.errors import ConfigError, DeliveryError
+from postroom.models import Message, Status
+from postroom.store import Completion, Store, utcnow
+from postroom.transports import Envelope, Transport, make_transport
+from postroom.worker import retry
+
+log = logging.getLogger("postroom.worker")
+
+POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """What a run did; printed by ``worker --drain``."""
+
+    sent: int = 0
+    retried: int = 0
+    abandoned: int = 0
+
+
+class Worker:
+    """Delivers due messages from ``store`` through each tenant's transport."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        concurrency: int | None = None,
+        transport_factory: Callable[[CourierSettings, int], Transport] | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.concurrency = concurrency or settings.courier.worker.concurrency
+        self.lease = settings.courier.worker.lease
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._factory = transport_factory or (lambda c, n: make_transport(c, pool_size=n))
+        self._transports: dict[str, Transport] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._pending: list[Completion] = []
+        self._wrote = asyncio.Event()
+        self.stats = WorkerStats()
+
+    def _transport(self, tenant: str) -> Transport:
+        transport = self._transports.get(tenant)
+        if transport is None:
+            transport = self._factory(self.settings.tenant(tenant), self.concurrency)
+            self._transports[tenant] = transport
+        return transport
+
+    async def _process(self, message: Message) -> None:
+        now = utcnow()
+        try:
+            courier = self.settings.tenant(message.tenant)
+        except KeyError:
+            diagnosis = diagnose(
+                "unknown",
+                cause=f"The message belongs to tenant {message.tenant!r}, "
+                "which the configuration no longer declares.",
+                fix="Declare the tenant again, or cancel the message.",
+            )
+            self._finish(Completion(message.id, Status.ABANDONED, diagnosis, attempted=False))
+            return
+        if retry.is_expired(message, now=now):
+            self._finish(retry.expired(message, courier))
+            return
+        envelope = Envelope(
+            message_id=message.id,
+            sender=courier.smtp.from_address,
+            recipients=(message.recipient,),
+            data=message.mime,
+        )
+        try:
+            await self._transport(message.tenant).send(envelope)
+        except (DeliveryError, ConfigError) as exc:
+            diagnosis = diagnose_error(exc)
+            completion = retry.after_failure(message, diagnosis, courier, now=utcnow())
+            log.info(
+                "message %s attempt %d failed: %s (%s)",
+                message.id,
+                message.send_count + 1,
+                diagnosis.code,
+                "retry" if completion.status is Status.QUEUED else "give up",
+            )
+            self._finish(completion)
+        except Exception as exc:  # a bug must not lose the message: record it and retry
+            log.exception("message %s: unexpected error", message.id)
+            diagnosis = diagnose(
+                "unknown",
+                reply_code=450,
+                cause=f"Postroom failed unexpectedly: {exc!r}.",
+                fix="This is a bug in Postroom; the message will be retried. Please report it.",
+            )
+            self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()))
+        else:
+            self._finish(Completion(message.id, Status.SENT))
+
+    def _finish(self, completion: Completion) -> None:
+        if completion.status is Status.SENT:
+            self.stats.sent += 1
+        elif completion.status is Status.QUEUED:
+            self.stats.retried += 1
+        else:
+            self.stats.abandoned += 1
+        self._pending.append(completion)
+        self._wrote.set()
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.store.complete(batch, worker=self.worker_id)
+            except BaseException:
+                self._pending[:0] = batch
+                raise
+
+    async def _writer(self, stop: asyncio.Event) -> None:
+        while True:
+            await self._wrote.wait()
+            self._wrote.clear()
+            try:
+                await self._flush()
+            except Exception:  # the database is busy or gone: keep the batch and try again
+                log.exception("writing %d status updates failed; retrying", len(self._pending))
+                await asyncio.sleep(0.5)
+                self._wrote.set()
+                continue
+            if stop.is_set() and not self._inflight and not self._pending:
+                return
+
+    async def _renewer(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            ids = list(self._inflight)
+            with contextlib.suppress(Exception):
+                await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
+
+    async def _claim_and_start(self) -> int:
+        free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        claimed = await self.store.claim(worker=self.worker_id, limit=free, lease=self.lease)
+        for message in claimed:
+            task = asyncio.create_task(self._process(message))
+            self._inflight[message.id] = task
+            task.add_done_callback(self._forget(message.id))
+        return len(claimed)
+
+    def _forget(self, message_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(message_id, None)
+
+        return done
+
+    async def run(
+        self,
+        stop: asyncio.Event | None = None,
+        *,
+        drain: bool = False,
+        max_wait: float = 0.0,
+        shutdown_deadline: float = 30.0,
+    ) -> WorkerStats:
+        """Deliver until ``stop`` is set (or, with ``drain``, until nothing is due).
+
+        With ``drain``, messages whose retry falls due within ``max_wait`` seconds from the
+        start are waited for. On stop, no new message is claimed; in-flight sends get
+        ``shutdown_deadline`` seconds to finish, and the status of each is written.
+        """
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        writer = asyncio.create_task(self._writer(stop))
+        renewer = asyncio.create_task(self._renewer())
+        try:
+            while not stop.is_set():
+                started = await self._claim_and_start()
+                if started:
+                    await self._wait_for_room(stop)
+                    continue
+                if self._inflight:
+                    await self._wait_for_room(stop, any_done=True)
+                    continue
+                # Nothing due and nothing in flight.
+                await self._flush()
+                if drain:
+                    due = await self.store.next_due()
+                    if due is None:
+                        break
+                    wait = (due - utcnow()).total_seconds()
+                    if loop.time() + max(wait, 0) > deadline:
+                        break
+                    await self._sleep(stop, max(wait, 0.01))
+                else:
+                    due = await self.store.next_due()
+                    wait = POLL_INTERVAL
+                    if due is not None:
+                        wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
+                    await self._idle(stop, wait)
+        finally:
+            await self._shutdown(shutdown_deadline)
+            stop.set()
+            self._wrote.set()
+            with contextlib.suppress(Exception):
+                await writer
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self._flush()
+            await self.close()
+        return self.stats
+
+    async def _wait_for_room(self, stop: asyncio.Event, *, any_done: bool = False) -> None:
+        """Wait until a send finishes (or, when there is room, just yield)."""
+        if not any_done and len(self._inflight) < self.concurrency:
+            await asyncio.sleep(0)
+            return
+        stopper = asyncio.create_task(stop.wait())
+        waker = asyncio.create_task(self.store.wait(POLL_INTERVAL))
+        try:
+            await asyncio.wait(
+                [*self._inflight.values(), stopper, waker], return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopper.cancel()
+            waker.cancel()
+
+    async def _idle(self, stop: asyncio.Event, timeout: float) -> None:
+        stopper = asyncio.create_task(stop.wait())
+        waker = asyncio.create_task(self.store.wait(timeout))
+        try:
+            await asyncio.wait([stopper, waker], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            waker.cancel()
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    async def _shutdown(self, deadline: float) -> None:
+        """Let in-flight sends finish within ``deadline``; cancel and release the rest."""
+        tasks = list(self._inflight.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=deadline)
+        if pending:
+            ids = [mid for mid, task in self._inflight.items() if task in pending]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.store.release(ids, worker=self.worker_id)
+
+    async def close(self) -> None:
+        """Close every transport the worker opened."""
+        transports, self._transports = self._transports, {}
+        for transport in transports.values():
+            with contextlib.suppress(Exception):
+                await transport.close()

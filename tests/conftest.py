@@ -1,0 +1,89 @@
+"""Shared fixtures: a certificate authority, SMTP servers, settings and a store."""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from postroom.config import Settings
+from postroom.store import Store, open_store
+
+
+@dataclass
+class Pki:
+    """A trusted CA (in SSL_CERT_FILE) and an untrusted one, with server contexts."""
+
+    ca: trustme.CA
+    ca_file: Path
+    rogue: trustme.CA
+
+    def server_context(self, *names: str, trusted: bool = True) -> ssl.SSLContext:
+        ca = self.ca if trusted else self.rogue
+        cert = ca.issue_cert(*(names or ("localhost", "127.0.0.1")))
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    ca = trustme.CA()
+    ca_file = tmp_path_factory.mktemp("pki") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Pki(ca=ca, ca_file=ca_file, rogue=trustme.CA())
+
+
+@pytest.fixture(autouse=True)
+def trust_test_ca(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Postroom verifies against the system store, which honours SSL_CERT_FILE: the test CA."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    for name in (
+        "POSTROOM_CONFIG",
+        "DSN",
+        "COURIER_SMTP_CONNECTION_URI",
+        "COURIER_DELIVERY_STRATEGY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings with a fresh SQLite database and outbox under tmp_path; courier overrides."""
+
+    def build(**courier: Any) -> Settings:
+        base: dict[str, Any] = {
+            "outbox_path": str(tmp_path / "outbox"),
+            "retry": {"initial": "10ms", "max": "50ms"},
+            "smtp": {"from_address": "no-reply@example.org", "timeout": "5s"},
+        }
+        smtp = courier.pop("smtp", {})
+        base.update(courier)
+        base["smtp"] = {**base["smtp"], **smtp}
+        return Settings.model_validate(
+            {"dsn": f"sqlite:///{tmp_path / 'postroom.db'}", "courier": base}
+        )
+
+    return build
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'postroom.db'}")
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def ca_pem(pki: Pki) -> Iterator[Path]:
+    yield pki.ca_file

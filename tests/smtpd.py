@@ -1,0 +1,245 @@
+"""Real SMTP servers for tests: aiosmtpd on real sockets, real TLS with trustme certificates.
+
+Each server records what a user would want to know afterwards: the messages it accepted,
+the AUTH credentials it saw, whether STARTTLS was asked for, and whether TLS was in use.
+Fault injection is explicit: a test says which command misbehaves and how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Accepted:
+    mail_from: str
+    rcpt_tos: list[str]
+    content: bytes
+    tls: bool
+
+
+@dataclass
+class Recording:
+    messages: list[Accepted] = field(default_factory=list)
+    logins: list[tuple[str, str, str]] = field(default_factory=list)  # (mechanism, user, pw)
+    starttls_commands: int = 0
+    connections: int = 0
+    ehlo_names: list[str] = field(default_factory=list)
+
+
+# A fault is a function (recording, attempt number) -> SMTP reply or None (behave normally).
+Fault = Callable[[Recording, int], str | None]
+
+
+class Handler:
+    """Accepts everything unless a fault for that command says otherwise."""
+
+    def __init__(self, faults: dict[str, Fault] | None = None) -> None:
+        self.rec = Recording()
+        self.faults = faults or {}
+        self.calls: dict[str, int] = {}
+
+    def _fault(self, command: str) -> str | None:
+        self.calls[command] = self.calls.get(command, 0) + 1
+        fault = self.faults.get(command)
+        return fault(self.rec, self.calls[command]) if fault else None
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.rec.ehlo_names.append(hostname)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self._fault("MAIL")
+        if reply == "STALL":
+            await asyncio.sleep(3600)
+        if reply:
+            return reply
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = self._fault("RCPT")
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        reply = self._fault("DATA")
+        if reply == "DROP":
+            assert server.transport is not None
+            server.transport.abort()
+            return "451 dropped"
+        if reply:
+            return reply
+        self.rec.messages.append(
+            Accepted(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.content,
+                server.transport is not None
+                and server.transport.get_extra_info("ssl_object") is not None,
+            )
+        )
+        return "250 2.0.0 Ok: queued"
+
+
+class RecordingSMTP(SMTP):
+    """aiosmtpd's SMTP that counts STARTTLS and connections, and can refuse at greeting."""
+
+    greeting_reply: str | None = None
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        self.event_handler.rec.starttls_commands += 1
+        await super().smtp_STARTTLS(arg)
+
+    async def _handle_client(self) -> None:
+        self.event_handler.rec.connections += 1
+        if self.greeting_reply:
+            await self.push(self.greeting_reply)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+
+class ServerController(Controller):  # type: ignore[misc]
+    def __init__(
+        self, handler: Handler, *, greeting_reply: str | None = None, **kwargs: Any
+    ) -> None:
+        self.greeting_reply = greeting_reply
+        super().__init__(handler, **kwargs)
+
+    def _trigger_server(self) -> None:
+        # aiosmtpd probes readiness with a TLS handshake of its own, which fails against the
+        # deliberately broken TLS servers of some tests; a TCP connection is enough.
+        with socket.create_connection((self.hostname, self.port), timeout=2):
+            pass
+
+    def factory(self) -> SMTP:
+        server = RecordingSMTP(self.handler, **self.SMTP_kwargs)
+        server.greeting_reply = self.greeting_reply
+        return server
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    handler: Handler
+
+    @property
+    def rec(self) -> Recording:
+        return self.handler.rec
+
+
+def make_authenticator(users: dict[str, str], rec_holder: list[Handler]) -> Any:
+    def authenticator(
+        server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8")
+        password = auth_data.password.decode("utf-8")
+        rec_holder[0].rec.logins.append((mechanism, user, password))
+        ok = users.get(user) == password
+        return AuthResult(success=ok, handled=False)
+
+    return authenticator
+
+
+@contextmanager
+def smtp_server(
+    *,
+    starttls: ssl.SSLContext | None = None,
+    implicit_tls: ssl.SSLContext | None = None,
+    require_starttls: bool = False,
+    users: dict[str, str] | None = None,
+    auth_mechanisms: tuple[str, ...] | None = None,
+    faults: dict[str, Fault] | None = None,
+    greeting_reply: str | None = None,
+) -> Iterator[Server]:
+    """Start an aiosmtpd server on 127.0.0.1 for the duration of the block."""
+    handler = Handler(faults)
+    holder = [handler]
+    kwargs: dict[str, Any] = {}
+    if starttls is not None:
+        kwargs["tls_context"] = starttls
+        kwargs["require_starttls"] = require_starttls
+    if implicit_tls is not None:
+        kwargs["ssl_context"] = implicit_tls
+    if users is not None:
+        kwargs["authenticator"] = make_authenticator(users, holder)
+        kwargs["auth_required"] = True
+        # Plain-text servers may offer AUTH when a test asks for cleartext login.
+        kwargs["auth_require_tls"] = starttls is not None and implicit_tls is None
+        if auth_mechanisms is not None:
+            every = {"PLAIN", "LOGIN"}
+            kwargs["auth_exclude_mechanism"] = sorted(every - set(auth_mechanisms))
+    port = free_port()
+    controller = ServerController(
+        handler,
+        greeting_reply=greeting_reply,
+        hostname="127.0.0.1",
+        port=port,
+        **kwargs,
+    )
+    controller.start()
+    handler.rec.connections = 0  # aiosmtpd's own readiness probe is not a client
+    try:
+        yield Server("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word (a hung server)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+                accepted.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        sock.close()
