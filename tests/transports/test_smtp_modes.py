@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import email
-from smtpd import Server, silent_server, smtp_server
 from typing import Any
 
 import pytest
 
-from conftest import Pki
 from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import parse_smtp_uri
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import DeliveryError
 from postroom.models import Diagnosis
 from postroom.transports import Envelope, SmtpTransport
+
+from conftest import Pki
+from smtp_servers import Server, silent_server, smtp_server
 
 MIME = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -133,7 +134,7 @@ async def test_server_demanding_starttls_from_a_cleartext_uri(pki: Pki) -> None:
 
 
 async def test_nothing_listening_is_connection_refused() -> None:
-    from smtpd import free_port
+    from smtp_servers import free_port
 
     diagnosis = await failure(f"smtp://127.0.0.1:{free_port()}/")
     assert diagnosis.code == "connection_refused"

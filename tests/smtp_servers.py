@@ -11,6 +11,7 @@ import asyncio
 import socket
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ class Recording:
     messages: list[Accepted] = field(default_factory=list)
     logins: list[tuple[str, str, str]] = field(default_factory=list)  # (mechanism, user, pw)
     starttls_commands: int = 0
-    connections: int = 0
+    connections: int = 0  # client sessions (counted at their first EHLO)
     ehlo_names: list[str] = field(default_factory=list)
 
 
@@ -64,6 +65,8 @@ class Handler:
         self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         self.rec.ehlo_names.append(hostname)
+        if not session.extended_smtp or server._tls_protocol is None:
+            self.rec.connections += 1  # a new session (EHLO again after STARTTLS is not)
         session.host_name = hostname
         return responses
 
@@ -117,7 +120,6 @@ class RecordingSMTP(SMTP):
         await super().smtp_STARTTLS(arg)
 
     async def _handle_client(self) -> None:
-        self.event_handler.rec.connections += 1
         if self.greeting_reply:
             await self.push(self.greeting_reply)
             assert self.transport is not None
@@ -140,7 +142,10 @@ class ServerController(Controller):  # type: ignore[misc]
             pass
 
     def factory(self) -> SMTP:
-        server = RecordingSMTP(self.handler, **self.SMTP_kwargs)
+        with warnings.catch_warnings():
+            # Tests of cleartext login want exactly that insecure server.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            server = RecordingSMTP(self.handler, **self.SMTP_kwargs)
         server.greeting_reply = self.greeting_reply
         return server
 
@@ -181,6 +186,7 @@ def smtp_server(
     auth_mechanisms: tuple[str, ...] | None = None,
     faults: dict[str, Fault] | None = None,
     greeting_reply: str | None = None,
+    idle_timeout: float | None = None,
 ) -> Iterator[Server]:
     """Start an aiosmtpd server on 127.0.0.1 for the duration of the block."""
     handler = Handler(faults)
@@ -199,6 +205,8 @@ def smtp_server(
         if auth_mechanisms is not None:
             every = {"PLAIN", "LOGIN"}
             kwargs["auth_exclude_mechanism"] = sorted(every - set(auth_mechanisms))
+    if idle_timeout is not None:
+        kwargs["timeout"] = idle_timeout
     port = free_port()
     controller = ServerController(
         handler,
@@ -208,7 +216,6 @@ def smtp_server(
         **kwargs,
     )
     controller.start()
-    handler.rec.connections = 0  # aiosmtpd's own readiness probe is not a client
     try:
         yield Server("127.0.0.1", port, handler)
     finally:
