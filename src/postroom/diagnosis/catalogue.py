@@ -101,8 +101,8 @@ _ENTRIES: tuple[Entry, ...] = (
         "auth_failed",
         False,
         "The server rejected the username or password.",
-        "Check the username and password in the URI (special characters must be percent-encoded; "
-        "`postroom presets uri` does that) and that they are the provider's SMTP credentials.",
+        "Check the username and password in the URI (percent-encode special characters: @ as "
+        "%40, : as %3A, / as %2F) and that they are the provider's SMTP credentials.",
     ),
     Entry(
         "auth_disabled",

@@ -59,7 +59,9 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._factory = transport_factory or (lambda c, n: make_transport(c, pool_size=n))
         self._transports: dict[str, Transport] = {}
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # claimed: started or ready
+        self._started: set[str] = set()
+        self._slots = asyncio.Semaphore(self.concurrency)
         self._pending: list[Completion] = []
         self._wrote = asyncio.Event()
         self.stats = WorkerStats()
@@ -72,6 +74,11 @@ class Worker:
         return transport
 
     async def _process(self, message: Message) -> None:
+        async with self._slots:
+            self._started.add(message.id)
+            await self._attempt(message)
+
+    async def _attempt(self, message: Message) -> None:
         now = utcnow()
         try:
             courier = self.settings.tenant(message.tenant)
@@ -159,10 +166,12 @@ class Worker:
                 await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
 
     async def _claim_and_start(self) -> int:
-        free = self.concurrency - len(self._inflight)
-        if free <= 0:
+        """Keep up to two batches claimed: one sending, one ready, so the connections never
+        wait for a claim. Claims happen only when the ready batch has started."""
+        if len(self._inflight) > self.concurrency:
             return 0
-        claimed = await self.store.claim(worker=self.worker_id, limit=free, lease=self.lease)
+        room = 2 * self.concurrency - len(self._inflight)
+        claimed = await self.store.claim(worker=self.worker_id, limit=room, lease=self.lease)
         for message in claimed:
             task = asyncio.create_task(self._process(message))
             self._inflight[message.id] = task
@@ -172,6 +181,7 @@ class Worker:
     def _forget(self, message_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
             self._inflight.pop(message_id, None)
+            self._started.discard(message_id)
 
         return done
 
@@ -196,12 +206,11 @@ class Worker:
         renewer = asyncio.create_task(self._renewer())
         try:
             while not stop.is_set():
-                started = await self._claim_and_start()
-                if started:
+                claimed = await self._claim_and_start()
+                if len(self._inflight) > self.concurrency or (self._inflight and not claimed):
                     await self._wait_for_room(stop)
                     continue
-                if self._inflight:
-                    await self._wait_for_room(stop, any_done=True)
+                if claimed:
                     continue
                 # Nothing due and nothing in flight.
                 await self._flush()
@@ -232,11 +241,8 @@ class Worker:
             await self.close()
         return self.stats
 
-    async def _wait_for_room(self, stop: asyncio.Event, *, any_done: bool = False) -> None:
-        """Wait until a send finishes (or, when there is room, just yield)."""
-        if not any_done and len(self._inflight) < self.concurrency:
-            await asyncio.sleep(0)
-            return
+    async def _wait_for_room(self, stop: asyncio.Event) -> None:
+        """Wait until a send finishes, a stop is asked for, or new work may have arrived."""
         stopper = asyncio.create_task(stop.wait())
         waker = asyncio.create_task(self.store.wait(POLL_INTERVAL))
         try:
@@ -262,17 +268,19 @@ class Worker:
 
     async def _shutdown(self, deadline: float) -> None:
         """Let in-flight sends finish within ``deadline``; cancel and release the rest."""
+        unstarted = [mid for mid in self._inflight if mid not in self._started]
+        for mid in unstarted:
+            self._inflight[mid].cancel()
         tasks = list(self._inflight.values())
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=deadline)
-        if pending:
-            ids = [mid for mid, task in self._inflight.items() if task in pending]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=deadline)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            unstarted += [mid for mid, task in self._inflight.items() if task in pending]
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if unstarted:
             with contextlib.suppress(Exception):
-                await self.store.release(ids, worker=self.worker_id)
+                await self.store.release(unstarted, worker=self.worker_id)
 
     async def close(self) -> None:
         """Close every transport the worker opened."""
