@@ -107,8 +107,22 @@ async def postroom(
     return enqueue_rate, deliver_rate, mime
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def measure(port: int, count: int, concurrency: int) -> None:
+    """Run Postroom first, then the baseline, against the sink on ``port``; print figures."""
+    with tempfile.TemporaryDirectory() as tmp:
+        enq, deliver, mime = await postroom(port, count, concurrency, Path(tmp))
+    base = await baseline(port, mime, count, concurrency)
+    print(f"messages: {count}, concurrency: {concurrency}, MIME size: {len(mime)} bytes")
+    print(f"baseline  raw aiosmtplib             {base:8.0f} msg/s")
+    print(f"enqueue   intake + SQLite            {enq:8.0f} msg/s")
+    print(
+        f"deliver   worker (claim/send/record) {deliver:8.0f} msg/s"
+        f" = {deliver / base:.2f} x baseline"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
@@ -121,23 +135,12 @@ async def main() -> None:
     )
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        with tempfile.TemporaryDirectory() as tmp:
-            enq, deliver, mime = await postroom(port, args.messages, args.concurrency, Path(tmp))
-        base = await baseline(port, mime, args.messages, args.concurrency)
+        asyncio.run(measure(port, args.messages, args.concurrency))
     finally:
         assert sink.stdin is not None
         sink.stdin.close()
         sink.wait(timeout=10)
-    print(
-        f"messages: {args.messages}, concurrency: {args.concurrency}, MIME size: {len(mime)} bytes"
-    )
-    print(f"baseline  raw aiosmtplib          {base:8.0f} msg/s")
-    print(f"enqueue   intake + SQLite         {enq:8.0f} msg/s")
-    print(
-        f"deliver   worker (claim/send/record) {deliver:5.0f} msg/s  "
-        f"= {deliver / base:.2f} x baseline"
-    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -18,14 +18,15 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from postroom.config import Settings, load_settings
 from postroom.config.durations import parse_duration
 from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
-from postroom.intake import SendRequest, enqueue
-from postroom.models import Message, Status, message_json
+from postroom.intake import SendRequest, enqueue, enqueue_prepared, prepare
+from postroom.models import Message, NewMessage, Status, message_json
 from postroom.store import MessageFilter, Store, open_store
 
 T = TypeVar("T")
@@ -122,11 +123,11 @@ def _parse_data(raw: str | None) -> dict[str, Any]:
     return value
 
 
-def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[SendRequest]:
-    from postroom.intake import prepare
-
-    good: list[SendRequest] = []
+def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[NewMessage]:
+    """Validate and render every line; refuse the file (or skip bad lines) as asked."""
+    good: list[NewMessage] = []
     bad: list[str] = []
+    keys: dict[tuple[str, str], tuple[int, str | None]] = {}  # (tenant, key) -> line, hash
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
@@ -136,14 +137,24 @@ def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[SendR
             if not line.strip():
                 continue
             try:
-                request = SendRequest.from_mapping(json.loads(line))
-                prepare(request, settings)  # validate and render now: all or nothing
+                # Validate and render now: all or nothing.
+                new = prepare(SendRequest.from_mapping(json.loads(line)), settings)
             except json.JSONDecodeError as exc:
                 bad.append(f"line {number}: not valid JSON ({exc.msg})")
+                continue
             except InputError as exc:
                 bad.append(f"line {number}: {exc}")
-            else:
-                good.append(request)
+                continue
+            if new.idempotency_key is not None:
+                key = (new.tenant, new.idempotency_key)
+                earlier, digest = keys.setdefault(key, (number, new.request_hash))
+                if digest != new.request_hash:
+                    bad.append(
+                        f"line {number}: idempotency_key: {new.idempotency_key!r} is already "
+                        f"used on line {earlier} for a different message"
+                    )
+                    continue
+            good.append(new)
     if bad and not skip_invalid:
         listing = "\n  ".join(bad)
         raise InputError(
@@ -224,11 +235,11 @@ def send(
 
 
 def _send_bulk(settings: Settings, path: Path, skip_invalid: bool) -> None:
-    requests = _read_bulk(path, skip_invalid, settings)
+    prepared = _read_bulk(path, skip_invalid, settings)
     chunk = 500
 
-    async def work(store: Store) -> int:
-        done = 0
+    async def work(store: Store) -> tuple[int, int]:
+        done = created = 0
         with Progress(
             TextColumn("enqueueing"),
             BarColumn(),
@@ -237,16 +248,19 @@ def _send_bulk(settings: Settings, path: Path, skip_invalid: bool) -> None:
             console=err,
             disable=not err.is_terminal,
         ) as progress:
-            task = progress.add_task("enqueue", total=len(requests))
-            for start in range(0, len(requests), chunk):
-                batch = requests[start : start + chunk]
-                await enqueue(store, settings, batch)
+            task = progress.add_task("enqueue", total=len(prepared))
+            for start in range(0, len(prepared), chunk):
+                batch = prepared[start : start + chunk]
+                stored = await enqueue_prepared(store, settings, batch)
                 done += len(batch)
+                created += sum(1 for _message, new in stored if new)
                 progress.update(task, completed=done)
-        return done
+        return done, created
 
-    count = run_with_store(settings, work)
-    out.print(f"enqueued {count} message(s)")
+    count, created = run_with_store(settings, work)
+    known = count - created
+    again = f"; {known} already enqueued under the same idempotency key" if known else ""
+    out.print(f"enqueued {created} message(s){again}")
 
 
 # -- worker, migrate, serve ------------------------------------------------------------
@@ -327,9 +341,8 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
-    import uvicorn
-
     from postroom.web.app import create_app
+    from postroom.web.server import run_server
 
     with user_errors():
         settings = settings_from(config)
@@ -350,7 +363,7 @@ def serve(
             f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
         application = create_app(settings, run_worker=not no_worker, dev=dev)
-        uvicorn.run(application, host=bind, port=listen_port, log_level="warning")
+        run_server(application, host=bind, port=listen_port)
 
 
 def _log_to_stderr() -> None:
@@ -359,6 +372,7 @@ def _log_to_stderr() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 # -- messages --------------------------------------------------------------------------
@@ -391,7 +405,15 @@ def messages_list(
             print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
             return
         table = Table(
-            "id", "created", "tenant", "recipient", "template", "status", "attempts", "last error"
+            # The id is what `messages show` needs: never cut it, however narrow the output.
+            Column("id", no_wrap=True, min_width=36),
+            "created",
+            "tenant",
+            "recipient",
+            "template",
+            "status",
+            "attempts",
+            "last error",
         )
         for m in rows:
             table.add_row(
@@ -404,7 +426,15 @@ def messages_list(
                 str(m.send_count),
                 m.last_error.code if m.last_error else "",
             )
-        out.print(table if rows else "no messages")
+        if not rows:
+            out.print("no messages")
+            return
+        # In a pipe or a file there is no terminal width to fit: print every column whole.
+        if not out.is_terminal:
+            out.width = max(
+                out.width, Measurement.get(out, out.options.update_width(1000), table).maximum
+            )
+        out.print(table)
 
 
 @messages_app.command("show")

@@ -3,22 +3,19 @@ the same process delivers what the CLI enqueues."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from procs import POSTROOM, clean_env
 from smtp_servers import free_port
-
-POSTROOM = [sys.executable, "-m", "postroom.cli"]
 
 
 def test_serve_dev_answers_health_and_delivers_to_the_outbox(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
+    env = clean_env()
     port = free_port()
     with open(tmp_path / "serve.log", "wb") as log:
         proc = subprocess.Popen(
@@ -79,8 +76,7 @@ def test_serve_dev_answers_health_and_delivers_to_the_outbox(tmp_path: Path) -> 
 
 
 def test_serve_refuses_a_public_address_without_an_admin_token(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
-    env.pop("SERVE_ADMIN_TOKEN", None)
+    env = clean_env()
     proc = subprocess.run(
         [*POSTROOM, "serve", "--host", "0.0.0.0", "--port", str(free_port())],
         cwd=tmp_path,

@@ -4,7 +4,6 @@ finishes what is in flight; an acknowledged message survives a kill -9 of the en
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,9 +17,8 @@ from postroom.models import Status
 from postroom.store import Store, open_store
 from postroom.worker import Worker
 
+from procs import POSTROOM, clean_env
 from smtp_servers import smtp_server
-
-POSTROOM = [sys.executable, "-m", "postroom.cli"]
 
 
 def write_config(tmp_path: Path, port: int, *, lease: str = "1s") -> Path:
@@ -41,7 +39,7 @@ def write_config(tmp_path: Path, port: int, *, lease: str = "1s") -> Path:
 
 def start_worker(config: Path) -> subprocess.Popen[bytes]:
     """Start ``postroom worker``; its output goes to worker.log beside the config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
+    env = clean_env()
     with open(config.parent / "worker.log", "ab") as log:
         return subprocess.Popen(
             [*POSTROOM, "worker", "--config", str(config)],

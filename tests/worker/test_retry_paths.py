@@ -168,3 +168,16 @@ async def test_concurrency_delivers_a_batch_once_each(
     recipients = sorted(r for m in srv.rec.messages for r in m.rcpt_tos)
     assert recipients == sorted(f"user{n}@example.org" for n in range(40))
     assert 1 <= srv.rec.connections <= 4
+
+
+async def test_an_idn_recipient_goes_on_the_envelope_in_ascii(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    with smtp_server() as srv:
+        settings = make_settings(smtp=cleartext(srv.port))
+        [(message, _)] = await enqueue(
+            store, settings, [SendRequest(to="leser@bücher.example", template_type="test")]
+        )
+        await drain(store, settings)
+    assert (await store.get(message.id)).status is Status.SENT
+    assert srv.rec.messages[0].rcpt_tos == ["leser@xn--bcher-kva.example"]

@@ -101,6 +101,14 @@ def _strip_kratos_only(courier: Any, where: str, warnings: list[str]) -> None:
             warnings.append(f"{dotted} is a Kratos setting that Postroom ignores: {instead}.")
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without quoting the file's text."""
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def _strings(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -167,7 +175,8 @@ def load_settings(
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+            # Not str(exc): it quotes the offending line, which may hold a password.
+            raise ConfigError(f"{source} is not valid YAML: {_yaml_problem(exc)}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

@@ -7,11 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from postroom.config.durations import parse_duration
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
-from postroom.errors import ConfigError
+from postroom.errors import ConfigError, InputError
+from postroom.render.mime import check_configured_header, header_address
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -23,7 +31,7 @@ class _Strict(BaseModel):
 class SmtpSettings(_Strict):
     """``courier.smtp``."""
 
-    connection_uri: str | None = None
+    connection_uri: str | None = Field(default=None, repr=False)  # holds the password
     from_address: str = "no-reply@postroom.localhost"
     from_name: str | None = None
     reply_to: str | None = None
@@ -50,6 +58,40 @@ class SmtpSettings(_Strict):
             raise ValueError("must be longer than 0s")
         return value
 
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            header_address(value, field="address")
+        except InputError:
+            raise ValueError(
+                f"{value!r} is not an email address; write it like no-reply@example.org"
+            ) from None
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        # The same rules as when the email is built, but at start instead of at every send.
+        for name, text in value.items():
+            try:
+                check_configured_header(name, text)
+            except InputError as exc:
+                detail = str(exc).removeprefix(f"{exc.field}: ")
+                raise ValueError(
+                    detail if exc.field == "headers" else f"{name}: {detail}"
+                ) from None
+        return value
+
+    @field_validator("from_name", "local_name")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and ("\r" in value or "\n" in value):
+            raise ValueError("contains a line break (CR or LF); it must be one line")
+        return value
+
     def uri(self) -> SmtpUri | None:
         """The parsed connection URI, or None when none is configured."""
         return parse_smtp_uri(self.connection_uri) if self.connection_uri else None
@@ -68,6 +110,14 @@ class WorkerSettings(_Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     lease: Duration = 60.0
 
+    @field_validator("lease")
+    @classmethod
+    def _positive_lease(cls, value: float) -> float:
+        # A lease of 0 would let a second worker claim a message that is being sent.
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
 
 class CourierSettings(_Strict):
     """One tenant's ``courier`` section."""
@@ -81,6 +131,15 @@ class CourierSettings(_Strict):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     message_ttl: Duration = 3600.0
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    @model_validator(mode="after")
+    def _smtp_needs_a_uri(self) -> CourierSettings:
+        if self.delivery_strategy == "smtp" and not self.smtp.connection_uri:
+            raise ValueError(
+                "delivery_strategy is smtp but smtp.connection_uri is not set; set it "
+                "(or COURIER_SMTP_CONNECTION_URI), or use delivery_strategy: outbox"
+            )
+        return self
 
     @property
     def strategy(self) -> str:

@@ -93,6 +93,20 @@ def parse_smtp_uri(uri: str) -> SmtpUri:
     """
     if not isinstance(uri, str) or not uri.strip():
         raise ConfigError("the connection URI is empty; write it like smtp://user:pass@host:587/")
+    if "://" not in uri:
+        raise ConfigError(
+            "the connection URI must start with smtp:// (STARTTLS or cleartext) "
+            "or smtps:// (implicit TLS); write it like smtp://user:pass@host:587/"
+        )
+    rest = uri.strip().split("://", 1)[1]
+    if "@" in rest and any(c in rest.rsplit("@", 1)[0] for c in "/?#"):
+        # The URI parser would cut the password at that character and read the rest as
+        # host, port or query: refuse without echoing any of it.
+        raise ConfigError(
+            "the user or password contains a '/', '?' or '#' that is not percent-encoded; "
+            "encode special characters in the user and password (/ as %2F, ? as %3F, "
+            "# as %23, @ as %40, : as %3A, % as %25)"
+        )
     try:
         parts = urlsplit(uri.strip())
         port_value = parts.port
@@ -113,6 +127,10 @@ def parse_smtp_uri(uri: str) -> SmtpUri:
         raise ConfigError(
             "the connection URI has no host; write it like smtp://user:pass@smtp.example.org:587/"
         )
+    if any(c.isspace() for c in parts.hostname):
+        raise ConfigError(f"the host {parts.hostname!r} contains a space; give a host name")
+    if port_value == 0:
+        raise ConfigError("port 0 is not a port to connect to; give 1 to 65535, or leave it out")
     params: dict[str, str] = {}
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name not in _KNOWN_PARAMS:
@@ -142,7 +160,7 @@ def parse_smtp_uri(uri: str) -> SmtpUri:
     return SmtpUri(
         scheme=scheme,
         host=parts.hostname,
-        port=port_value or DEFAULT_PORTS[scheme],
+        port=port_value if port_value is not None else DEFAULT_PORTS[scheme],
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
         security=security,

@@ -1,5 +1,5 @@
 """Intake: validate and enqueue. The API and CLI adapters stay thin."""
 
-from postroom.intake.enqueue import SendRequest, enqueue, prepare
+from postroom.intake.enqueue import SendRequest, enqueue, enqueue_prepared, prepare
 
-__all__ = ["SendRequest", "enqueue", "prepare"]
+__all__ = ["SendRequest", "enqueue", "enqueue_prepared", "prepare"]

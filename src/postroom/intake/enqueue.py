@@ -17,6 +17,7 @@ from postroom.intake.validate import (
     MAX_BODY,
     MAX_SUBJECT,
     validate_address,
+    validate_required_data,
     validate_template_type,
     validate_text,
 )
@@ -25,6 +26,7 @@ from postroom.render import build_mime, render_email
 from postroom.store import Store, utcnow
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON
+_DUPLICATE = "was already used for a different message; use a new key for a new message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
             data["html_body"] = validate_text(request.html, field="html", limit=MAX_BODY)
     else:
         template_type = validate_template_type(request.template_type, field="template")
+        validate_required_data(template_type, data)
         if request.subject is not None or request.text is not None:
             raise InputError(
                 "give either a template or a subject and text, not both", field="subject"
@@ -156,10 +159,28 @@ async def enqueue(
     Returns each message with ``created`` (False when an idempotency key matched an earlier
     message). Raise :class:`DuplicateRequestError` when a key matches a different request.
     """
-    prepared = [prepare(r, settings) for r in requests]
+    return await enqueue_prepared(store, settings, [prepare(r, settings) for r in requests])
+
+
+async def enqueue_prepared(
+    store: Store, settings: Settings, prepared: Sequence[NewMessage]
+) -> list[tuple[Message, bool]]:
+    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`."""
+    # A key repeated within the batch: the first occurrence is stored, the others return it.
+    first: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}
+    for index, new in enumerate(prepared):
+        if new.idempotency_key is None:
+            continue
+        seen = first.setdefault((new.tenant, new.idempotency_key), index)
+        if seen != index:
+            if prepared[seen].request_hash != new.request_hash:
+                raise DuplicateRequestError(_DUPLICATE, field="idempotency_key")
+            repeats[index] = seen
     by_tenant: dict[str, list[int]] = {}
     for index, new in enumerate(prepared):
-        by_tenant.setdefault(new.tenant, []).append(index)
+        if index not in repeats:
+            by_tenant.setdefault(new.tenant, []).append(index)
     out: list[tuple[Message, bool]] = [None] * len(prepared)  # type: ignore[list-item]
     # One transaction per tenant: the attempt budget and the TTL are per tenant.
     for tenant, indexes in by_tenant.items():
@@ -171,10 +192,9 @@ async def enqueue(
         )
         for index, result in zip(indexes, stored, strict=True):
             out[index] = result
+    for index, seen in repeats.items():
+        out[index] = (out[seen][0], False)
     for new, (message, created) in zip(prepared, out, strict=True):
         if not created and message.request_hash != new.request_hash:
-            raise DuplicateRequestError(
-                "was already used for a different message; use a new key for a new message",
-                field="idempotency_key",
-            )
+            raise DuplicateRequestError(_DUPLICATE, field="idempotency_key")
     return out

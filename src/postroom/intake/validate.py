@@ -11,8 +11,10 @@ from postroom.models import TemplateType
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_BODY = 1_000_000  # characters, per part
 MAX_ADDRESS = 320
-_LOCAL = re.compile(r"^[^\s@<>()\[\],;:\\\"]{1,64}$")
-_LABEL = re.compile(r"^(?!-)[^\s@<>()\[\],;:\\\"._]{1,63}(?<!-)$")
+# RFC 5322 dot-atom text (ASCII only: non-ASCII local parts need SMTPUTF8).
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+# A DNS label in its ASCII form (an internationalised label is checked as its xn-- form).
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 def validate_address(value: Any, *, field: str = "recipient") -> str:
@@ -24,10 +26,15 @@ def validate_address(value: Any, *, field: str = "recipient") -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError("an email address is required, like you@example.org", field=field)
     address = value.strip()
-    if "\r" in address or "\n" in address:
+    if "\r" in value or "\n" in value:  # even at the end: a line break is never harmless here
         raise InputError("contains a line break (CR or LF); give one address", field=field)
     local, at, domain = address.rpartition("@")
-    labels = domain.split(".")
+    if at and not local.isascii() and "@" not in local and not any(c.isspace() for c in local):
+        raise InputError(
+            f"{address!r} has non-ASCII characters before the @, which Postroom cannot send yet "
+            "(internationalised domains after the @ are fine)",
+            field=field,
+        )
     if (
         len(address) > MAX_ADDRESS
         or not at
@@ -35,13 +42,22 @@ def validate_address(value: Any, *, field: str = "recipient") -> str:
         or local.startswith(".")
         or local.endswith(".")
         or ".." in local
-        or not all(_LABEL.match(label) for label in labels)
+        or not _domain_ok(domain)
     ):
         raise InputError(
             f"{address!r} is not a valid email address; give one address like you@example.org",
             field=field,
         )
     return address
+
+
+def _domain_ok(domain: str) -> bool:
+    """True for a host name whose labels are valid, after converting an IDN to ASCII."""
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(ascii_domain) <= 253 and all(_LABEL.match(lab) for lab in ascii_domain.split("."))
 
 
 def validate_template_type(value: Any, *, field: str = "template_type") -> TemplateType:
@@ -51,6 +67,27 @@ def validate_template_type(value: Any, *, field: str = "template_type") -> Templ
     except ValueError:
         known = ", ".join(t.value for t in TemplateType)
         raise InputError(f"unknown template type {value!r}; known: {known}", field=field) from None
+
+
+# What a template cannot do without: an email with an empty code is worse than none.
+REQUIRED_DATA: dict[TemplateType, str] = {
+    TemplateType.LOGIN_CODE_VALID: "login_code",
+    TemplateType.REGISTRATION_CODE_VALID: "registration_code",
+    TemplateType.VERIFICATION_CODE_VALID: "verification_code",
+    TemplateType.RECOVERY_CODE_VALID: "recovery_code",
+    TemplateType.VERIFICATION_VALID: "verification_url",
+    TemplateType.RECOVERY_VALID: "recovery_url",
+}
+
+
+def validate_required_data(template_type: TemplateType, data: dict[str, Any]) -> None:
+    """Refuse template data that lacks the value the template exists to carry."""
+    key = REQUIRED_DATA.get(template_type)
+    if key is not None and (data.get(key) is None or str(data[key]).strip() == ""):
+        raise InputError(
+            f'{template_type.value} needs {key!r} in the template data, e.g. {{"{key}": "..."}}',
+            field="data",
+        )
 
 
 def validate_text(value: Any, *, field: str, limit: int, one_line: bool = False) -> str:

@@ -22,6 +22,7 @@ from postroom.diagnosis.catalogue import diagnose
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.models import Message, Status
+from postroom.render.mime import envelope_address
 from postroom.store import Completion, Store, utcnow
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
@@ -96,8 +97,8 @@ class Worker:
             return
         envelope = Envelope(
             message_id=message.id,
-            sender=courier.smtp.from_address,
-            recipients=(message.recipient,),
+            sender=envelope_address(courier.smtp.from_address),
+            recipients=(envelope_address(message.recipient),),
             data=message.mime,
         )
         try:
