@@ -30,6 +30,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src
 
 pytest: $(VENV)/.installed-dev
+	bash scripts/ensure-postgres.sh
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +78,49 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return build
 
 
+PG_ADMIN_DSN = os.environ.get("POSTROOM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    name = f"postroom_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_DSN).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The DSN of a fresh store, once per backend: the contract holds for each."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_dsn"))
+    if request.param == "memory":
+        return f"memory://{uuid.uuid4().hex}"
+    return f"sqlite:///{tmp_path / 'postroom.db'}"
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated SQLite store under tmp_path."""
     s = open_store(f"sqlite:///{tmp_path / 'postroom.db'}")
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def any_store(store_dsn: str) -> AsyncIterator[Store]:
+    """A migrated store of each backend in turn."""
+    s = open_store(store_dsn)
     await s.migrate()
     yield s
     await s.close()
@@ -87,3 +129,18 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 def ca_pem(pki: Pki) -> Iterator[Path]:
     yield pki.ca_file
+
+
+@pytest.fixture
+def settings_with(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings from a dict, with a fresh database and outbox under tmp_path."""
+
+    def build(**data: Any) -> Settings:
+        courier = data.setdefault("courier", {})
+        courier.setdefault("outbox_path", str(tmp_path / "outbox"))
+        courier.setdefault("retry", {"initial": "10ms", "max": "50ms"})
+        data.setdefault("dsn", f"sqlite:///{tmp_path / 'postroom.db'}")
+        data.setdefault("secrets", {"default": ["a-test-secret-that-is-long-enough-0001"]})
+        return Settings.model_validate(data)
+
+    return build

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -97,6 +98,13 @@ def run_with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) ->
             await store.close()
 
     return asyncio.run(main())
+
+
+def with_api_tenants(settings: Settings) -> Settings:
+    """The settings plus the tenants saved through the admin API."""
+    from postroom.config.tenants import TenantRegistry
+
+    return run_with_store(settings, lambda store: TenantRegistry(settings, store).settings())
 
 
 def print_json(value: Any) -> None:
@@ -201,7 +209,7 @@ def send(
 ) -> None:
     """Enqueue a message (or a JSON Lines file of them) and print its id."""
     with user_errors():
-        settings = settings_from(config)
+        settings = with_api_tenants(settings_from(config))
         if bulk is not None:
             if to or template or subject or text:
                 raise InputError("give either --bulk or a single message, not both", field="--bulk")
@@ -286,9 +294,15 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", min=1, max=256, help="Sends in flight at once.")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", min=1, max=65535, help="Serve /metrics on this port."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Deliver messages until stopped (SIGTERM finishes what is in flight)."""
+    from postroom.config.tenants import TenantRegistry
+    from postroom.metrics import Metrics
     from postroom.worker import Worker
 
     with user_errors():
@@ -302,9 +316,21 @@ def worker(
         async def work(store: Store) -> None:
             stop = asyncio.Event()
             _install_stop(stop)
-            stats = await Worker(store, settings, concurrency=concurrency).run(
-                stop, drain=drain, max_wait=wait
-            )
+            metrics = Metrics() if metrics_port else None
+            gauge = None
+            if metrics is not None and metrics_port is not None:
+                from prometheus_client import start_http_server
+
+                start_http_server(metrics_port, addr=settings.serve.host, registry=metrics.registry)
+                gauge = asyncio.create_task(_update_queue_gauge(store, metrics))
+            registry = TenantRegistry(settings, store)
+            try:
+                stats = await Worker(
+                    store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
+                ).run(stop, drain=drain, max_wait=wait)
+            finally:
+                if gauge is not None:
+                    gauge.cancel()
             if drain:
                 pending = await store.count_pending()
                 out.print(
@@ -313,6 +339,15 @@ def worker(
                 )
 
         run_with_store(settings, work)
+
+
+async def _update_queue_gauge(store: Store, metrics: Any) -> None:
+    while True:
+        try:
+            metrics.set_queue(await store.count_by_status())
+        except Exception:  # the next round tries again; a gauge must not stop the worker
+            logging.getLogger("postroom.worker").debug("queue gauge update failed", exc_info=True)
+        await asyncio.sleep(5)
 
 
 @app.command()
@@ -358,11 +393,20 @@ def serve(
                 path="serve.admin_token",
             )
         _log_to_stderr()
+        admin_token = settings.serve.admin_token
+        if not dev and not admin_token:
+            admin_token = secrets.token_urlsafe(32)
+            err.print(
+                "No serve.admin_token is configured; this run's admin token (shown once) is:\n"
+                f"  {admin_token}"
+            )
         err.print(
             f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
             f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
-        application = create_app(settings, run_worker=not no_worker, dev=dev)
+        application = create_app(
+            settings, run_worker=not no_worker, dev=dev, admin_token=admin_token
+        )
         run_server(application, host=bind, port=listen_port)
 
 
@@ -497,6 +541,11 @@ def _expose(settings: Settings, message: Message) -> bool:
         return settings.tenant(message.tenant).expose_message_bodies
     except KeyError:
         return False
+
+
+from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
+
+_register_diagnose(app)
 
 
 def main() -> None:

@@ -7,11 +7,14 @@
     ├── InputError                    a caller's input is invalid (exit 2); names the field
     │   └── DuplicateRequestError     an idempotency key reused with a different request
     ├── NotFoundError                 no such message / tenant
+    ├── ConflictError                 the thing is in the wrong state for the request (409)
     ├── TemplateError                 a template failed to render (diagnosis ``template_error``)
     └── DeliveryError                 a transport could not hand a message off; carries the
-                                      stage, the server's reply and the underlying exception,
-                                      for ``diagnosis`` to classify. Transports never decide
-                                      retry or give-up: ``worker.retry`` does.
+        │                             stage, the server's reply and the underlying exception,
+        │                             for ``diagnosis`` to classify. Transports never decide
+        │                             retry or give-up: ``worker.retry`` does.
+        └── HttpDeliveryError         the same from HTTP delivery: ``reply_code`` is the HTTP
+                                      status, ``retry_after`` the provider's Retry-After
 
 Messages never contain credentials: callers redact URIs before they put them in a message.
 """
@@ -47,6 +50,10 @@ class NotFoundError(PostroomError):
     """The thing asked for does not exist."""
 
 
+class ConflictError(PostroomError):
+    """The request does not fit the current state (e.g. retrying a message that was sent)."""
+
+
 class TemplateError(PostroomError):
     """A template could not be rendered."""
 
@@ -57,7 +64,8 @@ class DeliveryError(PostroomError):
     ``stage`` is one of SPEC.md's stages (``dns``, ``connect``, ``tls``, ``ehlo``, ``starttls``,
     ``auth``, ``mail``, ``rcpt``, ``data``, ``quit``, ``request``...). ``reply_code`` and
     ``reply_text`` carry the server's answer when there was one. The original exception is
-    chained as ``__cause__``.
+    chained as ``__cause__``. ``retry_after`` is how many seconds the server asked us to wait
+    before the next attempt (HTTP ``Retry-After``), when it said so.
     """
 
     def __init__(
@@ -68,11 +76,13 @@ class DeliveryError(PostroomError):
         reply_code: int | None = None,
         reply_text: str | None = None,
         hint: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.stage = stage
         self.reply_code = reply_code
         self.reply_text = reply_text
         self.hint = hint
+        self.retry_after = retry_after
         super().__init__(message)
 
     @property
@@ -82,3 +92,9 @@ class DeliveryError(PostroomError):
             return self.reply_text
         text = " ".join((self.reply_text or "").split())
         return f"{self.reply_code} {text}".strip()
+
+
+class HttpDeliveryError(DeliveryError):
+    """HTTP delivery failed. ``stage`` is ``render`` (the Jsonnet body), ``dns``, ``connect``,
+    ``tls`` or ``request``; ``reply_code`` is the HTTP status when the provider answered, and
+    ``reply_text`` the start of its response body."""

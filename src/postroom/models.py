@@ -104,6 +104,7 @@ class Dispatch:
     error: Diagnosis | None
     created_at: datetime
     updated_at: datetime
+    reclaimed_from: str | None = None  # the attempt followed a worker that died mid-send
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,7 @@ class Message:
     lease_owner: str | None = None
     lease_until: datetime | None = None
     request_hash: str | None = None
+    reclaimed_from: str | None = None
     dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
 
 
@@ -167,7 +169,10 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "error": dispatch.error.to_json() if dispatch.error else None,
         "created_at": _time(dispatch.created_at),
         "updated_at": _time(dispatch.updated_at),
-    }
+    } | (
+        # Only after a takeover: the dead worker may have handed the message off already.
+        {"reclaimed_from": dispatch.reclaimed_from} if dispatch.reclaimed_from else {}
+    )
 
 
 def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:

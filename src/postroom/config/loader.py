@@ -119,9 +119,9 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _model_at(path: list[str]) -> type[BaseModel] | None:
+def _model_at(path: list[str], root: type[BaseModel] = Settings) -> type[BaseModel] | None:
     """The settings model that holds the keys at ``path`` (None when it is a plain mapping)."""
-    model: type[BaseModel] | None = Settings
+    model: type[BaseModel] | None = root
     parts = iter(path)
     for part in parts:
         if model is None:
@@ -136,11 +136,12 @@ def _model_at(path: list[str]) -> type[BaseModel] | None:
     return model
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+def describe_validation_error(error: Mapping[str, Any], root: type[BaseModel] = Settings) -> str:
+    """One line for a pydantic error: the dotted key path and what is wrong or allowed."""
     loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
     path = ".".join(loc) or "(top level)"
     if error["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = _model_at(loc[:-1], root)
         allowed = ", ".join(parent.model_fields) if parent else "see SPEC.md"
         return f"{path}: unknown key; allowed here: {allowed}"
     msg = str(error["msg"]).removeprefix("Value error, ")
@@ -200,7 +201,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe(err) for err in exc.errors()]
+        lines = [describe_validation_error(err) for err in exc.errors()]
         where = f" in {source}" if source else ""
         raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(lines)) from None
     for name in settings.tenant_names():

@@ -17,6 +17,8 @@ from pydantic import (
 )
 
 from postroom.config.durations import parse_duration
+from postroom.config.http import HttpSettings
+from postroom.config.secrets import hash_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
@@ -119,11 +121,41 @@ class WorkerSettings(_Strict):
         return value
 
 
+def _list_from_text(value: object) -> object:
+    """``COURIER_RATE_LIMITS`` arrives as text: read it as YAML/JSON (a list of mappings)."""
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(
+                "write rate limits like [{count: 30, per: 1m}, {count: 10000, per: 1d}]"
+            ) from None
+    return value
+
+
+class RateLimitSettings(_Strict):
+    """One entry of ``courier.rate_limits``: at most ``count`` per ``per``."""
+
+    count: int = Field(gt=0)
+    per: Duration
+    unit: Literal["messages", "recipients"] = "messages"
+
+    @field_validator("per")
+    @classmethod
+    def _positive_period(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be longer than 0s")
+        return value
+
+
 class CourierSettings(_Strict):
     """One tenant's ``courier`` section."""
 
-    delivery_strategy: Literal["smtp", "outbox"] | None = None
+    delivery_strategy: Literal["smtp", "http", "outbox"] | None = None
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     template_override_path: str | None = None
     outbox_path: str = "./var/outbox"
     expose_message_bodies: bool = False
@@ -131,6 +163,32 @@ class CourierSettings(_Strict):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     message_ttl: Duration = 3600.0
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    intake_tokens: list[str] = Field(default_factory=list, repr=False)
+    preset: str | None = None
+    rate_limits: Annotated[list[RateLimitSettings], BeforeValidator(_list_from_text)] = Field(
+        default_factory=list
+    )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from postroom.presets import get_preset  # the registry imports settings-free modules
+
+        try:
+            return get_preset(value).name
+        except InputError as exc:
+            raise ValueError(str(exc).removeprefix("preset: ")) from None
+
+    @field_validator("intake_tokens")
+    @classmethod
+    def _hashed_tokens(cls, value: list[str]) -> list[str]:
+        # Stored hashed: a plain token in the file is hashed as it is read.
+        for token in value:
+            if len(token) < 16 and not token.startswith("sha256:"):
+                raise ValueError("an intake token must be at least 16 characters long")
+        return [hash_token(token) for token in value]
 
     @model_validator(mode="after")
     def _smtp_needs_a_uri(self) -> CourierSettings:
@@ -139,14 +197,35 @@ class CourierSettings(_Strict):
                 "delivery_strategy is smtp but smtp.connection_uri is not set; set it "
                 "(or COURIER_SMTP_CONNECTION_URI), or use delivery_strategy: outbox"
             )
+        if self.delivery_strategy == "http" and not self.http.request_config.url:
+            raise ValueError(
+                "delivery_strategy is http but http.request_config.url is not set; set it "
+                "(or COURIER_HTTP_REQUEST_CONFIG_URL), or use delivery_strategy: outbox"
+            )
         return self
 
     @property
     def strategy(self) -> str:
-        """The effective strategy: SMTP when a URI is configured, else the outbox."""
+        """The effective strategy: SMTP when a URI is configured, else HTTP when a URL is,
+        else the outbox."""
         if self.delivery_strategy:
             return self.delivery_strategy
-        return "smtp" if self.smtp.connection_uri else "outbox"
+        if self.smtp.connection_uri:
+            return "smtp"
+        return "http" if self.http.request_config.url else "outbox"
+
+    @property
+    def effective_rate_limits(self) -> list[RateLimitSettings]:
+        """The tenant's own ``rate_limits`` when it sets them (even to ``[]``), else the
+        documented limits of its preset, else none."""
+        if "rate_limits" in self.model_fields_set or self.preset is None:
+            return list(self.rate_limits)
+        from postroom.presets import get_preset
+
+        return [
+            RateLimitSettings.model_validate(limit.to_json())
+            for limit in get_preset(self.preset).rate_limits
+        ]
 
 
 class ServeSettings(_Strict):

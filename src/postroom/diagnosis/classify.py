@@ -13,8 +13,9 @@ from typing import Any
 import aiosmtplib
 
 from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.http import diagnose_http
 from postroom.diagnosis.replies import classify_reply
-from postroom.errors import ConfigError, DeliveryError, TemplateError
+from postroom.errors import ConfigError, DeliveryError, HttpDeliveryError, TemplateError
 from postroom.models import Diagnosis
 
 # OpenSSL reasons seen when one side speaks TLS and the other plain SMTP.
@@ -56,6 +57,8 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
         )
     if not isinstance(exc, DeliveryError):
         return diagnose("unknown", cause=f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, HttpDeliveryError):
+        return diagnose_http(exc)
     stage, reply = exc.stage, exc.reply
     common: dict[str, Any] = {"stage": stage, "reply": reply, "reply_code": exc.reply_code}
     if exc.hint:

@@ -606,6 +606,11 @@ RULES: tuple[Rule, ...] = (
         & ~says("tls required for rcpt domain"),
         "starttls_required",
     ),
+    # Postal: "530 From/Sender name is not valid" is about the sender, not a missing login.
+    Rule(
+        klass(5) & says("sender name is not valid", "from/sender"),
+        "sender_not_authorized",
+    ),
     # RFC 4954: "530 5.7.0 Authentication required"
     Rule(
         basic(530)
@@ -659,6 +664,8 @@ RULES: tuple[Rule, ...] = (
         ),
         "mailbox_full",
     ),
+    # "451 You've exceeded your messaging limits"; "5.7.1 <DATA>: Data command rejected: only 10
+    # messages per day"; "User x has exceeded its 24-hour sending limit".
     Rule(
         says(
             "sending quota",
@@ -667,6 +674,9 @@ RULES: tuple[Rule, ...] = (
             "daily quota",
             "message quota",
             "plan limit",
+            "messaging limits",
+            "messages per day",
+            "24-hour sending limit",
         ),
         "quota_exceeded",
     ),
@@ -842,7 +852,8 @@ def classify_reply(
 
     Returns the code of the first matching rule in :data:`RULES`, with the provider when the
     reply identifies one and a situation-specific cause and fix when known (``None`` means
-    "use the catalogue's words"). Unmatched 4xx and 5xx replies are ``unknown``; a code
+    "use the catalogue's words"). A reply no rule names falls back to what RFC 3463 says of
+    its enhanced status code, and is ``unknown`` when that says nothing either; a code
     outside 400..599 (a success or intermediate code reported as a failure, or no SMTP code at
     all) is ``protocol_error``. With ``xoauth2=True`` (the login used an OAuth2 token), a login
     failure is ``oauth_token_rejected`` instead of ``auth_failed``. Never raises.
@@ -852,7 +863,7 @@ def classify_reply(
     if not 400 <= reply_code <= 599:
         return Classified("protocol_error", detected)
     reply = _Reply(reply_code, _enhanced_code(reply_code, low), low, stage)
-    result = Classified("unknown", detected)
+    result = Classified(_rfc3463(reply), detected)
     for rule in RULES:
         if rule.when.test(reply):
             result = Classified(rule.code, rule.provider or detected, rule.cause, rule.fix)
@@ -870,6 +881,59 @@ def classify_reply(
             words.fix if words else None,
         )
     return result
+
+
+# RFC 3463 (and the IANA registry of enhanced status codes, RFC 5248) for replies no rule
+# names: subject.detail -> code. A 4xx reply falls back only to a code that is retried anyway,
+# so the class of the reply (4xx: try again later) is never overruled into a give-up.
+_RFC3463: dict[str, str] = {
+    "1.1": "recipient_rejected",  # bad destination mailbox address
+    "1.2": "recipient_rejected",  # bad destination system address
+    "1.3": "recipient_rejected",  # bad destination mailbox address syntax
+    "1.6": "recipient_rejected",  # destination mailbox has moved
+    "1.10": "recipient_rejected",  # recipient address has null MX (RFC 7505)
+    "1.7": "sender_not_authorized",  # bad sender's mailbox address syntax
+    "1.8": "sender_not_authorized",  # bad sender's system address
+    "2.1": "recipient_rejected",  # mailbox disabled, not accepting messages
+    "2.2": "mailbox_full",  # mailbox full
+    "2.3": "message_too_large",  # message length exceeds administrative limit
+    "3.1": "server_unavailable",  # mail system full
+    "3.2": "server_unavailable",  # system not accepting network messages
+    "3.4": "message_too_large",  # message too big for system
+    "4.1": "server_unavailable",  # no answer from host
+    "4.2": "server_unavailable",  # bad connection
+    "4.5": "server_unavailable",  # mail system congestion
+    "5.1": "protocol_error",  # invalid command
+    "5.2": "protocol_error",  # syntax error
+    "5.4": "protocol_error",  # invalid command arguments
+    "7.4": "starttls_unavailable",  # security features not supported
+    "7.8": "auth_failed",  # authentication credentials invalid (RFC 4954)
+    "7.9": "auth_unsupported",  # authentication mechanism is too weak (RFC 4954)
+    "7.10": "starttls_required",  # encryption needed
+    "7.11": "starttls_required",  # encryption required for requested mechanism (RFC 4954)
+    "7.12": "auth_failed",  # a password transition is needed (RFC 4954)
+    "7.13": "account_suspended",  # user account disabled (RFC 5248 registry)
+    "7.14": "auth_required",  # trust relationship required (RFC 5248 registry)
+    "7.23": "sender_not_authorized",  # SPF validation failed (RFC 7372)
+    "7.24": "sender_not_authorized",  # SPF validation error (RFC 7372)
+    "7.26": "sender_not_authorized",  # multiple authentication checks failed (RFC 7372)
+    "7.27": "sender_not_authorized",  # sender address has null MX (RFC 7505)
+}
+_RETRIED = {"server_unavailable", "rate_limited", "greylisted", "mailbox_full"}
+
+
+def _rfc3463(reply: _Reply) -> str:
+    """The code the enhanced status code's subject and detail suggest, or ``unknown``."""
+    if reply.enhanced is None:
+        return "unknown"
+    _klass, subject, detail = reply.enhanced.split(".")
+    code = _RFC3463.get(f"{subject}.{detail}")
+    if code is None and f"{subject}.{detail}" == "7.1":
+        # "Delivery not authorized, message refused": whose problem depends on the command.
+        code = {"mail": "sender_not_authorized", "rcpt": "recipient_rejected"}.get(reply.stage)
+    if code is None or (reply.code // 100 == 4 and code not in _RETRIED):
+        return "unknown"
+    return code
 
 
 def _oauth_family(provider: str | None) -> str:

@@ -26,15 +26,21 @@ class RateLimit:
             out["unit"] = self.unit
         return out
 
+    def describe(self) -> str:
+        """In words, e.g. ``10,000 recipients per 1d``."""
+        return f"{self.count:,} {self.unit} per {self.per}"
+
 
 @dataclass(frozen=True, slots=True)
 class Preset:
     """A provider's settings, limits and set-up notes.
 
     For ``kind == "smtp"``: ``uri_template`` is SPEC.md's connection URI with ``{username}``,
-    ``{password}``, ``{region}``, ``{domain}`` placeholders. For ``kind == "http"``:
-    ``request_config`` is the ``courier.http.request_config`` a user pastes (placeholders in
-    the same ``{...}`` form).
+    ``{password}``, ``{region}``, ``{domain}`` placeholders, and ``params`` names the values
+    ``presets uri`` needs (``username``, ``password``, ``region``, ``domain``). For
+    ``kind == "http"``: ``request_config`` is the ``courier.http.request_config`` a user pastes
+    (placeholders in the same ``{...}`` form). ``notes`` are what a user must know (in our own
+    words); ``steps`` are the set-up steps in the order a user follows them.
     """
 
     name: str
@@ -50,3 +56,33 @@ class Preset:
     security: str | None = None
     username_format: str | None = None
     request_config: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    steps: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    default_region: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything ``presets show --json`` prints; only the fields this preset uses."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "title": self.title,
+            "kind": self.kind,
+            "summary": self.summary,
+        }
+        optional: dict[str, Any] = {
+            "uri_template": self.uri_template,
+            "host": self.host,
+            "port": self.port,
+            "security": self.security,
+            "username_format": self.username_format,
+            "credentials_url": self.credentials_url,
+            "params": list(self.params) or None,
+            "regions": list(self.regions) or None,
+            "default_region": self.default_region,
+            "request_config": self.request_config,
+        }
+        out.update({key: value for key, value in optional.items() if value is not None})
+        out["rate_limits"] = [limit.to_json() for limit in self.rate_limits]
+        out["steps"] = list(self.steps)
+        out["notes"] = list(self.notes)
+        return out

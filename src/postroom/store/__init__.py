@@ -5,7 +5,13 @@ from postroom.store.sql import SqlStore, StoreUnavailable, utcnow
 
 
 def open_store(dsn: str) -> Store:
-    """Open the store that ``dsn`` names (``sqlite:///path``); the schema is not migrated."""
+    """Open the store that ``dsn`` names: ``sqlite:///path``, ``postgres://...`` or
+    ``memory://NAME`` (nothing kept; the same NAME is the same store within this process, for
+    tests). The schema is not migrated."""
+    if dsn.startswith("memory:"):
+        from postroom.store.memory import memory_store
+
+        return memory_store(dsn.removeprefix("memory:").strip("/"))
     return SqlStore(dsn)
 
 

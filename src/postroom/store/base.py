@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
 
@@ -26,6 +26,17 @@ class Completion:
     attempted: bool = True
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
+    reclaimed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTenant:
+    """A tenant saved through the admin API: its ``courier`` section, credentials encrypted."""
+
+    id: str
+    courier: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,36 @@ class Store(Protocol):
 
     async def list_messages(self, query: MessageFilter) -> list[Message]:
         """Messages newest first (without dispatches)."""
+
+    async def retry(self, message_id: str, *, attempts: int, ttl: float) -> Message:
+        """Queue an abandoned message again now, with ``attempts`` more attempts and a fresh
+        TTL; raise ``NotFoundError``, or ``ConflictError`` when it is not abandoned."""
+
+    async def cancel(self, message_id: str, *, error: Diagnosis) -> Message:
+        """Abandon a queued message with ``error``; ``ConflictError`` when it is not queued."""
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many messages are in each status."""
+
+    async def list_tenants(self) -> list[StoredTenant]:
+        """Every tenant saved through the API."""
+
+    async def get_tenant(self, tenant_id: str) -> StoredTenant | None:
+        """One saved tenant, or None."""
+
+    async def put_tenant(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
+        """Create or replace a saved tenant."""
+
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a saved tenant; False when there was none."""
+
+    async def tenants_version(self) -> str:
+        """Changes whenever a saved tenant is created, changed or deleted."""
+
+    async def take_slot(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+        """Take one hand-off slot of ``tenant`` under ``limits`` ((count, per seconds) pairs),
+        shared by every worker of every process. Return None when taken, else the time the
+        next slot frees up (nothing is taken then)."""
 
     async def next_due(self) -> datetime | None:
         """When the next queued message falls due (None when the queue is empty)."""

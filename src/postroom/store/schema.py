@@ -72,6 +72,7 @@ messages = Table(
     Column("last_error", JSON, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
+    Column("reclaimed_from", String(64), nullable=True),
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
     Index("ix_messages_lease", "status", "lease_until"),
@@ -92,7 +93,28 @@ dispatches = Table(
     Column("status", String(16), nullable=False),
     Column("error", JSON, nullable=True),
     Column("worker", String(64), nullable=True),
+    Column("reclaimed_from", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_dispatches_message", "message_id", "created_at"),
+)
+
+# Tenants saved through the admin API; credentials inside ``courier`` are encrypted.
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("courier", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# One row per hand-off of a rate-limited tenant; rows older than the longest window go.
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(128), nullable=False),
+    Column("taken_at", UtcDateTime, nullable=False),
+    Index("ix_rate_events_tenant_time", "tenant", "taken_at"),
 )

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,11 +24,21 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, or_, select, update
-from sqlalchemy.engine import Row, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import URL, Row, make_url
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from postroom.errors import ConfigError, NotFoundError, PostroomError
+from postroom.errors import ConfigError, ConflictError, NotFoundError, PostroomError
 from postroom.models import (
     Diagnosis,
     Dispatch,
@@ -36,8 +49,8 @@ from postroom.models import (
     TemplateType,
     WaitingFor,
 )
-from postroom.store.base import Completion, MessageFilter
-from postroom.store.schema import dispatches, messages
+from postroom.store.base import Completion, MessageFilter, StoredTenant
+from postroom.store.schema import dispatches, messages, rate_events, tenants
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -46,6 +59,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _EnqueueGroup:
+    """One caller's messages waiting for the next group commit."""
+
+    messages: Sequence[NewMessage]
+    max_attempts: int
+    ttl: float
+    result: asyncio.Future[list[tuple[Message, bool]]]
 
 
 class StoreUnavailable(PostroomError):
@@ -72,34 +95,61 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+def postgres_url(dsn: str) -> URL:
+    """SQLAlchemy's URL for a ``postgres://`` or ``postgresql://`` DSN, driven by psycopg 3."""
+    url = make_url(dsn)
+    return url.set(drivername="postgresql+psycopg")
+
+
+NOTIFY_CHANNEL = "postroom_queue"
+
+
 class SqlStore:
-    """A :class:`~postroom.store.base.Store` over SQLAlchemy Core."""
+    """A :class:`~postroom.store.base.Store` over SQLAlchemy Core: SQLite or PostgreSQL."""
 
     def __init__(self, dsn: str) -> None:
         try:
-            url = make_url(dsn)
+            url = make_url(dsn.replace("postgres://", "postgresql://", 1))
         except Exception:
             raise ConfigError(
-                "not a database URL; write sqlite:///./var/postroom.db", path="dsn"
+                "not a database URL; write sqlite:///./var/postroom.db or "
+                "postgres://user:pass@host:5432/db",
+                path="dsn",
             ) from None
-        if url.get_backend_name() != "sqlite":
+        backend = url.get_backend_name()
+        self.dsn = url.render_as_string(hide_password=True)
+        self.postgres = backend == "postgresql"
+        if backend == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = _sqlite_engine(dsn, immediate=True)
+            self._reader = _sqlite_engine(dsn, immediate=False)
+            threads = 1  # one writer per process; SQLite serialises writers anyway
+        elif self.postgres:
+            pg = postgres_url(url.render_as_string(hide_password=False))
+            self._writer = create_engine(pg, pool_size=4, max_overflow=4, pool_pre_ping=True)
+            self._reader = self._writer
+            self._conninfo = pg.set(drivername="postgresql").render_as_string(hide_password=False)
+            threads = 4
+        else:
             raise ConfigError(
-                f"the {url.get_backend_name()!r} backend is not supported yet; use sqlite:///...",
+                f"the {backend!r} backend is not supported; use sqlite:///path or "
+                "postgres://user:pass@host:5432/db",
                 path="dsn",
             )
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        self.dsn = url.render_as_string(hide_password=True)
-        self._writer = _sqlite_engine(dsn, immediate=True)
-        self._reader = _sqlite_engine(dsn, immediate=False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postroom-store")
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="postroom-store"
+        )
+        self._listener: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._enqueue_waiting: list[_EnqueueGroup] = []
+        self._enqueue_task: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn)
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"the database {self.dsn} failed: {exc.orig}") from exc
 
     # -- schema -----------------------------------------------------------------------
@@ -109,6 +159,8 @@ class SqlStore:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         head = ScriptDirectory.from_config(cfg).get_current_head()
         with self._writer.begin() as conn:
+            if self.postgres:  # one migrator at a time across processes
+                conn.execute(text("SELECT pg_advisory_xact_lock(7401220)"))
             if MigrationContext.configure(conn).get_current_revision() == head:
                 return
             cfg.attributes["connection"] = conn
@@ -120,68 +172,120 @@ class SqlStore:
 
     # -- intake -----------------------------------------------------------------------
 
-    def _enqueue_sync(
-        self, batch: Sequence[NewMessage], max_attempts: int, ttl: float
+    def _enqueue_sync(self, groups: Sequence[_EnqueueGroup]) -> list[list[tuple[Message, bool]]]:
+        """Store several callers' messages in one transaction (one fsync for all of them)."""
+        # One microsecond apart, so that newest-first lists keep the order of arrival.
+        start, tick = utcnow(), itertools.count()
+        results: list[list[tuple[Message, bool]]] = []
+        with self._writer.begin() as conn:
+            for group in groups:
+                results.append(self._insert_group(conn, group, start, tick))
+            if self.postgres:  # wakes idle workers in every process, at commit
+                conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        return results
+
+    def _insert_group(
+        self, conn: Connection, group: _EnqueueGroup, start: datetime, tick: Iterator[int]
     ) -> list[tuple[Message, bool]]:
-        now = utcnow()
-        expires = now + timedelta(seconds=ttl) if ttl > 0 else None
+        batch, max_attempts, ttl = group.messages, group.max_attempts, group.ttl
+        expires = start + timedelta(seconds=ttl) if ttl > 0 else None
         out: list[tuple[Message, bool]] = []
         rows: list[dict[str, Any]] = []
-        with self._writer.begin() as conn:
-            for new in batch:
-                if new.idempotency_key is not None:
-                    existing = conn.execute(
-                        select(messages).where(
-                            messages.c.tenant == new.tenant,
-                            messages.c.idempotency_key == new.idempotency_key,
-                        )
-                    ).first()
-                    if existing is not None:
-                        out.append((_message(existing), False))
-                        continue
-                row = {
-                    "id": str(uuid.uuid4()),
-                    "tenant": new.tenant,
-                    "status": Status.QUEUED.value,
-                    "type": "email",
-                    "recipient": new.recipient,
-                    "template_type": new.template_type.value,
-                    "template_data": new.template_data,
-                    "subject": new.subject,
-                    "body": new.body,
-                    "html_body": new.html_body,
-                    "mime": new.mime,
-                    "send_count": 0,
-                    "max_attempts": max_attempts,
-                    "idempotency_key": new.idempotency_key,
-                    "request_hash": new.request_hash,
-                    "created_at": now,
-                    "updated_at": now,
-                    "next_attempt_at": now,
-                    "expires_at": expires,
-                    "waiting_for": None,
-                    "last_error": None,
-                    "lease_owner": None,
-                    "lease_until": None,
-                }
-                rows.append(row)
-                out.append((_message(row), True))
-            if rows:
-                conn.execute(messages.insert(), rows)
+        for new in batch:
+            if new.idempotency_key is not None:
+                existing = conn.execute(
+                    select(messages).where(
+                        messages.c.tenant == new.tenant,
+                        messages.c.idempotency_key == new.idempotency_key,
+                    )
+                ).first()
+                if existing is not None:
+                    out.append((_message(existing), False))
+                    continue
+            now = start + timedelta(microseconds=next(tick))
+            row = {
+                "id": str(uuid.uuid4()),
+                "tenant": new.tenant,
+                "status": Status.QUEUED.value,
+                "type": "email",
+                "recipient": new.recipient,
+                "template_type": new.template_type.value,
+                "template_data": new.template_data,
+                "subject": new.subject,
+                "body": new.body,
+                "html_body": new.html_body,
+                "mime": new.mime,
+                "send_count": 0,
+                "max_attempts": max_attempts,
+                "idempotency_key": new.idempotency_key,
+                "request_hash": new.request_hash,
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": now,
+                "expires_at": expires,
+                "waiting_for": None,
+                "last_error": None,
+                "lease_owner": None,
+                "lease_until": None,
+            }
+            rows.append(row)
+            out.append((_message(row), True))
+        if rows:
+            conn.execute(messages.insert(), rows)
         return out
 
     async def enqueue(
         self, messages_: Sequence[NewMessage], *, max_attempts: int, ttl: float
     ) -> list[tuple[Message, bool]]:
-        """Store messages durably in one transaction; see :class:`Store`."""
-        try:
-            result = await self._run(lambda: self._enqueue_sync(messages_, max_attempts, ttl))
-        except IntegrityError:
-            # Another process stored the same idempotency key between our check and insert:
-            # run again, and the check now finds its message.
-            result = await self._run(lambda: self._enqueue_sync(messages_, max_attempts, ttl))
-        self._wake.set()
-        return result
+        """Store messages durably in one transaction; see :class:`Store`.
+
+        Concurrent callers are committed together (group commit): each waits for the one
+        transaction that carries its messages, so nobody is answered before the disk has them.
+        """
+        group = _EnqueueGroup(
+            messages_, max_attempts, ttl, asyncio.get_running_loop().create_future()
+        )
+        self._enqueue_waiting.append(group)
+        if self._enqueue_task is None or self._enqueue_task.done():
+            self._enqueue_task = asyncio.create_task(self._commit_groups())
+        return await group.result
+
+    async def _commit_groups(self) -> None:
+        while self._enqueue_waiting:
+            groups, self._enqueue_waiting = self._enqueue_waiting, []
+            try:
+                results = await self._run(functools.partial(self._enqueue_sync, groups))
+            except IntegrityError:
+                # Some idempotency key was stored by another caller between the check and the
+                # insert: commit each group alone; the check then finds the stored message.
+                for group in groups:
+                    await self._commit_alone(group)
+                continue
+            except BaseException as exc:
+                for group in groups:
+                    if not group.result.done():
+                        group.result.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for group, result in zip(groups, results, strict=True):
+                group.result.set_result(result)
+            self._wake.set()
+
+    async def _commit_alone(self, group: _EnqueueGroup) -> None:
+        for attempt in range(2):
+            try:
+                [result] = await self._run(lambda: self._enqueue_sync([group]))
+            except IntegrityError as exc:
+                if attempt == 1:
+                    group.result.set_exception(exc)
+                continue
+            except Exception as exc:
+                group.result.set_exception(exc)
+                return
+            group.result.set_result(result)
+            self._wake.set()
+            return
 
     # -- the worker's verbs -----------------------------------------------------------
 
@@ -206,6 +310,7 @@ class SqlStore:
             .where(messages.c.id.in_(due))
             .values(
                 status=Status.PROCESSING.value,
+                reclaimed_from=messages.c.lease_owner,  # the old holder, if it died
                 lease_owner=worker,
                 lease_until=now + timedelta(seconds=lease),
                 waiting_for=None,
@@ -263,6 +368,7 @@ class SqlStore:
                     "lease_until": None,
                     "next_attempt_at": c.next_attempt_at,
                     "waiting_for": c.waiting_for.value if c.waiting_for else None,
+                    "reclaimed_from": None,
                 }
                 if error is not None:
                     values["last_error"] = error
@@ -277,6 +383,7 @@ class SqlStore:
                             ).value,
                             "error": error,
                             "worker": worker,
+                            "reclaimed_from": c.reclaimed_from,
                             "created_at": now,
                             "updated_at": now,
                         }
@@ -291,6 +398,199 @@ class SqlStore:
             await self._run(lambda: self._complete_sync(completions, worker))
             if any(c.status is Status.QUEUED for c in completions):
                 self._wake.set()
+
+    def _retry_sync(self, message_id: str, attempts: int, ttl: float) -> Message:
+        now = utcnow()
+        with self._writer.begin() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
+            if row is None:
+                raise NotFoundError(f"no message with id {message_id}")
+            current = _message(row)
+            if current.status is not Status.ABANDONED:
+                raise ConflictError(
+                    f"message {message_id} is {current.status.value}; only abandoned messages "
+                    "can be retried"
+                )
+            fresh = replace(
+                current,
+                status=Status.QUEUED,
+                max_attempts=current.send_count + attempts,
+                expires_at=now + timedelta(seconds=ttl) if ttl > 0 else None,
+                next_attempt_at=now,
+                waiting_for=None,
+                updated_at=now,
+            )
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(
+                    status=fresh.status.value,
+                    max_attempts=fresh.max_attempts,
+                    expires_at=fresh.expires_at,
+                    next_attempt_at=now,
+                    waiting_for=None,
+                    updated_at=now,
+                )
+            )
+        return fresh
+
+    async def retry(self, message_id: str, *, attempts: int, ttl: float) -> Message:
+        """Queue an abandoned message again; see :class:`Store`."""
+        message = await self._run(lambda: self._retry_sync(message_id, attempts, ttl))
+        self._wake.set()
+        return message
+
+    def _cancel_sync(self, message_id: str, error: Diagnosis) -> Message:
+        now = utcnow()
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id, messages.c.status == Status.QUEUED.value)
+                .values(
+                    status=Status.ABANDONED.value,
+                    last_error=error.to_json(),
+                    waiting_for=None,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+                .returning(*messages.c)
+            ).first()
+            if result is not None:
+                return _message(result)
+            row = conn.execute(select(messages.c.status).where(messages.c.id == message_id)).first()
+        if row is None:
+            raise NotFoundError(f"no message with id {message_id}")
+        raise ConflictError(
+            f"message {message_id} is {row.status}; only queued messages can be cancelled"
+        )
+
+    async def cancel(self, message_id: str, *, error: Diagnosis) -> Message:
+        """Abandon a queued message; see :class:`Store`."""
+        return await self._run(lambda: self._cancel_sync(message_id, error))
+
+    # -- rate limits ------------------------------------------------------------------
+
+    def _take_slot_sync(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+        now = utcnow()
+        longest = max(per for _count, per in limits)
+        with self._writer.begin() as conn:
+            if self.postgres:  # serialise the tenant's check-and-take across processes
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"postroom-rate:{tenant}"},
+                )
+            recent = [
+                t
+                for (t,) in conn.execute(
+                    select(rate_events.c.taken_at)
+                    .where(
+                        rate_events.c.tenant == tenant,
+                        rate_events.c.taken_at > now - timedelta(seconds=longest),
+                    )
+                    .order_by(rate_events.c.taken_at.desc())
+                )
+            ]
+            free_at = slot_free_at(recent, limits, now)
+            if free_at is not None:
+                return free_at
+            conn.execute(rate_events.insert().values(tenant=tenant, taken_at=now))
+            if len(recent) % 100 == 0:  # now and then, forget what no window can see
+                conn.execute(
+                    rate_events.delete().where(
+                        rate_events.c.tenant == tenant,
+                        rate_events.c.taken_at <= now - timedelta(seconds=longest),
+                    )
+                )
+        return None
+
+    async def take_slot(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+        """Take a hand-off slot of ``tenant``; see :class:`Store`."""
+        if not limits:
+            return None
+        return await self._run(lambda: self._take_slot_sync(tenant, limits))
+
+    # -- tenants ----------------------------------------------------------------------
+
+    def _list_tenants_sync(self) -> list[StoredTenant]:
+        with self._reader.connect() as conn:
+            rows = conn.execute(select(tenants).order_by(tenants.c.id)).all()
+        return [_tenant(r) for r in rows]
+
+    async def list_tenants(self) -> list[StoredTenant]:
+        """Every tenant saved through the API."""
+        return await self._run(self._list_tenants_sync)
+
+    async def get_tenant(self, tenant_id: str) -> StoredTenant | None:
+        """One saved tenant, or None."""
+
+        def get() -> StoredTenant | None:
+            with self._reader.connect() as conn:
+                row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()
+            return _tenant(row) if row is not None else None
+
+        return await self._run(get)
+
+    def _put_tenant_sync(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
+        now = utcnow()
+        with self._writer.begin() as conn:
+            existing = conn.execute(
+                select(tenants.c.created_at).where(tenants.c.id == tenant_id)
+            ).first()
+            if existing is None:
+                conn.execute(
+                    tenants.insert().values(
+                        id=tenant_id, courier=courier, created_at=now, updated_at=now
+                    )
+                )
+                created = now
+            else:
+                conn.execute(
+                    update(tenants)
+                    .where(tenants.c.id == tenant_id)
+                    .values(courier=courier, updated_at=now)
+                )
+                created = existing.created_at
+        return StoredTenant(tenant_id, courier, created, now)
+
+    async def put_tenant(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
+        """Create or replace a saved tenant."""
+        return await self._run(lambda: self._put_tenant_sync(tenant_id, courier))
+
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a saved tenant; False when there was none."""
+
+        def delete() -> bool:
+            with self._writer.begin() as conn:
+                result = conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
+            return bool(result.rowcount)
+
+        return await self._run(delete)
+
+    async def tenants_version(self) -> str:
+        """Changes whenever a saved tenant is created, changed or deleted."""
+
+        def version() -> str:
+            with self._reader.connect() as conn:
+                count, newest = conn.execute(
+                    select(func.count(), func.max(tenants.c.updated_at))
+                ).one()
+            return f"{count}:{newest}"
+
+        return await self._run(version)
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many messages are in each status (every status present, zeros included)."""
+
+        def count() -> dict[str, int]:
+            with self._reader.connect() as conn:
+                rows = conn.execute(
+                    select(messages.c.status, func.count()).group_by(messages.c.status)
+                ).all()
+            out = {s.value: 0 for s in Status}
+            out.update({status: int(n) for status, n in rows})
+            return out
+
+        return await self._run(count)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -369,10 +669,34 @@ class SqlStore:
         return await self._run(self._count_pending_sync)
 
     async def wait(self, timeout: float) -> None:
-        """Return when this process enqueued or requeued something, or after ``timeout``."""
+        """Return when work may have arrived, or after ``timeout``.
+
+        SQLite: an enqueue in this process wakes us. PostgreSQL: any process's enqueue does,
+        through LISTEN/NOTIFY; the timeout stays as the polling fallback.
+        """
+        if self.postgres and (self._listener is None or self._listener.done()):
+            self._listener = asyncio.create_task(self._listen())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0))
         self._wake.clear()
+
+    async def _listen(self) -> None:
+        """LISTEN for enqueues of other processes; reconnect after a lost connection."""
+        import psycopg
+
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()  # anything enqueued while we were away
+                    async for _notify in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(1.0)
 
     def _ping_sync(self) -> None:
         with self._reader.connect() as conn:
@@ -384,9 +708,27 @@ class SqlStore:
 
     async def close(self) -> None:
         """Release connections and the store's thread."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
         await self._run(self._writer.dispose)
         await self._run(self._reader.dispose)
         self._executor.shutdown(wait=True)
+
+
+def slot_free_at(
+    recent: Sequence[datetime], limits: Sequence[tuple[int, float]], now: datetime
+) -> datetime | None:
+    """Given the hand-offs of the longest window (newest first), None when another one fits
+    every limit now, else when it will."""
+    waits: list[datetime] = []
+    for count, per in limits:
+        window = [t for t in recent if t > now - timedelta(seconds=per)]
+        if len(window) >= count:
+            # The slot frees when the count-th newest hand-off leaves the window.
+            waits.append(window[count - 1] + timedelta(seconds=per))
+    return max(waits) if waits else None
 
 
 def _held(ids: Sequence[str], worker: str) -> Any:
@@ -428,8 +770,14 @@ def _message(row: Row[Any] | dict[str, Any], attempts: tuple[Dispatch, ...] = ()
         lease_owner=m["lease_owner"],
         lease_until=m["lease_until"],
         request_hash=m["request_hash"],
+        reclaimed_from=m.get("reclaimed_from"),
         dispatches=attempts,
     )
+
+
+def _tenant(row: Row[Any]) -> StoredTenant:
+    m = row._mapping
+    return StoredTenant(m["id"], m["courier"], m["created_at"], m["updated_at"])
 
 
 def _dispatch(row: Row[Any]) -> Dispatch:
@@ -441,6 +789,7 @@ def _dispatch(row: Row[Any]) -> Dispatch:
         error=Diagnosis.from_json(m["error"]) if m["error"] else None,
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        reclaimed_from=m.get("reclaimed_from"),
     )
 
 

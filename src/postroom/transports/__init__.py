@@ -5,12 +5,19 @@ from __future__ import annotations
 from postroom.config.settings import CourierSettings
 from postroom.errors import ConfigError
 from postroom.transports.base import Envelope, Recorder, SendResult, Step, Transport
+from postroom.transports.http import HttpTransport
 from postroom.transports.outbox import OutboxTransport
 from postroom.transports.smtp import SmtpTransport
 
 
-def make_transport(courier: CourierSettings, *, pool_size: int = 1) -> Transport:
-    """The transport a tenant's settings ask for."""
+def make_transport(
+    courier: CourierSettings, *, pool_size: int = 1, allow_private_targets: bool = True
+) -> Transport:
+    """The transport a tenant's settings ask for.
+
+    ``allow_private_targets`` False (tenants saved through the API) makes the HTTP transport
+    refuse loopback, private and link-local addresses (see :mod:`postroom.transports.targets`).
+    """
     if courier.strategy == "smtp":
         uri = courier.smtp.uri()
         if uri is None:
@@ -19,11 +26,16 @@ def make_transport(courier: CourierSettings, *, pool_size: int = 1) -> Transport
                 path="courier.smtp.connection_uri",
             )
         return SmtpTransport(uri, courier.smtp, pool_size=pool_size)
+    if courier.strategy == "http":
+        return HttpTransport(
+            courier.http, pool_size=pool_size, allow_private_targets=allow_private_targets
+        )
     return OutboxTransport(courier.outbox_path)
 
 
 __all__ = [
     "Envelope",
+    "HttpTransport",
     "OutboxTransport",
     "Recorder",
     "SendResult",

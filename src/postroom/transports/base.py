@@ -5,20 +5,31 @@ they never write a status and never decide about retries."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """What a transport hands off: the sender, the recipients and the exact message bytes."""
+    """What a transport hands off: the sender, the recipients and the exact message bytes.
+
+    SMTP and the outbox send ``data`` (the MIME bytes). HTTP delivery builds its request from
+    the rendered parts instead: ``recipient``, ``subject``, ``text``, ``html``,
+    ``template_type`` and ``template_data`` (None when the caller did not give them).
+    """
 
     message_id: str
     sender: str
     recipients: tuple[str, ...]
     data: bytes
+    recipient: str | None = None
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    template_type: str | None = None
+    template_data: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

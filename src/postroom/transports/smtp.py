@@ -10,14 +10,18 @@ hand it to aiosmtplib for the SMTP conversation. Each step goes through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import TypeVar
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from cryptography import x509
 
 from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
@@ -42,6 +46,73 @@ def build_tls_context(uri: SmtpUri, settings: SmtpSettings) -> ssl.SSLContext:
 
 def _reply(response: SMTPResponse) -> str:
     return f"{response.code} {' '.join(response.message.split())}".strip()
+
+
+IMPLICIT_TLS_PORT = 465
+"""The port where a greeting that never comes means "this port speaks TLS first"."""
+
+
+@dataclass(slots=True)
+class TlsFacts:
+    """What ``test-smtp`` shows of a TLS session: version, cipher and the server certificate."""
+
+    version: str | None
+    cipher: str | None
+    verified: bool
+    subject: str | None = None
+    issuer: str | None = None
+    names: tuple[str, ...] = ()
+    not_after: datetime | None = None
+
+
+@dataclass(slots=True)
+class SmtpRecorder(Recorder):
+    """A :class:`Recorder` that also keeps what the server said about itself: the extensions
+    of its last EHLO answer and the TLS session. Real sends attach no recorder at all."""
+
+    extensions: dict[str, str] = field(default_factory=dict)
+    auth_methods: list[str] = field(default_factory=list)
+    tls: TlsFacts | None = None
+
+
+def tls_facts(client: aiosmtplib.SMTP, *, verified: bool) -> TlsFacts | None:
+    """The TLS version, cipher and server certificate of a connected client (None without
+    TLS). The certificate is read even when it was not verified (``skip_ssl_verify``)."""
+    ssl_object = client.get_transport_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher()
+    facts = TlsFacts(
+        version=ssl_object.version(), cipher=cipher[0] if cipher else None, verified=verified
+    )
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return facts
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return facts
+    facts.subject = cert.subject.rfc4514_string() or None
+    facts.issuer = cert.issuer.rfc4514_string() or None
+    facts.not_after = cert.not_valid_after_utc
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        facts.names = tuple(
+            [*san.get_values_for_type(x509.DNSName)]
+            + [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        )
+    except x509.ExtensionNotFound:
+        pass
+    return facts
+
+
+def describe_extensions(client: aiosmtplib.SMTP) -> str | None:
+    """The server's advertised extensions on one line, e.g. ``STARTTLS, AUTH PLAIN LOGIN``."""
+    extensions = client.esmtp_extensions
+    if not extensions:
+        return None
+    parts = [f"{name.upper()} {value}".strip() for name, value in extensions.items()]
+    return "offers " + ", ".join(parts)
 
 
 class SmtpConnection:
@@ -172,14 +243,15 @@ class SmtpConnection:
         uri = self.uri
         await self._step(
             "tls" if implicit else "connect",
-            client.connect,
+            client.connect if implicit else self._greeting,
             detail=lambda r: (
-                f"TLS {_tls_version(client)} with {uri.tls_name}; greeting {_reply(r)}"
+                f"TLS {_tls_version(client)} with {uri.tls_name}{self._observe_tls(client)}; "
+                f"greeting {_reply(r)}"
                 if implicit
                 else f"greeting {_reply(r)}"
             ),
         )
-        await self._step("ehlo", self._ehlo)
+        await self._step("ehlo", self._ehlo, detail=lambda r: self._observe_ehlo(client))
         if uri.security is Security.STARTTLS:
 
             async def starttls() -> SMTPResponse:
@@ -199,11 +271,75 @@ class SmtpConnection:
             await self._step(
                 "starttls",
                 starttls,
-                detail=lambda r: f"TLS {_tls_version(client)} with {uri.tls_name}",
+                detail=lambda r: (
+                    f"TLS {_tls_version(client)} with {uri.tls_name}{self._observe_tls(client)}"
+                ),
             )
-            await self._step("ehlo", self._ehlo)
+            await self._step("ehlo", self._ehlo, detail=lambda r: self._observe_ehlo(client))
         if uri.username is not None:
             await self._step("auth", self._login, detail=lambda r: f"logged in as {uri.username}")
+
+    async def _greeting(self) -> SMTPResponse:
+        """Wait for the greeting of a plain (STARTTLS or cleartext) connection. A server that
+        never greets on port 465, or that answers a TLS handshake on a second connection,
+        expects implicit TLS: that is ``tls_wrong_mode``, not a timeout."""
+        assert self.client is not None
+        try:
+            return await self.client.connect()
+        except aiosmtplib.SMTPConnectTimeoutError as exc:
+            uri = self.uri
+            if uri.port == IMPLICIT_TLS_PORT or await self._speaks_tls_first():
+                raise DeliveryError(
+                    f"no greeting from {uri.host}:{uri.port}: the port expects TLS from the "
+                    "first byte (implicit TLS), so smtp:// waits for a greeting that never comes",
+                    stage="connect",
+                    hint="tls_wrong_mode",
+                ) from exc
+            raise
+
+    async def _speaks_tls_first(self) -> bool:
+        """A quick second connection that tries a TLS handshake first (certificate not
+        checked: the only question is whether the port speaks TLS)."""
+        probe = ssl.create_default_context()
+        probe.check_hostname = False
+        probe.verify_mode = ssl.CERT_NONE
+        wait = min(self.settings.timeout, 5.0)
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.uri.host,
+                    self.uri.port,
+                    ssl=probe,
+                    server_hostname=self.uri.tls_name,
+                    ssl_handshake_timeout=wait,
+                ),
+                wait + 1,
+            )
+        except (OSError, TimeoutError, ssl.SSLError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+            await asyncio.wait_for(writer.wait_closed(), 1)
+        return True
+
+    def _observe_ehlo(self, client: aiosmtplib.SMTP) -> str | None:
+        """Keep the advertised extensions for ``test-smtp``; describe them for the step."""
+        if isinstance(self.recorder, SmtpRecorder):
+            self.recorder.extensions = dict(client.esmtp_extensions)
+            self.recorder.auth_methods = list(client.server_auth_methods)
+        return describe_extensions(client)
+
+    def _observe_tls(self, client: aiosmtplib.SMTP) -> str:
+        """Keep the TLS facts for ``test-smtp``; the certificate's part of the step detail."""
+        if not isinstance(self.recorder, SmtpRecorder):
+            return ""
+        facts = tls_facts(client, verified=self.uri.verify)
+        self.recorder.tls = facts
+        if facts is None or facts.subject is None:
+            return ""
+        expires = f", expires {facts.not_after:%Y-%m-%d}" if facts.not_after else ""
+        checked = "" if facts.verified else " (not verified)"
+        return f"; certificate {facts.subject}{expires}{checked}"
 
     async def _ehlo(self) -> SMTPResponse:
         assert self.client is not None
@@ -251,6 +387,18 @@ class SmtpConnection:
             raise
         self.delivered += 1
         return SendResult(reply=_reply(response))
+
+    async def check_envelope(self, envelope: Envelope) -> None:
+        """MAIL and RCPT for ``envelope`` without DATA, then RSET (``test-smtp --no-send``):
+        the server says whether it would take the message, and nothing is sent."""
+        client = self.client
+        assert client is not None
+        await self._step("mail", lambda: client.mail(envelope.sender))
+        try:
+            for recipient in envelope.recipients:
+                await self._step("rcpt", lambda r=recipient: client.rcpt(r))  # type: ignore[misc]
+        finally:
+            await self._reset()
 
     async def _reset(self) -> None:
         """After a refused transaction, RSET so the session can carry the next message."""
@@ -365,6 +513,19 @@ class SmtpTransport:
                 self._keep(conn, None)
                 raise
             return self._keep(conn, result)
+
+    async def check(self, envelope: Envelope) -> None:
+        """Open a session and ask MAIL and RCPT for ``envelope`` without sending it; the
+        session is kept for :meth:`close` to QUIT. Raises ``DeliveryError`` like :meth:`send`."""
+        if self._closed:
+            raise RuntimeError("transport closed")
+        async with self._slots:
+            conn = self._new_connection()
+            await conn.open()
+            try:
+                await conn.check_envelope(envelope)
+            finally:
+                self._keep(conn, None)
 
     def _keep(self, conn: SmtpConnection, result: SendResult | None) -> SendResult:
         if conn.usable and not self._closed:

@@ -1,4 +1,4 @@
-"""The HTTP app: health checks now; the admin API, intake and dashboard arrive on top of it.
+"""The HTTP app: admin API, intake, health checks, metrics and (for now) a dev message list.
 
 ``create_app`` opens the store, migrates it, and runs a worker in the same event loop unless
 told not to.
@@ -11,11 +11,16 @@ import contextlib
 import html
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
+from postroom import __version__
 from postroom.config import Settings
+from postroom.config.tenants import TenantRegistry
+from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import MessageFilter, Store, open_store
+from postroom.web import api
+from postroom.web.errors import BodyLimit, install_error_handlers
 from postroom.worker import Worker
 
 
@@ -25,17 +30,26 @@ def create_app(
     run_worker: bool = True,
     dev: bool = False,
     store: Store | None = None,
+    admin_token: str | None = None,
 ) -> FastAPI:
-    """Build the ASGI app for ``postroom serve``."""
+    """Build the ASGI app for ``postroom serve``.
+
+    ``admin_token`` guards /admin and /intake (``settings.serve.admin_token`` when not given);
+    ``dev`` needs no token and shows message bodies.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = store or open_store(settings.dsn)
         await app.state.store.migrate()
+        app.state.tenants = TenantRegistry(settings, app.state.store)
         stop = asyncio.Event()
         task = None
         if run_worker:
-            task = asyncio.create_task(Worker(app.state.store, settings).run(stop))
+            worker = Worker(
+                app.state.store, settings, tenants=app.state.tenants, metrics=app.state.metrics
+            )
+            task = asyncio.create_task(worker.run(stop))
         try:
             yield
         finally:
@@ -45,14 +59,28 @@ def create_app(
             if store is None:
                 await app.state.store.close()
 
-    app = FastAPI(title="Postroom", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Postroom",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if dev else None,
+        redoc_url=None,
+    )
+    app.state.dev = dev
+    app.state.admin_token = admin_token or settings.serve.admin_token
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit)
+    app.include_router(api.router)
 
-    @app.get("/health/alive")
+    @app.get("/health/alive", tags=["health"])
     async def alive() -> dict[str, str]:
+        """The process answers."""
         return {"status": "ok"}
 
-    @app.get("/health/ready")
+    @app.get("/health/ready", tags=["health"])
     async def ready() -> JSONResponse:
+        """The database answers."""
         try:
             await app.state.store.ping()
         except Exception as exc:
@@ -62,7 +90,13 @@ def create_app(
             )
         return JSONResponse({"status": "ok"})
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        app.state.metrics.set_queue(await app.state.store.count_by_status())
+        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:
         if not dev:
             return (

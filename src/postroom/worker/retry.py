@@ -23,19 +23,34 @@ def backoff(attempt: int, courier: CourierSettings, *, rng: random.Random | None
     return float(base * (rng or random).uniform(0.8, 1.2))
 
 
+MAX_RETRY_AFTER = 86400.0
+"""The longest server-requested wait (``Retry-After``) honoured, in seconds: one day."""
+
+
 def after_failure(
-    message: Message, diagnosis: Diagnosis, courier: CourierSettings, *, now: datetime
+    message: Message,
+    diagnosis: Diagnosis,
+    courier: CourierSettings,
+    *,
+    now: datetime,
+    retry_after: float | None = None,
 ) -> Completion:
     """Decide what follows a failed attempt.
 
     A permanent failure abandons at once; a transient one is retried with backoff until the
-    message has had ``max_attempts`` attempts. A retry never goes past the message's TTL: it
-    falls due at the expiry instead, where :func:`expired` abandons it.
+    message has had ``max_attempts`` attempts. When the server asked for a pause
+    (``retry_after`` seconds, from HTTP ``Retry-After``), the next attempt comes no sooner than
+    that (at most :data:`MAX_RETRY_AFTER`), even if the backoff is shorter. A retry never goes
+    past the message's TTL: it falls due at the expiry instead, where :func:`expired` abandons
+    it.
     """
     attempts = message.send_count + 1
     if not diagnosis.transient or attempts >= message.max_attempts:
         return Completion(message_id=message.id, status=Status.ABANDONED, error=diagnosis)
-    due = now + timedelta(seconds=backoff(attempts, courier))
+    delay = backoff(attempts, courier)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    due = now + timedelta(seconds=delay)
     if message.expires_at is not None and due > message.expires_at:
         due = message.expires_at
     return Completion(
@@ -65,4 +80,19 @@ def expired(message: Message, courier: CourierSettings) -> Completion:
         status=Status.ABANDONED,
         error=diagnose("expired", cause=cause, fix=last.fix if last else None),
         attempted=False,
+    )
+
+
+def rate_limited(message: Message, free_at: datetime) -> Completion:
+    """Hold a message back until its tenant's rate limit has room: it stays queued, is not an
+    attempt, and never fails because of a limit; its TTL still applies (the TTL wins)."""
+    due = free_at
+    if message.expires_at is not None and message.expires_at < due:
+        due = message.expires_at
+    return Completion(
+        message_id=message.id,
+        status=Status.QUEUED,
+        attempted=False,
+        next_attempt_at=due,
+        waiting_for=WaitingFor.RATE_LIMIT,
     )

@@ -14,16 +14,18 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postroom.config import Settings
 from postroom.config.settings import CourierSettings
+from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis.catalogue import diagnose
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
+from postroom.metrics import Metrics
 from postroom.models import Message, Status
 from postroom.render.mime import envelope_address
-from postroom.store import Completion, Store, utcnow
+from postroom.store import Completion, Store, StoreUnavailable, utcnow
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
 
@@ -52,9 +54,13 @@ class Worker:
         concurrency: int | None = None,
         transport_factory: Callable[[CourierSettings, int], Transport] | None = None,
         worker_id: str | None = None,
+        tenants: TenantRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.tenants = tenants
+        self.metrics = metrics
         self.concurrency = concurrency or settings.courier.worker.concurrency
         self.lease = settings.courier.worker.lease
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -90,22 +96,39 @@ class Worker:
                 "which the configuration no longer declares.",
                 fix="Declare the tenant again, or cancel the message.",
             )
-            self._finish(Completion(message.id, Status.ABANDONED, diagnosis, attempted=False))
+            self._finish(
+                Completion(message.id, Status.ABANDONED, diagnosis, attempted=False), message
+            )
             return
         if retry.is_expired(message, now=now):
-            self._finish(retry.expired(message, courier))
+            self._finish(retry.expired(message, courier), message)
             return
+        limits = [(limit.count, limit.per) for limit in courier.effective_rate_limits]
+        if limits:
+            free_at = await self.store.take_slot(message.tenant, limits)
+            if free_at is not None:
+                self._finish(retry.rate_limited(message, free_at), message)
+                return
         envelope = Envelope(
             message_id=message.id,
             sender=envelope_address(courier.smtp.from_address),
             recipients=(envelope_address(message.recipient),),
             data=message.mime,
+            recipient=message.recipient,
+            subject=message.subject,
+            text=message.body,
+            html=message.html_body,
+            template_type=message.template_type.value,
+            template_data=message.template_data,
         )
         try:
             await self._transport(message.tenant).send(envelope)
         except (DeliveryError, ConfigError) as exc:
             diagnosis = diagnose_error(exc)
-            completion = retry.after_failure(message, diagnosis, courier, now=utcnow())
+            retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
+            completion = retry.after_failure(
+                message, diagnosis, courier, now=utcnow(), retry_after=retry_after
+            )
             log.info(
                 "message %s attempt %d failed: %s (%s)",
                 message.id,
@@ -113,7 +136,7 @@ class Worker:
                 diagnosis.code,
                 "retry" if completion.status is Status.QUEUED else "give up",
             )
-            self._finish(completion)
+            self._finish(completion, message)
         except Exception as exc:  # a bug must not lose the message: record it and retry
             log.exception("message %s: unexpected error", message.id)
             diagnosis = diagnose(
@@ -122,11 +145,15 @@ class Worker:
                 cause=f"Postroom failed unexpectedly: {exc!r}.",
                 fix="This is a bug in Postroom; the message will be retried. Please report it.",
             )
-            self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()))
+            self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
-            self._finish(Completion(message.id, Status.SENT))
+            self._finish(Completion(message.id, Status.SENT), message)
 
-    def _finish(self, completion: Completion) -> None:
+    def _finish(self, completion: Completion, message: Message) -> None:
+        if message.reclaimed_from and completion.attempted:
+            completion = replace(completion, reclaimed_from=message.reclaimed_from)
+        if self.metrics is not None:
+            self._observe(completion, message)
         if completion.status is Status.SENT:
             self.stats.sent += 1
         elif completion.status is Status.QUEUED:
@@ -135,6 +162,39 @@ class Worker:
             self.stats.abandoned += 1
         self._pending.append(completion)
         self._wrote.set()
+
+    def _observe(self, completion: Completion, message: Message) -> None:
+        assert self.metrics is not None
+        if not completion.attempted and completion.error is None:
+            return  # held back by a rate limit: not an attempt
+        try:
+            transport = self.settings.tenant(message.tenant).strategy
+        except KeyError:
+            transport = "none"
+        result = {Status.SENT: "sent", Status.QUEUED: "retry"}.get(completion.status, "abandoned")
+        code = completion.error.code if completion.error else "ok"
+        self.metrics.dispatches.labels(message.tenant, transport, result, code).inc()
+        if completion.status is Status.SENT:
+            waited = (utcnow() - message.created_at).total_seconds()
+            self.metrics.handoff.labels(message.tenant).observe(waited)
+
+    async def _refresh_settings(self) -> None:
+        """Pick up tenants changed through the API; reopen the transports of changed ones."""
+        if self.tenants is None:
+            return
+        fresh = await self.tenants.settings()
+        if fresh is self.settings:
+            return
+        old, self.settings = self.settings, fresh
+        for name in list(self._transports):
+            try:
+                changed = old.tenant(name) != fresh.tenant(name)
+            except KeyError:
+                changed = True
+            if changed:
+                transport = self._transports.pop(name)
+                with contextlib.suppress(Exception):
+                    await transport.close()
 
     async def _flush(self) -> None:
         while self._pending:
@@ -186,6 +246,33 @@ class Worker:
 
         return done
 
+    async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
+        """One round of claiming and waiting; False when a drain is done."""
+        loop = asyncio.get_running_loop()
+        await self._refresh_settings()
+        claimed = await self._claim_and_start()
+        if len(self._inflight) > self.concurrency or (self._inflight and not claimed):
+            await self._wait_for_room(stop)
+            return True
+        if claimed:
+            return True
+        # Nothing due and nothing in flight.
+        await self._flush()
+        due = await self.store.next_due()
+        if drain:
+            if due is None:
+                return False
+            wait = (due - utcnow()).total_seconds()
+            if loop.time() + max(wait, 0) > deadline:
+                return False
+            await self._sleep(stop, max(wait, 0.01))
+        else:
+            wait = POLL_INTERVAL
+            if due is not None:
+                wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
+            await self._idle(stop, wait)
+        return True
+
     async def run(
         self,
         stop: asyncio.Event | None = None,
@@ -207,28 +294,14 @@ class Worker:
         renewer = asyncio.create_task(self._renewer())
         try:
             while not stop.is_set():
-                claimed = await self._claim_and_start()
-                if len(self._inflight) > self.concurrency or (self._inflight and not claimed):
-                    await self._wait_for_room(stop)
-                    continue
-                if claimed:
-                    continue
-                # Nothing due and nothing in flight.
-                await self._flush()
-                if drain:
-                    due = await self.store.next_due()
-                    if due is None:
+                try:
+                    if not await self._step(stop, drain=drain, deadline=deadline):
                         break
-                    wait = (due - utcnow()).total_seconds()
-                    if loop.time() + max(wait, 0) > deadline:
-                        break
-                    await self._sleep(stop, max(wait, 0.01))
-                else:
-                    due = await self.store.next_due()
-                    wait = POLL_INTERVAL
-                    if due is not None:
-                        wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
-                    await self._idle(stop, wait)
+                except StoreUnavailable as exc:
+                    # The database went away (restart, failover): keep what is in flight,
+                    # and try again shortly; nothing is lost, leases cover the rest.
+                    log.warning("the store is unavailable, retrying in 1s: %s", exc)
+                    await self._sleep(stop, 1.0)
         finally:
             await self._shutdown(shutdown_deadline)
             stop.set()

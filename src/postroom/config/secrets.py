@@ -1,0 +1,187 @@
+"""Credentials at rest: encrypted with ``secrets.default[0]``; older entries still decrypt,
+so keys can be rotated by putting a new one first.
+
+Which values of a ``courier`` section are credentials is decided here, in one place:
+the password of an SMTP connection URI, HTTP auth values, OAuth2 client secrets and keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from postroom.errors import ConfigError
+
+MASK = "***"
+PREFIX = "enc:v1:"
+MIN_SECRET_LENGTH = 32
+
+# Paths (inside a courier section) of plain credential strings.
+SECRET_PATHS: tuple[tuple[str, ...], ...] = (
+    ("http", "request_config", "auth", "config", "value"),
+    ("http", "request_config", "auth", "config", "password"),
+    ("smtp", "oauth2", "client_secret"),
+    ("smtp", "oauth2", "service_account_json"),
+    ("smtp", "oauth2", "refresh_token"),
+)
+URI_PATH = ("smtp", "connection_uri")
+
+
+class Crypter:
+    """Encrypts and decrypts credential strings with the configured secrets."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        for index, secret in enumerate(secrets):
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    f"must be at least {MIN_SECRET_LENGTH} characters long",
+                    path=f"secrets.default[{index}]",
+                )
+        self._fernet = MultiFernet([Fernet(_key(s)) for s in secrets]) if secrets else None
+
+    @property
+    def available(self) -> bool:
+        """True when at least one secret is configured."""
+        return self._fernet is not None
+
+    def encrypt(self, value: str) -> str:
+        """Encrypt with the first secret; raise ConfigError when none is configured."""
+        if self._fernet is None:
+            raise ConfigError(
+                "no encryption secret is configured, so credentials cannot be stored; set "
+                "secrets.default (or SECRETS_DEFAULT) to a random string of 32+ characters",
+                path="secrets.default",
+            )
+        return PREFIX + self._fernet.encrypt(value.encode()).decode()
+
+    def decrypt(self, value: str) -> str:
+        """Decrypt a value written by :meth:`encrypt` with any of the configured secrets."""
+        if not value.startswith(PREFIX):
+            return value
+        if self._fernet is None:
+            raise ConfigError(
+                "stored credentials are encrypted but no secret is configured; "
+                "set secrets.default to the secret they were stored with",
+                path="secrets.default",
+            )
+        try:
+            return self._fernet.decrypt(value[len(PREFIX) :].encode()).decode()
+        except InvalidToken:
+            raise ConfigError(
+                "a stored credential does not decrypt with any of secrets.default; "
+                "keep the old secret in the list (after the new one) when rotating",
+                path="secrets.default",
+            ) from None
+
+
+def _key(secret: str) -> bytes:
+    digest = hashlib.sha256(b"postroom-credentials\x00" + secret.encode()).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+def hash_token(token: str) -> str:
+    """The stored form of an intake token (tokens are random, so a plain SHA-256 suffices)."""
+    if token.startswith("sha256:"):
+        return token
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, hashes: Sequence[str]) -> bool:
+    """Constant-time check of a presented token against stored hashes."""
+    presented = hash_token(token)
+    found = False
+    for stored in hashes:
+        found |= hmac.compare_digest(presented, stored)
+    return found
+
+
+def _get(node: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _set(node: Any, path: tuple[str, ...], value: Any) -> None:
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+
+
+def _uri_password(uri: str) -> str | None:
+    try:
+        parts = urlsplit(uri)
+        return unquote(parts.password) if parts.password is not None else None
+    except ValueError:
+        return None
+
+
+def _with_uri_password(uri: str, password: str) -> str:
+    parts = urlsplit(uri)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:{quote(password, safe='*')}@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def transform_secrets(courier: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of a courier section with ``fn`` applied to every credential string."""
+    out = copy.deepcopy(courier)
+    for path in SECRET_PATHS:
+        value = _get(out, path)
+        if isinstance(value, str):
+            _set(out, path, fn(value))
+    uri = _get(out, URI_PATH)
+    if isinstance(uri, str):
+        password = _uri_password(uri)
+        if password is not None:
+            _set(out, URI_PATH, _with_uri_password(uri, fn(password)))
+    return out
+
+
+def mask_secrets(courier: dict[str, Any]) -> dict[str, Any]:
+    """A copy safe to show: every credential reads ``***`` and intake tokens too."""
+    out = transform_secrets(courier, lambda _value: MASK)
+    if isinstance(out.get("intake_tokens"), list):
+        out["intake_tokens"] = [MASK for _ in out["intake_tokens"]]
+    return out
+
+
+def keep_masked(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """Where ``new`` says ``***``, take the stored (decrypted) value instead."""
+    stored_values: dict[tuple[str, ...], str] = {}
+    for path in (*SECRET_PATHS, URI_PATH):
+        value = _get(stored, path)
+        if isinstance(value, str):
+            stored_values[path] = (_uri_password(value) or "") if path == URI_PATH else value
+    out = copy.deepcopy(new)
+    for path in SECRET_PATHS:
+        if _get(out, path) == MASK:
+            if path not in stored_values:
+                raise ConfigError("is '***' but nothing is stored to keep", path=".".join(path))
+            _set(out, path, stored_values[path])
+    uri = _get(out, URI_PATH)
+    if isinstance(uri, str) and _uri_password(uri) == MASK:
+        if not stored_values.get(URI_PATH):
+            raise ConfigError(
+                "the password is '***' but no password is stored to keep",
+                path="smtp.connection_uri",
+            )
+        _set(out, URI_PATH, _with_uri_password(uri, stored_values[URI_PATH]))
+    tokens = out.get("intake_tokens")
+    if isinstance(tokens, list) and MASK in tokens:
+        kept = [t for t in stored.get("intake_tokens") or [] if isinstance(t, str)]
+        out["intake_tokens"] = kept + [t for t in tokens if t != MASK]
+    return out

@@ -1,0 +1,327 @@
+"""An in-memory store: the same contract as the SQL stores, for unit tests and trying things
+out. Nothing survives the process; one process only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from postroom.errors import ConflictError, NotFoundError
+from postroom.models import (
+    Diagnosis,
+    Dispatch,
+    DispatchStatus,
+    Message,
+    NewMessage,
+    Status,
+)
+from postroom.store.base import Completion, MessageFilter, StoredTenant
+from postroom.store.sql import slot_free_at, utcnow
+
+
+class MemoryStore:
+    """A :class:`~postroom.store.base.Store` in a dict. Methods never await anything slow, so
+    each one is atomic with respect to the others on the event loop."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, Message] = {}
+        self._dispatches: dict[str, list[Dispatch]] = {}
+        self._tenants: dict[str, StoredTenant] = {}
+        self._tenant_changes = 0
+        self._rate: dict[str, list[datetime]] = {}
+        self._tick = itertools.count()
+        self._wake = asyncio.Event()
+
+    async def migrate(self) -> None:
+        """Nothing to create."""
+
+    async def enqueue(
+        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
+    ) -> list[tuple[Message, bool]]:
+        """Store messages; an existing (tenant, idempotency key) returns the earlier one."""
+        start = utcnow()
+        out: list[tuple[Message, bool]] = []
+        for new in messages:
+            if new.idempotency_key is not None:
+                found = next(
+                    (
+                        m
+                        for m in self._messages.values()
+                        if m.tenant == new.tenant and m.idempotency_key == new.idempotency_key
+                    ),
+                    None,
+                )
+                if found is not None:
+                    out.append((found, False))
+                    continue
+            now = start + timedelta(microseconds=next(self._tick) % 1000)
+            message = Message(
+                id=str(uuid.uuid4()),
+                tenant=new.tenant,
+                status=Status.QUEUED,
+                recipient=new.recipient,
+                template_type=new.template_type,
+                template_data=copy.deepcopy(new.template_data),
+                subject=new.subject,
+                body=new.body,
+                html_body=new.html_body,
+                mime=new.mime,
+                send_count=0,
+                max_attempts=max_attempts,
+                idempotency_key=new.idempotency_key,
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now,
+                expires_at=start + timedelta(seconds=ttl) if ttl > 0 else None,
+                waiting_for=None,
+                last_error=None,
+                request_hash=new.request_hash,
+            )
+            self._messages[message.id] = message
+            self._dispatches[message.id] = []
+            out.append((message, True))
+        self._wake.set()
+        return out
+
+    async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
+        """Lease up to ``limit`` due messages (or ones whose lease ran out)."""
+        now = utcnow()
+        due = [
+            m
+            for m in self._messages.values()
+            if (m.status is Status.QUEUED and m.next_attempt_at and m.next_attempt_at <= now)
+            or (m.status is Status.PROCESSING and m.lease_until and m.lease_until < now)
+        ]
+        due.sort(key=lambda m: (m.next_attempt_at or now, m.created_at))
+        claimed = []
+        for message in due[:limit]:
+            leased = replace(
+                message,
+                reclaimed_from=message.lease_owner,
+                status=Status.PROCESSING,
+                lease_owner=worker,
+                lease_until=now + timedelta(seconds=lease),
+                waiting_for=None,
+                updated_at=now,
+            )
+            self._messages[message.id] = leased
+            claimed.append(leased)
+        return sorted(claimed, key=lambda m: m.created_at)
+
+    def _held(self, message_id: str, worker: str) -> Message | None:
+        message = self._messages.get(message_id)
+        if message and message.status is Status.PROCESSING and message.lease_owner == worker:
+            return message
+        return None
+
+    async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
+        """Extend the leases this worker holds."""
+        until = utcnow() + timedelta(seconds=lease)
+        for message_id in message_ids:
+            if (message := self._held(message_id, worker)) is not None:
+                self._messages[message_id] = replace(message, lease_until=until)
+
+    async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
+        """Give back leased messages, due now."""
+        now = utcnow()
+        for message_id in message_ids:
+            if (message := self._held(message_id, worker)) is not None:
+                self._messages[message_id] = replace(
+                    message,
+                    status=Status.QUEUED,
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+        self._wake.set()
+
+    async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
+        """Record attempts and new statuses."""
+        now = utcnow()
+        for c in completions:
+            message = self._messages[c.message_id]
+            changes: dict[str, Any] = {
+                "status": c.status,
+                "updated_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_attempt_at": c.next_attempt_at,
+                "waiting_for": c.waiting_for,
+                "reclaimed_from": None,
+            }
+            if c.error is not None:
+                changes["last_error"] = c.error
+            if c.attempted:
+                changes["send_count"] = message.send_count + 1
+                status = DispatchStatus.FAILED if c.error else DispatchStatus.SUCCESS
+                self._dispatches[c.message_id].append(
+                    Dispatch(
+                        str(uuid.uuid4()),
+                        c.message_id,
+                        status,
+                        c.error,
+                        now,
+                        now,
+                        reclaimed_from=c.reclaimed_from,
+                    )
+                )
+            self._messages[c.message_id] = replace(message, **changes)
+        if any(c.status is Status.QUEUED for c in completions):
+            self._wake.set()
+
+    async def get(self, message_id: str) -> Message:
+        """One message with its dispatches, newest first."""
+        message = self._messages.get(message_id)
+        if message is None:
+            raise NotFoundError(f"no message with id {message_id}")
+        return replace(message, dispatches=tuple(reversed(self._dispatches[message_id])))
+
+    async def list_messages(self, query: MessageFilter) -> list[Message]:
+        """Newest first, filtered, keyset-paged."""
+        rows = [
+            m
+            for m in self._messages.values()
+            if (query.status is None or m.status is query.status)
+            and (query.recipient is None or m.recipient == query.recipient)
+            and (query.tenant is None or m.tenant == query.tenant)
+            and (query.template_type is None or m.template_type.value == query.template_type)
+            and (query.before is None or (m.created_at, m.id) < query.before)
+        ]
+        rows.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return rows[: query.limit]
+
+    async def retry(self, message_id: str, *, attempts: int, ttl: float) -> Message:
+        """Queue an abandoned message again with a fresh budget and TTL."""
+        message = await self.get(message_id)
+        if message.status is not Status.ABANDONED:
+            raise ConflictError(
+                f"message {message_id} is {message.status.value}; only abandoned messages "
+                "can be retried"
+            )
+        now = utcnow()
+        fresh = replace(
+            self._messages[message_id],
+            status=Status.QUEUED,
+            max_attempts=message.send_count + attempts,
+            expires_at=now + timedelta(seconds=ttl) if ttl > 0 else None,
+            next_attempt_at=now,
+            waiting_for=None,
+            updated_at=now,
+        )
+        self._messages[message_id] = fresh
+        self._wake.set()
+        return fresh
+
+    async def cancel(self, message_id: str, *, error: Diagnosis) -> Message:
+        """Abandon a queued message."""
+        message = await self.get(message_id)
+        if message.status is not Status.QUEUED:
+            raise ConflictError(
+                f"message {message_id} is {message.status.value}; only queued messages can be "
+                "cancelled"
+            )
+        cancelled = replace(
+            self._messages[message_id],
+            status=Status.ABANDONED,
+            last_error=error,
+            waiting_for=None,
+            next_attempt_at=None,
+            updated_at=utcnow(),
+        )
+        self._messages[message_id] = cancelled
+        return cancelled
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Messages per status, zeros included."""
+        out = {s.value: 0 for s in Status}
+        for message in self._messages.values():
+            out[message.status.value] += 1
+        return out
+
+    async def list_tenants(self) -> list[StoredTenant]:
+        """Saved tenants by id."""
+        return [self._tenants[k] for k in sorted(self._tenants)]
+
+    async def get_tenant(self, tenant_id: str) -> StoredTenant | None:
+        """One saved tenant."""
+        return self._tenants.get(tenant_id)
+
+    async def put_tenant(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
+        """Create or replace a saved tenant."""
+        now = utcnow()
+        old = self._tenants.get(tenant_id)
+        tenant = StoredTenant(
+            tenant_id, copy.deepcopy(courier), old.created_at if old else now, now
+        )
+        self._tenants[tenant_id] = tenant
+        self._tenant_changes += 1
+        return tenant
+
+    async def delete_tenant(self, tenant_id: str) -> bool:
+        """Delete a saved tenant."""
+        self._tenant_changes += 1
+        return self._tenants.pop(tenant_id, None) is not None
+
+    async def tenants_version(self) -> str:
+        """A counter of tenant changes."""
+        return str(self._tenant_changes)
+
+    async def take_slot(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+        """Take a hand-off slot of ``tenant`` under ``limits``."""
+        if not limits:
+            return None
+        now = utcnow()
+        longest = max(per for _count, per in limits)
+        events = self._rate.setdefault(tenant, [])
+        events[:] = [t for t in events if t > now - timedelta(seconds=longest)]
+        free_at = slot_free_at(sorted(events, reverse=True), limits, now)
+        if free_at is None:
+            events.append(now)
+        return free_at
+
+    async def next_due(self) -> datetime | None:
+        """The earliest next attempt or lease expiry."""
+        times = [
+            m.next_attempt_at
+            for m in self._messages.values()
+            if m.status is Status.QUEUED and m.next_attempt_at
+        ] + [
+            m.lease_until
+            for m in self._messages.values()
+            if m.status is Status.PROCESSING and m.lease_until
+        ]
+        return min(times) if times else None
+
+    async def count_pending(self) -> int:
+        """Queued or processing."""
+        return sum(m.status in (Status.QUEUED, Status.PROCESSING) for m in self._messages.values())
+
+    async def wait(self, timeout: float) -> None:
+        """Return on an enqueue or requeue, or after ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0))
+        self._wake.clear()
+
+    async def ping(self) -> None:
+        """Always reachable."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+_NAMED: dict[str, MemoryStore] = {}
+
+
+def memory_store(name: str) -> MemoryStore:
+    """The process's memory store called ``name`` (a new one for an empty name)."""
+    if not name:
+        return MemoryStore()
+    return _NAMED.setdefault(name, MemoryStore())

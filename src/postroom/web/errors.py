@@ -1,0 +1,145 @@
+"""Every error answer is SPEC.md's JSON shape, never an HTML page or a traceback."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from postroom.errors import (
+    ConfigError,
+    ConflictError,
+    DuplicateRequestError,
+    InputError,
+    NotFoundError,
+)
+
+log = logging.getLogger("postroom.web")
+MAX_BODY = 1024 * 1024
+
+_MESSAGES = {
+    400: "The request was malformed or contained invalid parameters.",
+    401: "The request could not be authorized.",
+    403: "The requested action was forbidden.",
+    404: "The requested resource could not be found.",
+    405: "The method is not allowed for this resource.",
+    409: "The request could not be completed due to a conflict.",
+    413: "The request body is too large.",
+    500: "An internal server error occurred, please contact the system administrator.",
+}
+
+
+def error_body(code: int, reason: str) -> dict[str, Any]:
+    """SPEC.md's error object."""
+    status = HTTPStatus(code)
+    return {
+        "error": {
+            "code": code,
+            "status": status.phrase,
+            "reason": reason,
+            "message": _MESSAGES.get(code, status.description or status.phrase),
+        }
+    }
+
+
+def error_response(code: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON error answer."""
+    return JSONResponse(error_body(code, reason), status_code=code, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map Postroom's and the framework's errors to the JSON error shape."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+        return error_response(400, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(DuplicateRequestError)
+    async def duplicate(_request: Request, exc: DuplicateRequestError) -> JSONResponse:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(InputError)
+    async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def bad_config(_request: Request, exc: ConfigError) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
+        return error_response(404, str(exc))
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_request: Request, exc: ConflictError) -> JSONResponse:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s in a request", type(exc).__name__, exc_info=exc)
+        return error_response(500, "unexpected error; see the server log")
+
+
+class BodyLimit:
+    """Answer 413 for request bodies over ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+        # Read the body first (it is at most ``limit`` bytes), then replay it to the app.
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(receive, [], message), send)
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(receive, chunks, None), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        reason = f"the request body is larger than {self.limit // 1024} KiB"
+        await error_response(413, reason)(scope, receive, send)
+
+
+def _replay(receive: Receive, chunks: list[bytes], last: Message | None) -> Receive:
+    """A ``receive`` that gives the buffered body, then whatever the client sends next."""
+    body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+    pending: list[Message] = [last] if last is not None else [body]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed

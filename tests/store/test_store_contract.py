@@ -1,0 +1,172 @@
+"""The Store contract, run against every backend: durable enqueue, atomic claiming with leases,
+idempotency, completion records, listing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from postroom.models import Diagnosis, NewMessage, Status, TemplateType, WaitingFor
+from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
+
+
+def new(n: int = 0, *, key: str | None = None, tenant: str = "default") -> NewMessage:
+    return NewMessage(
+        tenant=tenant,
+        recipient=f"user{n}@example.org",
+        template_type=TemplateType.TEST,
+        template_data={"to": f"user{n}@example.org"},
+        subject=f"subject {n}",
+        body="body",
+        html_body=None,
+        mime=b"Subject: x\r\n\r\nbody\r\n",
+        idempotency_key=key,
+        request_hash=f"hash{n}",
+    )
+
+
+async def test_claim_leases_due_messages_once(any_store: Store) -> None:
+    await any_store.enqueue([new(n) for n in range(5)], max_attempts=3, ttl=0)
+    first = await any_store.claim(worker="a", limit=3, lease=60)
+    second = await any_store.claim(worker="b", limit=10, lease=60)
+    assert len(first) == 3 and len(second) == 2
+    assert {m.id for m in first}.isdisjoint({m.id for m in second})
+    assert all(m.status is Status.PROCESSING and m.lease_owner == "a" for m in first)
+    assert await any_store.claim(worker="c", limit=10, lease=60) == []
+
+
+async def test_an_expired_lease_makes_a_message_claimable_again(any_store: Store) -> None:
+    [(message, _)] = await any_store.enqueue([new()], max_attempts=3, ttl=0)
+    [claimed] = await any_store.claim(worker="dead", limit=1, lease=0.2)
+    assert claimed.id == message.id
+    assert await any_store.claim(worker="b", limit=1, lease=60) == []
+    await asyncio.sleep(0.3)
+    [again] = await any_store.claim(worker="b", limit=1, lease=60)
+    assert again.id == message.id and again.lease_owner == "b"
+
+
+async def test_renew_keeps_the_lease_alive(any_store: Store) -> None:
+    await any_store.enqueue([new()], max_attempts=3, ttl=0)
+    [claimed] = await any_store.claim(worker="a", limit=1, lease=0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        await any_store.renew([claimed.id], worker="a", lease=0.3)
+    assert await any_store.claim(worker="b", limit=1, lease=60) == []
+
+
+async def test_release_returns_unstarted_messages(any_store: Store) -> None:
+    await any_store.enqueue([new()], max_attempts=3, ttl=0)
+    [claimed] = await any_store.claim(worker="a", limit=1, lease=60)
+    await any_store.release([claimed.id], worker="a")
+    [again] = await any_store.claim(worker="b", limit=1, lease=60)
+    assert again.id == claimed.id
+
+
+async def test_two_stores_on_one_database_never_claim_the_same_message(store_dsn: str) -> None:
+    one, two = open_store(store_dsn), open_store(store_dsn)
+    await one.migrate()
+    try:
+        await one.enqueue([new(n) for n in range(200)], max_attempts=3, ttl=0)
+
+        async def drain(store: Store, name: str) -> list[str]:
+            got: list[str] = []
+            while batch := await store.claim(worker=name, limit=7, lease=60):
+                got += [m.id for m in batch]
+            return got
+
+        a, b = await asyncio.gather(drain(one, "one"), drain(two, "two"))
+    finally:
+        await one.close()
+        await two.close()
+    assert len(a) + len(b) == 200
+    assert set(a).isdisjoint(b)
+
+
+async def test_complete_records_a_dispatch_per_attempt(any_store: Store) -> None:
+    [(message, _)] = await any_store.enqueue([new()], max_attempts=3, ttl=0)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    error = Diagnosis("server_unavailable", True, "cause", "fix", stage="connect", reply="421 x")
+    later = utcnow() + timedelta(minutes=5)
+    await any_store.complete(
+        [
+            Completion(
+                message.id,
+                Status.QUEUED,
+                error,
+                next_attempt_at=later,
+                waiting_for=WaitingFor.BACKOFF,
+            )
+        ],
+        worker="w",
+    )
+    waiting = await any_store.get(message.id)
+    assert waiting.status is Status.QUEUED and waiting.send_count == 1
+    assert waiting.waiting_for is WaitingFor.BACKOFF and waiting.last_error == error
+    assert await any_store.claim(worker="w", limit=1, lease=60) == []  # not due yet
+    assert await any_store.next_due() == later
+    # An expiry abandons without an attempt: no dispatch row, send_count unchanged.
+    expired = Diagnosis("expired", False, "c", "f")
+    await any_store.complete(
+        [Completion(message.id, Status.ABANDONED, expired, attempted=False)], worker="w"
+    )
+    done = await any_store.get(message.id)
+    assert done.status is Status.ABANDONED and done.send_count == 1
+    assert len(done.dispatches) == 1 and done.last_error == expired
+
+
+async def test_idempotency_key_is_scoped_to_the_tenant(any_store: Store) -> None:
+    [(a, created_a)] = await any_store.enqueue([new(1, key="k")], max_attempts=3, ttl=0)
+    [(b, created_b)] = await any_store.enqueue([new(2, key="k")], max_attempts=3, ttl=0)
+    [(c, created_c)] = await any_store.enqueue(
+        [new(3, key="k", tenant="acme")], max_attempts=3, ttl=0
+    )
+    assert created_a and not created_b and created_c
+    assert a.id == b.id != c.id
+
+
+async def test_list_is_newest_first_with_filters_and_keyset_pages(any_store: Store) -> None:
+    for n in range(7):
+        await any_store.enqueue(
+            [new(n, tenant="acme" if n % 2 else "default")], max_attempts=1, ttl=0
+        )
+    everything = await any_store.list_messages(MessageFilter(limit=100))
+    assert [m.recipient for m in everything] == [f"user{n}@example.org" for n in reversed(range(7))]
+    acme = await any_store.list_messages(MessageFilter(tenant="acme"))
+    assert {m.tenant for m in acme} == {"acme"} and len(acme) == 3
+    page1 = await any_store.list_messages(MessageFilter(limit=3))
+    last = page1[-1]
+    page2 = await any_store.list_messages(MessageFilter(limit=3, before=(last.created_at, last.id)))
+    assert [m.id for m in page1 + page2] == [m.id for m in everything[:6]]
+
+
+async def test_ttl_sets_the_expiry(any_store: Store) -> None:
+    [(message, _)] = await any_store.enqueue([new()], max_attempts=1, ttl=3600)
+    assert message.expires_at is not None
+    assert abs((message.expires_at - message.created_at).total_seconds() - 3600) < 1
+    [(forever, _)] = await any_store.enqueue([new(1)], max_attempts=1, ttl=0)
+    assert forever.expires_at is None
+
+
+async def test_rate_slots_are_shared_and_free_up(store_dsn: str) -> None:
+    one, two = open_store(store_dsn), open_store(store_dsn)
+    await one.migrate()
+    try:
+        limits = [(5, 0.6)]
+        results = await asyncio.gather(
+            *(store.take_slot("acme", limits) for store in (one, two) for _ in range(6))
+        )
+        taken = [r for r in results if r is None]
+        refused = [r for r in results if r is not None]
+        assert len(taken) == 5 and len(refused) == 7
+        start = utcnow()
+        assert all(start < r <= start + timedelta(seconds=0.7) for r in refused)
+        assert await one.take_slot("other", limits) is None  # limits are per tenant
+        await asyncio.sleep(0.7)
+        assert await two.take_slot("acme", limits) is None
+        # Two limits: the stricter one decides.
+        assert await one.take_slot("b", [(10, 60), (1, 0.3)]) is None
+        later = await one.take_slot("b", [(10, 60), (1, 0.3)])
+        assert later is not None and later <= utcnow() + timedelta(seconds=0.3)
+    finally:
+        await one.close()
+        await two.close()

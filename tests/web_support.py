@@ -1,0 +1,43 @@
+"""Serving the app on a real uvicorn and socket, in a thread of the test process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from postroom.config import Settings
+from postroom.web.app import create_app
+
+from smtp_servers import free_port
+
+ADMIN = "admin-token-for-tests-0123456789"
+
+
+@contextmanager
+def serving(settings: Settings, **kwargs: Any) -> Iterator[str]:
+    """Serve ``create_app(settings, **kwargs)`` until the block ends; yield its base URL."""
+    kwargs.setdefault("admin_token", ADMIN)
+    app = create_app(settings, **kwargs)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
