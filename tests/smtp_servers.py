@@ -11,6 +11,7 @@ import asyncio
 import socket
 import ssl
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,15 @@ class Accepted:
     rcpt_tos: list[str]
     content: bytes
     tls: bool
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def message_id(self) -> str:
+        """The Message-ID header of what was accepted."""
+        for line in self.content.split(b"\r\n\r\n", 1)[0].splitlines():
+            if line.lower().startswith(b"message-id:"):
+                return line.split(b":", 1)[1].strip().decode()
+        return ""
 
 
 @dataclass
@@ -187,6 +197,7 @@ def smtp_server(
     faults: dict[str, Fault] | None = None,
     greeting_reply: str | None = None,
     idle_timeout: float | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
     """Start an aiosmtpd server on 127.0.0.1 for the duration of the block."""
     handler = Handler(faults)
@@ -207,7 +218,7 @@ def smtp_server(
             kwargs["auth_exclude_mechanism"] = sorted(every - set(auth_mechanisms))
     if idle_timeout is not None:
         kwargs["timeout"] = idle_timeout
-    port = free_port()
+    port = port or free_port()
     controller = ServerController(
         handler,
         greeting_reply=greeting_reply,
