@@ -351,6 +351,35 @@ async def _update_queue_gauge(store: Store, metrics: Any) -> None:
 
 
 @app.command()
+def cleanup(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Delete sent and abandoned messages older than this (e.g. 30d); "
+            "default: each tenant's courier.retention.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete sent and abandoned messages past the retention period (serve does it daily)."""
+    from postroom.worker.retention import cleanup as run_cleanup
+
+    with user_errors():
+        settings = with_api_tenants(settings_from(config))
+        age = None
+        if older_than is not None:
+            try:
+                age = parse_duration(older_than)
+            except ValueError as exc:
+                raise InputError(str(exc), field="--older-than") from None
+        deleted = run_with_store(
+            settings, lambda store: run_cleanup(store, settings, older_than=age)
+        )
+        out.print(f"deleted {deleted} finished message(s)")
+
+
+@app.command()
 def migrate(config: ConfigOpt = None) -> None:
     """Create or upgrade the database schema."""
     with user_errors():

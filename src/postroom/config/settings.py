@@ -162,6 +162,7 @@ class CourierSettings(_Strict):
     message_retries: int = Field(default=5, ge=0, le=100)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     message_ttl: Duration = 3600.0
+    retention: Duration = 30 * 86400.0
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     intake_tokens: list[str] = Field(default_factory=list, repr=False)
     preset: str | None = None

@@ -114,6 +114,13 @@ class Store(Protocol):
         shared by every worker of every process. Return None when taken, else the time the
         next slot frees up (nothing is taken then)."""
 
+    async def delete_finished(
+        self, *, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int
+    ) -> int:
+        """Delete up to ``batch`` sent or abandoned messages (with their dispatches) last
+        updated before ``before``, of ``tenant`` (None: every tenant); messages with an
+        idempotency key created after ``keep_keyed_since`` stay. Return how many went."""
+
     async def next_due(self) -> datetime | None:
         """When the next queued message falls due (None when the queue is empty)."""
 

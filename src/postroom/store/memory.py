@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import itertools
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from postroom.errors import ConflictError, NotFoundError
@@ -36,7 +35,7 @@ class MemoryStore:
         self._tenants: dict[str, StoredTenant] = {}
         self._tenant_changes = 0
         self._rate: dict[str, list[datetime]] = {}
-        self._tick = itertools.count()
+        self._last = datetime.min.replace(tzinfo=UTC)
         self._wake = asyncio.Event()
 
     async def migrate(self) -> None:
@@ -61,7 +60,9 @@ class MemoryStore:
                 if found is not None:
                     out.append((found, False))
                     continue
-            now = start + timedelta(microseconds=next(self._tick) % 1000)
+            # Strictly increasing, so newest-first keeps the order of arrival.
+            now = max(start, self._last + timedelta(microseconds=1))
+            self._last = now
             message = Message(
                 id=str(uuid.uuid4()),
                 tenant=new.tenant,
@@ -78,7 +79,7 @@ class MemoryStore:
                 idempotency_key=new.idempotency_key,
                 created_at=now,
                 updated_at=now,
-                next_attempt_at=now,
+                next_attempt_at=start,
                 expires_at=start + timedelta(seconds=ttl) if ttl > 0 else None,
                 waiting_for=None,
                 last_error=None,
@@ -286,6 +287,23 @@ class MemoryStore:
         if free_at is None:
             events.append(now)
         return free_at
+
+    async def delete_finished(
+        self, *, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int
+    ) -> int:
+        """Delete one batch of finished messages."""
+        doomed = [
+            m.id
+            for m in self._messages.values()
+            if m.status in (Status.SENT, Status.ABANDONED)
+            and m.updated_at < before
+            and (tenant is None or m.tenant == tenant)
+            and (m.idempotency_key is None or m.created_at < keep_keyed_since)
+        ][:batch]
+        for message_id in doomed:
+            del self._messages[message_id]
+            del self._dispatches[message_id]
+        return len(doomed)
 
     async def next_due(self) -> datetime | None:
         """The earliest next attempt or lease expiry."""

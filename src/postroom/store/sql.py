@@ -221,7 +221,7 @@ class SqlStore:
                 "request_hash": new.request_hash,
                 "created_at": now,
                 "updated_at": now,
-                "next_attempt_at": now,
+                "next_attempt_at": start,
                 "expires_at": expires,
                 "waiting_for": None,
                 "last_error": None,
@@ -467,6 +467,37 @@ class SqlStore:
     async def cancel(self, message_id: str, *, error: Diagnosis) -> Message:
         """Abandon a queued message; see :class:`Store`."""
         return await self._run(lambda: self._cancel_sync(message_id, error))
+
+    # -- retention --------------------------------------------------------------------
+
+    def _delete_finished_sync(
+        self, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int
+    ) -> int:
+        doomed = select(messages.c.id).where(
+            messages.c.status.in_([Status.SENT.value, Status.ABANDONED.value]),
+            messages.c.updated_at < before,
+            or_(
+                messages.c.idempotency_key.is_(None),
+                messages.c.created_at < keep_keyed_since,
+            ),
+        )
+        if tenant is not None:
+            doomed = doomed.where(messages.c.tenant == tenant)
+        with self._writer.begin() as conn:
+            ids = [row.id for row in conn.execute(doomed.limit(batch))]
+            if not ids:
+                return 0
+            conn.execute(dispatches.delete().where(dispatches.c.message_id.in_(ids)))
+            conn.execute(messages.delete().where(messages.c.id.in_(ids)))
+        return len(ids)
+
+    async def delete_finished(
+        self, *, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int
+    ) -> int:
+        """Delete one batch of finished messages; see :class:`Store`."""
+        return await self._run(
+            lambda: self._delete_finished_sync(before, tenant, keep_keyed_since, batch)
+        )
 
     # -- rate limits ------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import MessageFilter, Store, open_store
 from postroom.web import api
 from postroom.web.errors import BodyLimit, install_error_handlers
-from postroom.worker import Worker
+from postroom.worker import Worker, retention
 
 
 def create_app(
@@ -45,6 +45,9 @@ def create_app(
         app.state.tenants = TenantRegistry(settings, app.state.store)
         stop = asyncio.Event()
         task = None
+        daily = asyncio.create_task(
+            retention.run_daily(app.state.store, app.state.tenants.settings, stop)
+        )
         if run_worker:
             worker = Worker(
                 app.state.store, settings, tenants=app.state.tenants, metrics=app.state.metrics
@@ -56,6 +59,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            await daily
             if store is None:
                 await app.state.store.close()
 
