@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from email.charset import QP, Charset
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, make_msgid
 
 from postroom.errors import InputError
 from postroom.models import RenderedEmail
@@ -83,6 +87,25 @@ def envelope_address(address: str) -> str:
         return address
 
 
+_UTF8 = Charset("utf-8")
+_UTF8.header_encoding = QP
+_UTF8.body_encoding = QP
+_CRLF = compat32.clone(linesep="\r\n")
+
+
+def _header(value: str) -> str:
+    """ASCII as it is; anything else as RFC 2047 encoded words (folded as needed)."""
+    if value.isascii():
+        return value
+    # Message accepts a Header where typeshed says str.
+    return Header(value, _UTF8)  # type: ignore[return-value]
+
+
+def _text(text: str, subtype: str) -> MIMEText:
+    """A UTF-8 text part, quoted-printable so that codes stay readable in the raw message."""
+    return MIMEText(text, subtype, _UTF8)  # type: ignore[arg-type]  # a Charset is accepted
+
+
 def build_mime(
     email: RenderedEmail,
     *,
@@ -105,19 +128,20 @@ def build_mime(
         check_header_value("from_name", sender_name)
     if reply_to:
         check_header_value("reply_to", reply_to)
-    msg = EmailMessage(policy=SMTP)
-    sender_box = header_address(sender, field="from_address", display_name=sender_name or "")
-    msg["From"] = sender_box
-    msg["To"] = header_address(recipient, field="recipient")
-    msg["Subject"] = email.subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = make_msgid(domain=message_id_domain or sender_box.domain)
+    # The compat32 classes: the same RFC 5322 output as EmailMessage for what we build, about
+    # four times faster (MIME is serialised once per message, at enqueue).
+    sender_box = header_address(sender, field="from_address")
+    body: Message = _text(email.text, "plain")
+    if email.html:
+        body = MIMEMultipart("alternative", _subparts=[body, _text(email.html, "html")])
+    body["From"] = formataddr((sender_name or "", sender_box.addr_spec), charset="utf-8")
+    body["To"] = header_address(recipient, field="recipient").addr_spec
+    body["Subject"] = _header(email.subject)
+    body["Date"] = format_datetime(date)
+    body["Message-ID"] = make_msgid(domain=message_id_domain or sender_box.domain)
     if reply_to:
-        msg["Reply-To"] = header_address(reply_to, field="reply_to")
+        body["Reply-To"] = header_address(reply_to, field="reply_to").addr_spec
     for name, value in (headers or {}).items():
         check_configured_header(name, value)
-        msg[name] = value
-    msg.set_content(email.text, charset="utf-8")
-    if email.html:
-        msg.add_alternative(email.html, subtype="html", charset="utf-8")
-    return msg.as_bytes()
+        body[name] = _header(value)
+    return body.as_bytes(policy=_CRLF)
