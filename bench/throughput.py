@@ -1,25 +1,25 @@
-"""Throughput: Postroom's worker against raw aiosmtplib, both to the same aiosmtpd sink.
+"""Throughput: ``postroom worker --drain`` against the raw ceiling, both to the same sink.
 
-The sink runs in its own process so that it does not share the interpreter with what is
-measured. Prints messages per second for:
+N messages of about 2 KB are enqueued through intake (validate, render, MIME, store), then
+delivered by ``postroom worker --drain`` processes (one on SQLite, two on PostgreSQL, with the
+default settings). In the same run, the raw ceiling: the same pre-built bytes sent with
+aiosmtplib over the same number of connections to the same sink. Prints both rates and the
+ratio. The sink is Postfix's smtp-sink when installed, else an aiosmtpd sink (said so).
 
-- baseline: raw aiosmtplib, ``concurrency`` reused connections, the same MIME bytes;
-- enqueue: Postroom's intake (validate, render, MIME, durable SQLite insert), in batches;
-- deliver: Postroom's worker draining the queue (claim, send, record) with ``concurrency``.
-
-Usage: python bench/throughput.py [--messages N] [--concurrency C]
+Usage: python bench/throughput.py [--messages N] [--backend sqlite|postgres|both]
+       [--pg-dsn postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
+import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import aiosmtplib
@@ -27,119 +27,139 @@ import aiosmtplib
 from postroom.config import Settings
 from postroom.intake import SendRequest, enqueue
 from postroom.store import open_store
-from postroom.worker import Worker
+from sinks import sink
 
-SINK = textwrap.dedent("""\
-    import asyncio, sys
-    from aiosmtpd.controller import Controller
-
-    class Sink:
-        async def handle_DATA(self, server, session, envelope):
-            return "250 OK"
-
-    controller = Controller(Sink(), hostname="127.0.0.1", port=int(sys.argv[1]))
-    controller.start()
-    print("ready", flush=True)
-    sys.stdin.read()
-    controller.stop()
-    """)
+PG_DSN = os.environ.get("POSTROOM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+async def raw_ceiling(port: int, mime: bytes, count: int, connections: int) -> float:
+    """Pre-built bytes over ``connections`` reused aiosmtplib connections."""
 
-
-async def baseline(port: int, mime: bytes, count: int, concurrency: int) -> float:
-    """Raw aiosmtplib: ``concurrency`` connections, each sending its share in sequence."""
-
-    async def one_connection(share: int) -> None:
+    async def one(share: int) -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
         await client.connect()
         for _ in range(share):
             await client.sendmail("no-reply@example.org", ["you@example.org"], mime)
         await client.quit()
 
-    shares = [
-        count // concurrency + (1 if i < count % concurrency else 0) for i in range(concurrency)
-    ]
+    shares = [count // connections + (i < count % connections) for i in range(connections)]
     start = time.perf_counter()
-    await asyncio.gather(*(one_connection(s) for s in shares))
+    await asyncio.gather(*(one(share) for share in shares))
     return count / (time.perf_counter() - start)
 
 
-async def postroom(
-    port: int, count: int, concurrency: int, workdir: Path
-) -> tuple[float, float, bytes]:
-    settings = Settings.model_validate(
-        {
-            "dsn": f"sqlite:///{workdir / 'bench.db'}",
-            "courier": {
-                "smtp": {
-                    "connection_uri": f"smtp://127.0.0.1:{port}/?disable_starttls=true",
-                    "from_address": "no-reply@example.org",
-                },
-                "worker": {"concurrency": concurrency},
-            },
-        }
-    )
+async def fill(settings: Settings, count: int) -> tuple[float, bytes]:
+    """Enqueue ``count`` login-code messages through intake; return the rate and one MIME."""
     store = open_store(settings.dsn)
     await store.migrate()
+    filler = "x" * 1200  # about 2 KB of MIME in all
     requests = [
         SendRequest(
             to=f"user{n}@example.org",
             template_type="login_code_valid",
-            data={"login_code": f"{n:06d}"},
+            data={"login_code": f"{n:06d}", "product_name": "Bench", "request_url": filler},
         )
         for n in range(count)
     ]
     start = time.perf_counter()
-    for offset in range(0, count, 500):
-        stored = await enqueue(store, settings, requests[offset : offset + 500])
-    enqueue_rate = count / (time.perf_counter() - start)
-    mime = stored[0][0].mime
+    mime = b""
+    try:
+        for offset in range(0, count, 500):
+            stored = await enqueue(store, settings, requests[offset : offset + 500])
+            mime = stored[0][0].mime
+    finally:
+        await store.close()
+    return count / (time.perf_counter() - start), mime
+
+
+def drain(config: Path, processes: int) -> float:
+    """Run ``postroom worker --drain`` processes; return the seconds until all are done."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
+    env["POSTROOM_LOG_LEVEL"] = "WARNING"
     start = time.perf_counter()
-    stats = await Worker(store, settings).run(drain=True)
-    deliver_rate = count / (time.perf_counter() - start)
-    await store.close()
-    assert stats.sent == count, stats
-    return enqueue_rate, deliver_rate, mime
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "postroom.cli", "worker", "--drain", "--config", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.wait() == 0
+    return time.perf_counter() - start
 
 
-async def measure(port: int, count: int, concurrency: int) -> None:
-    """Run Postroom first, then the baseline, against the sink on ``port``; print figures."""
+async def sent_count(dsn: str) -> int:
+    store = open_store(dsn)
+    try:
+        return (await store.count_by_status())["sent"]
+    finally:
+        await store.close()
+
+
+def run(backend: str, count: int, port: int) -> tuple[float, float, float, int, bytes]:
+    """Fill, drain and measure one backend; return (enqueue, deliver, ceiling, conns, mime)."""
     with tempfile.TemporaryDirectory() as tmp:
-        enq, deliver, mime = await postroom(port, count, concurrency, Path(tmp))
-    base = await baseline(port, mime, count, concurrency)
-    print(f"messages: {count}, concurrency: {concurrency}, MIME size: {len(mime)} bytes")
-    print(f"baseline  raw aiosmtplib             {base:8.0f} msg/s")
-    print(f"enqueue   intake + SQLite            {enq:8.0f} msg/s")
-    print(
-        f"deliver   worker (claim/send/record) {deliver:8.0f} msg/s"
-        f" = {deliver / base:.2f} x baseline"
-    )
+        folder = Path(tmp)
+        if backend == "postgres":
+            import psycopg
+
+            name = f"postroom_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            dsn = PG_DSN.rsplit("/", 1)[0] + f"/{name}"
+            processes = 2
+        else:
+            dsn, processes, name = f"sqlite:///{folder / 'bench.db'}", 1, ""
+        config = folder / "postroom.yaml"
+        config.write_text(
+            f"dsn: {dsn}\ncourier:\n  smtp:\n"
+            f"    connection_uri: smtp://127.0.0.1:{port}/?disable_starttls=true\n"
+            "    from_address: no-reply@example.org\n"
+        )
+        settings = Settings.model_validate(
+            {
+                "dsn": dsn,
+                "courier": {
+                    "smtp": {
+                        "connection_uri": f"smtp://127.0.0.1:{port}/?disable_starttls=true",
+                        "from_address": "no-reply@example.org",
+                    }
+                },
+            }
+        )
+        try:
+            enqueue_rate, mime = asyncio.run(fill(settings, count))
+            seconds = drain(config, processes)
+            assert asyncio.run(sent_count(dsn)) == count
+            connections = settings.courier.worker.concurrency * processes
+            ceiling = asyncio.run(raw_ceiling(port, mime, count, connections))
+        finally:
+            if backend == "postgres":
+                import psycopg
+
+                with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return enqueue_rate, count / seconds, ceiling, connections, mime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--messages", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     args = parser.parse_args()
-    port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        asyncio.run(measure(port, args.messages, args.concurrency))
-    finally:
-        assert sink.stdin is not None
-        sink.stdin.close()
-        sink.wait(timeout=10)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    with sink() as (port, what):
+        print(f"sink: {what}; messages: {args.messages}")
+        for backend in backends:
+            enq, deliver, ceiling, conns, mime = run(backend, args.messages, port)
+            workers = 2 if backend == "postgres" else 1
+            print(
+                f"{backend:<8} MIME {len(mime)} B | enqueue {enq:6.0f} msg/s | "
+                f"worker --drain x{workers} {deliver:6.0f} msg/s | raw aiosmtplib x{conns} "
+                f"{ceiling:6.0f} msg/s | ratio {deliver / ceiling:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from postroom.worker import retry
 log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
+PREFETCH = 2  # claimed messages per connection: one sending, one ready
 
 
 @dataclass(slots=True)
@@ -231,7 +232,7 @@ class Worker:
         wait for a claim. Claims happen only when the ready batch has started."""
         if len(self._inflight) > self.concurrency:
             return 0
-        room = 2 * self.concurrency - len(self._inflight)
+        room = PREFETCH * self.concurrency - len(self._inflight)
         claimed = await self.store.claim(worker=self.worker_id, limit=room, lease=self.lease)
         for message in claimed:
             task = asyncio.create_task(self._process(message))
