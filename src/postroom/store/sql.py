@@ -27,6 +27,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
+    case,
     create_engine,
     event,
     func,
@@ -49,7 +50,15 @@ from postroom.models import (
     TemplateType,
     WaitingFor,
 )
-from postroom.store.base import Completion, MessageFilter, StoredTenant
+from postroom.store.base import (
+    Activity,
+    ActivityCount,
+    Completion,
+    FailureCount,
+    MessageFilter,
+    StoredTenant,
+    activity_edges,
+)
 from postroom.store.schema import dispatches, messages, rate_events, tenants
 
 T = TypeVar("T")
@@ -296,35 +305,38 @@ class SqlStore:
 
     def _claim_sync(self, worker: str, limit: int, lease: float) -> list[Message]:
         now = utcnow()
-        due = (
-            select(messages.c.id)
-            .where(
-                or_(
-                    (messages.c.status == Status.QUEUED.value)
-                    & (messages.c.next_attempt_at <= now),
-                    (messages.c.status == Status.PROCESSING.value) & (messages.c.lease_until < now),
+
+        def take(kind: Status, column: Any, count: int) -> Any:
+            # One index range scan per status, stopping at the limit: a single OR over both
+            # would make the database sort every due row, which hurts with a million queued.
+            chosen = (
+                select(messages.c.id)
+                .where(messages.c.status == kind.value, column < now)
+                .order_by(column)
+                .limit(count)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            return (
+                update(messages)
+                .where(messages.c.id.in_(chosen))
+                .values(
+                    status=Status.PROCESSING.value,
+                    reclaimed_from=messages.c.lease_owner,  # the old holder, if it died
+                    lease_owner=worker,
+                    lease_until=now + timedelta(seconds=lease),
+                    waiting_for=None,
+                    updated_at=now,
                 )
+                .returning(*messages.c)
             )
-            .order_by(messages.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        stmt = (
-            update(messages)
-            .where(messages.c.id.in_(due))
-            .values(
-                status=Status.PROCESSING.value,
-                reclaimed_from=messages.c.lease_owner,  # the old holder, if it died
-                lease_owner=worker,
-                lease_until=now + timedelta(seconds=lease),
-                waiting_for=None,
-                updated_at=now,
-            )
-            .returning(*messages.c)
-        )
+
         with self._state.begin() as conn:
-            rows = conn.execute(stmt).all()
+            # Messages of dead workers first (rare), then the due ones, in one transaction.
+            rows = list(conn.execute(take(Status.PROCESSING, messages.c.lease_until, limit)))
+            if len(rows) < limit:
+                due = take(Status.QUEUED, messages.c.next_attempt_at, limit - len(rows))
+                rows += list(conn.execute(due))
         return sorted((_message(r) for r in rows), key=lambda m: m.created_at)
 
     async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
@@ -640,6 +652,47 @@ class SqlStore:
 
         return await self._run(count)
 
+    def _activity_sync(self, since: datetime, step: timedelta) -> Activity:
+        edges = activity_edges(since, step, utcnow())
+        created = messages.c.created_at
+        # The slice of each message, newest edge first: the first edge it is not older than.
+        slot = case(
+            *((created >= edge, n) for n, edge in reversed(list(enumerate(edges)))), else_=0
+        ).label("slot")
+        counts = (
+            select(slot, messages.c.tenant, messages.c.status, func.count())
+            .where(created >= since)
+            .group_by(slot, messages.c.tenant, messages.c.status)
+        )
+        code = messages.c.last_error["code"].as_string().label("code")
+        failures = (
+            select(messages.c.tenant, code, messages.c.status, func.count())
+            .where(
+                messages.c.status.in_([Status.ABANDONED.value, Status.QUEUED.value]),
+                created >= since,
+                messages.c.last_error.is_not(None),
+            )
+            .group_by(messages.c.tenant, code, messages.c.status)
+        )
+        with self._reader.connect() as conn:
+            count_rows = conn.execute(counts).all()
+            failure_rows = conn.execute(failures).all()
+        return Activity(
+            counts=[
+                ActivityCount(tenant, Status(status), int(n), int(count))
+                for n, tenant, status, count in count_rows
+            ],
+            failures=[
+                FailureCount(tenant, str(code), Status(status), int(count))
+                for tenant, code, status, count in failure_rows
+                if code is not None
+            ],
+        )
+
+    async def activity(self, *, since: datetime, step: timedelta) -> Activity:
+        """What became of the messages created since ``since``; see :class:`Store`."""
+        return await self._run(lambda: self._activity_sync(since, step))
+
     # -- reads ------------------------------------------------------------------------
 
     def _get_sync(self, message_id: str) -> Message:
@@ -659,26 +712,71 @@ class SqlStore:
         return await self._run(lambda: self._get_sync(message_id))
 
     def _list_sync(self, query: MessageFilter) -> list[Message]:
-        stmt = select(messages)
-        if query.status is not None:
-            stmt = stmt.where(messages.c.status == query.status.value)
-        if query.recipient is not None:
-            stmt = stmt.where(messages.c.recipient == query.recipient)
-        if query.tenant is not None:
-            stmt = stmt.where(messages.c.tenant == query.tenant)
-        if query.template_type is not None:
-            stmt = stmt.where(messages.c.template_type == query.template_type)
-        if query.before is not None:
-            created, last_id = query.before
-            stmt = stmt.where(
-                or_(
-                    messages.c.created_at < created,
-                    (messages.c.created_at == created) & (messages.c.id < last_id),
-                )
+        filters = {
+            name: value
+            for name, value in (
+                ("recipient", query.recipient),
+                ("tenant", query.tenant),
+                ("status", query.status.value if query.status is not None else None),
+                ("template_type", query.template_type),
             )
-        stmt = stmt.order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(query.limit)
+            if value is not None
+        }
         with self._reader.connect() as conn:
+            driving = self._driving_columns(conn, filters)
+            stmt = select(messages)
+            for name, value in filters.items():
+                column = messages.c[name]
+                # ``column || ''`` keeps the planner off that column's indexes, so that the
+                # page is read along the index of the driving columns (see _driving_columns).
+                stmt = stmt.where((column if name in driving else column + "") == value)
+            if query.before is not None:
+                created, last_id = query.before
+                stmt = stmt.where(
+                    or_(
+                        messages.c.created_at < created,
+                        (messages.c.created_at == created) & (messages.c.id < last_id),
+                    )
+                )
+            stmt = stmt.order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(
+                query.limit
+            )
             return [_message(r) for r in conn.execute(stmt)]
+
+    def _driving_columns(self, conn: Connection, filters: dict[str, str]) -> frozenset[str]:
+        """The filter columns whose index a newest-first page is read along.
+
+        PostgreSQL's planner knows how common each value is and chooses itself (every column
+        stays indexable). SQLite keeps no such statistics, and a poor choice reads a whole
+        status or tenant to find a handful of rows, so we choose: the recipient (a handful of
+        rows) when given, else whichever of tenant+status, tenant, status or template type
+        matches the fewest rows, counted up to a small bound along its index
+        (``ix_messages_*_created`` of migration 0005).
+        """
+        if self.postgres or len(filters) < 2:
+            return frozenset(filters)
+        if "recipient" in filters:
+            return frozenset({"recipient"})
+        candidates: list[tuple[str, ...]] = []
+        if "tenant" in filters and "status" in filters:
+            candidates.append(("tenant", "status"))
+        else:
+            candidates += [(name,) for name in ("tenant", "status") if name in filters]
+        if "template_type" in filters:
+            candidates.append(("template_type",))
+        if len(candidates) == 1:
+            return frozenset(candidates[0])
+        bound = 5000
+
+        def matching(columns: tuple[str, ...]) -> int:
+            probe = select(messages.c.id).where(
+                *(messages.c[name] == filters[name] for name in columns)
+            )
+            count = select(func.count()).select_from(probe.limit(bound).subquery())
+            return int(conn.execute(count).scalar() or 0)
+
+        best: tuple[str, ...] = min(candidates, key=matching)
+        return frozenset(best)
 
     async def list_messages(self, query: MessageFilter) -> list[Message]:
         """Messages newest first (without dispatches)."""
