@@ -153,20 +153,37 @@ async def test_rate_slots_are_shared_and_free_up(store_dsn: str) -> None:
     try:
         limits = [(5, 0.6)]
         results = await asyncio.gather(
-            *(store.take_slot("acme", limits) for store in (one, two) for _ in range(6))
+            *(
+                store.take_slot("acme", limits, message_id=f"m{n}")
+                for store in (one, two)
+                for n in range(6)
+            )
         )
         taken = [r for r in results if r is None]
         refused = [r for r in results if r is not None]
         assert len(taken) == 5 and len(refused) == 7
         start = utcnow()
         assert all(start < r <= start + timedelta(seconds=0.7) for r in refused)
-        assert await one.take_slot("other", limits) is None  # limits are per tenant
+        assert await one.take_slot("other", limits, message_id="x") is None  # limits are per tenant
         await asyncio.sleep(0.7)
-        assert await two.take_slot("acme", limits) is None
+        assert await two.take_slot("acme", limits, message_id="y") is None
         # Two limits: the stricter one decides.
-        assert await one.take_slot("b", [(10, 60), (1, 0.3)]) is None
-        later = await one.take_slot("b", [(10, 60), (1, 0.3)])
+        assert await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="z") is None
+        later = await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="w")
         assert later is not None and later <= utcnow() + timedelta(seconds=0.3)
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_rate_slot_counts_from_the_hand_off(any_store: Store) -> None:
+    [(message, _)] = await any_store.enqueue([new(1)], max_attempts=3, ttl=0)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    limits = [(1, 0.5)]
+    assert await any_store.take_slot("default", limits, message_id=message.id) is None
+    await asyncio.sleep(0.4)  # a slow send
+    await any_store.complete([Completion(message.id, Status.SENT)], worker="w")
+    handed_off = utcnow()
+    free_at = await any_store.take_slot("default", limits, message_id="next")
+    assert free_at is not None
+    assert free_at >= handed_off + timedelta(seconds=0.45)

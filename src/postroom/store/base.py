@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
@@ -51,6 +51,48 @@ class MessageFilter:
     before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
 
 
+@dataclass(frozen=True, slots=True)
+class ActivityCount:
+    """How many messages of ``tenant`` created in time slice ``slot`` are now in ``status``."""
+
+    tenant: str
+    status: Status
+    slot: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailureCount:
+    """How many messages of ``tenant`` whose latest diagnosis is ``code`` are now in
+    ``status`` (``abandoned``, or ``queued`` for another attempt)."""
+
+    tenant: str
+    code: str
+    status: Status
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What :meth:`Store.activity` found: counts per time slice and the failure codes."""
+
+    counts: list[ActivityCount]
+    failures: list[FailureCount]
+
+
+MAX_ACTIVITY_SLOTS = 500
+
+
+def activity_edges(since: datetime, step: timedelta, now: datetime) -> list[datetime]:
+    """The start of every time slice of :meth:`Store.activity` from ``since`` up to ``now``."""
+    if step <= timedelta(0):
+        raise ValueError("the time slice must be longer than 0s")
+    slots = max(1, -((since - now) // step))  # ceil((now - since) / step)
+    if slots > MAX_ACTIVITY_SLOTS:
+        raise ValueError(f"{slots} time slices asked for; at most {MAX_ACTIVITY_SLOTS}")
+    return [since + n * step for n in range(slots)]
+
+
 class Store(Protocol):
     """Durable storage and queue. Every method is a coroutine; writes are atomic."""
 
@@ -94,6 +136,16 @@ class Store(Protocol):
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each status."""
 
+    async def activity(self, *, since: datetime, step: timedelta) -> Activity:
+        """What became of the messages created since ``since`` (for the dashboard's overview).
+
+        ``counts``: per tenant, current status and time slice, where slice ``n`` holds the
+        messages created from ``since + n * step`` up to the next slice (up to now; at most
+        ``MAX_ACTIVITY_SLOTS`` slices, else ``ValueError``). ``failures``: per tenant, latest
+        diagnosis code and status, the messages that are abandoned or queued again after a
+        failed attempt. Reads an index range of the creation time, never the whole table.
+        """
+
     async def list_tenants(self) -> list[StoredTenant]:
         """Every tenant saved through the API."""
 
@@ -109,7 +161,9 @@ class Store(Protocol):
     async def tenants_version(self) -> str:
         """Changes whenever a saved tenant is created, changed or deleted."""
 
-    async def take_slot(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+    async def take_slot(
+        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
+    ) -> datetime | None:
         """Take one hand-off slot of ``tenant`` under ``limits`` ((count, per seconds) pairs),
         shared by every worker of every process. Return None when taken, else the time the
         next slot frees up (nothing is taken then)."""

@@ -21,7 +21,15 @@ from postroom.models import (
     NewMessage,
     Status,
 )
-from postroom.store.base import Completion, MessageFilter, StoredTenant
+from postroom.store.base import (
+    Activity,
+    ActivityCount,
+    Completion,
+    FailureCount,
+    MessageFilter,
+    StoredTenant,
+    activity_edges,
+)
 from postroom.store.sql import slot_free_at, utcnow
 
 
@@ -34,7 +42,8 @@ class MemoryStore:
         self._dispatches: dict[str, list[Dispatch]] = {}
         self._tenants: dict[str, StoredTenant] = {}
         self._tenant_changes = 0
-        self._rate: dict[str, list[datetime]] = {}
+        # Per tenant: (time, message id until its hand-off), as the SQL store keeps them.
+        self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
         self._last = datetime.min.replace(tzinfo=UTC)
         self._wake = asyncio.Event()
 
@@ -147,6 +156,9 @@ class MemoryStore:
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses."""
         now = utcnow()
+        attempted = {c.message_id for c in completions if c.attempted}
+        for events in self._rate.values():
+            events[:] = [(now, None) if mid in attempted else (t, mid) for t, mid in events]
         for c in completions:
             message = self._messages[c.message_id]
             changes: dict[str, Any] = {
@@ -247,6 +259,25 @@ class MemoryStore:
             out[message.status.value] += 1
         return out
 
+    async def activity(self, *, since: datetime, step: timedelta) -> Activity:
+        """Messages created since ``since`` by tenant, status and time slice; failure codes."""
+        edges = activity_edges(since, step, utcnow())
+        counts: dict[tuple[str, Status, int], int] = {}
+        failures: dict[tuple[str, str, Status], int] = {}
+        for m in self._messages.values():
+            if m.created_at < since:
+                continue
+            slot = next(n for n in range(len(edges) - 1, -1, -1) if m.created_at >= edges[n])
+            key = (m.tenant, m.status, slot)
+            counts[key] = counts.get(key, 0) + 1
+            if m.last_error is not None and m.status in (Status.ABANDONED, Status.QUEUED):
+                failure = (m.tenant, m.last_error.code, m.status)
+                failures[failure] = failures.get(failure, 0) + 1
+        return Activity(
+            counts=[ActivityCount(t, s, n, c) for (t, s, n), c in counts.items()],
+            failures=[FailureCount(t, code, s, c) for (t, code, s), c in failures.items()],
+        )
+
     async def list_tenants(self) -> list[StoredTenant]:
         """Saved tenants by id."""
         return [self._tenants[k] for k in sorted(self._tenants)]
@@ -275,17 +306,19 @@ class MemoryStore:
         """A counter of tenant changes."""
         return str(self._tenant_changes)
 
-    async def take_slot(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+    async def take_slot(
+        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
+    ) -> datetime | None:
         """Take a hand-off slot of ``tenant`` under ``limits``."""
         if not limits:
             return None
         now = utcnow()
         longest = max(per for _count, per in limits)
         events = self._rate.setdefault(tenant, [])
-        events[:] = [t for t in events if t > now - timedelta(seconds=longest)]
-        free_at = slot_free_at(sorted(events, reverse=True), limits, now)
+        events[:] = [e for e in events if e[0] > now - timedelta(seconds=longest)]
+        free_at = slot_free_at(sorted((e[0] for e in events), reverse=True), limits, now)
         if free_at is None:
-            events.append(now)
+            events.append((now, message_id))
         return free_at
 
     async def delete_finished(

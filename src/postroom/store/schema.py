@@ -78,6 +78,11 @@ messages = Table(
     Index("ix_messages_lease", "status", "lease_until"),
     Index("ix_messages_created", "created_at", "id"),
     Index("ix_messages_recipient", "recipient"),
+    # Filtered lists, newest first (migration 0005): filter columns, then the keyset order.
+    Index("ix_messages_status_created", "status", "created_at", "id"),
+    Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
+    Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
+    Index("ix_messages_template_created", "template_type", "created_at", "id"),
 )
 
 dispatches = Table(
@@ -116,5 +121,8 @@ rate_events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tenant", String(128), nullable=False),
     Column("taken_at", UtcDateTime, nullable=False),
+    # Until the hand-off, the time the slot was taken; then the time of the hand-off, so a
+    # slow send still counts in the window the provider sees.
+    Column("message_id", String(36), nullable=True),
     Index("ix_rate_events_tenant_time", "tenant", "taken_at"),
 )

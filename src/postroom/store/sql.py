@@ -420,6 +420,12 @@ class SqlStore:
                 conn.execute(update(messages).where(messages.c.id == c.message_id).values(values))
             if rows:
                 conn.execute(dispatches.insert(), rows)
+                # A rate-limited hand-off counts from when it happened, not from its slot.
+                conn.execute(
+                    update(rate_events)
+                    .where(rate_events.c.message_id.in_([r["message_id"] for r in rows]))
+                    .values(taken_at=now, message_id=None)
+                )
 
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses in one transaction; see :class:`Store`."""
@@ -530,7 +536,9 @@ class SqlStore:
 
     # -- rate limits ------------------------------------------------------------------
 
-    def _take_slot_sync(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+    def _take_slot_sync(
+        self, tenant: str, limits: Sequence[tuple[int, float]], message_id: str
+    ) -> datetime | None:
         now = utcnow()
         longest = max(per for _count, per in limits)
         with self._state.begin() as conn:
@@ -553,7 +561,9 @@ class SqlStore:
             free_at = slot_free_at(recent, limits, now)
             if free_at is not None:
                 return free_at
-            conn.execute(rate_events.insert().values(tenant=tenant, taken_at=now))
+            conn.execute(
+                rate_events.insert().values(tenant=tenant, taken_at=now, message_id=message_id)
+            )
             if len(recent) % 100 == 0:  # now and then, forget what no window can see
                 conn.execute(
                     rate_events.delete().where(
@@ -563,11 +573,13 @@ class SqlStore:
                 )
         return None
 
-    async def take_slot(self, tenant: str, limits: Sequence[tuple[int, float]]) -> datetime | None:
+    async def take_slot(
+        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
+    ) -> datetime | None:
         """Take a hand-off slot of ``tenant``; see :class:`Store`."""
         if not limits:
             return None
-        return await self._run(lambda: self._take_slot_sync(tenant, limits))
+        return await self._run(lambda: self._take_slot_sync(tenant, limits, message_id))
 
     # -- tenants ----------------------------------------------------------------------
 

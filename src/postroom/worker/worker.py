@@ -106,7 +106,7 @@ class Worker:
             return
         limits = [(limit.count, limit.per) for limit in courier.effective_rate_limits]
         if limits:
-            free_at = await self.store.take_slot(message.tenant, limits)
+            free_at = await self.store.take_slot(message.tenant, limits, message_id=message.id)
             if free_at is not None:
                 self._finish(retry.rate_limited(message, free_at), message)
                 return
