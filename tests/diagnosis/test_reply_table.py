@@ -185,8 +185,8 @@ TABLE: tuple[Case, ...] = (
         M365,
         "data",
         'Expected response code 250 but got code "550", with message "550 5.7.60 SMTP; Client '
-        'does not have permissions to send as this sender [MW2PR1901MB2155.namprd19.prod.outlook'
-        '.com]',
+        "does not have permissions to send as this sender [MW2PR1901MB2155.namprd19.prod.outlook"
+        ".com]",
         "sender_not_authorized",
         False,
         GH + "swiftmailer/swiftmailer/issues/1030",
@@ -520,8 +520,8 @@ TABLE: tuple[Case, ...] = (
     Case(
         SENDGRID,
         "auth",
-        '>> AUTH LOGIN << 334 VXNlcm5hbWU6 >> aW5zdXI= << 334 UGFzc3dvcmQ6 >> aW5zdXIyMDE2 << '
-        '451 Authentication failed: Maximum credits exceeded !! Expected response code 235 but '
+        ">> AUTH LOGIN << 334 VXNlcm5hbWU6 >> aW5zdXI= << 334 UGFzc3dvcmQ6 >> aW5zdXIyMDE2 << "
+        "451 Authentication failed: Maximum credits exceeded !! Expected response code 235 but "
         'got code "451"',
         "quota_exceeded",
         False,
@@ -812,6 +812,20 @@ def test_the_table_is_big_enough_and_every_row_has_a_source() -> None:
 def test_explain_reads_the_pasted_text(case: Case) -> None:
     answer = explain_text(case.text, stage=case.stage)
     assert (answer.diagnosis.code, answer.diagnosis.transient) == (case.code, case.transient)
+
+
+def test_every_table_text_is_understood_without_a_stage() -> None:
+    # What a user does most: paste the line and nothing else.
+    wrong = [
+        case.id
+        for case in TABLE
+        if (
+            (answer := explain_text(case.text)).diagnosis.code,
+            answer.diagnosis.transient,
+        )
+        != (case.code, case.transient)
+    ]
+    assert wrong == []
 
 
 _REPLIES = [case for case in TABLE if (p := parse_reply(case.text)) and p.reply_code]

@@ -297,7 +297,9 @@ def test_a_secret_access_key_given_as_password_is_recognised_and_explained() -> 
         ("us-west-1", "another+secret+key", "BKVmjjMDFk/qqw8EROW99bjCS65PF8WKvK5bSr4Y6EqF"),
     ],
 )
-def test_ses_smtp_password_matches_published_vectors(region: str, secret: str, expected: str) -> None:
+def test_ses_smtp_password_matches_published_vectors(
+    region: str, secret: str, expected: str
+) -> None:
     assert derive_ses_smtp_password(secret, region) == expected
 
 

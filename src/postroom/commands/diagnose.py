@@ -111,9 +111,14 @@ def _print_preset(preset: Preset) -> None:
         if value:
             _plain(f"{key:>16}  {value}")
     if preset.request_config is not None:
+        config = dict(preset.request_config)
+        body = config.pop("body", None)
         _plain("")
         _plain("request_config:", style="bold")
-        _plain(json.dumps(preset.request_config, indent=2))
+        _plain(json.dumps(config, indent=2))
+        if isinstance(body, str):
+            _plain("body (Jsonnet):", style="bold")
+            _plain(body.rstrip("\n"))
     if preset.steps:
         _plain("")
         _plain("Set-up", style="bold")
@@ -253,6 +258,12 @@ def _print_report(report: SmtpTestReport) -> None:
     _plain(f"FAILED at {report.failed_stage}: {diagnosis.code} ({kind})", style="bold red")
     _plain(f"  cause  {diagnosis.cause}")
     _plain(f"  fix    {diagnosis.fix}")
+    if report.preset is not None and report.preset in PRESETS:
+        preset = PRESETS[report.preset]
+        _plain("")
+        _plain(f"Good to know about {preset.title} (preset {preset.name})", style="bold")
+        for note in preset.notes:
+            _plain(f"  - {note}")
 
 
 def _print_server(report: SmtpTestReport) -> None:

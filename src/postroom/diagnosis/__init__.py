@@ -2,21 +2,26 @@
 
 ``catalogue`` holds every code with its retry rule and plain words; ``replies`` reads an SMTP
 server reply (basic code, enhanced status code, text, stage) and names the code and, where the
-reply betrays it, the provider.
+reply betrays it, the provider. ``explain`` finds the reply (or a connection/TLS error) in a text
+pasted from a log; ``smtp_test`` (imported on its own: it needs the transports) walks a real SMTP
+conversation for ``test-smtp``.
 """
 
 from __future__ import annotations
 
 from postroom.diagnosis.catalogue import CODES, Entry, diagnose, is_transient
 from postroom.diagnosis.classify import diagnose_error
+from postroom.diagnosis.explain import Explanation, explain_text
 from postroom.diagnosis.replies import Classified, classify_reply
 
 __all__ = [
     "CODES",
     "Classified",
     "Entry",
+    "Explanation",
     "classify_reply",
     "diagnose",
     "diagnose_error",
+    "explain_text",
     "is_transient",
 ]

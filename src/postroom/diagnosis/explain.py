@@ -154,7 +154,7 @@ def parse_reply(text: str) -> ParsedReply | None:
         quote = raw[match.start() - 1] if match.start() > 0 else ""
         if quote in ("'", '"') and quote in rest:
             rest = rest[: rest.index(quote)]  # a quoted reply ends at its closing quote
-        body = _balance(_join_continuations(code, rest.lstrip(" -:")))
+        body = _balance(_join_continuations(code, rest.lstrip(" -:)")))
         candidates.append((code, body, enhanced))
     # The first code that carries an enhanced status code, else the first failure code that
     # comes with words ("got code "550", with message "550 ..." has an empty first one).

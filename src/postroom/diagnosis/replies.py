@@ -695,7 +695,23 @@ RULES: tuple[Rule, ...] = (
         ),
         "greylisted",
     ),
-    Rule(_RATE_WORDS, "rate_limited"),
+    # "Too many" alone is not a rate: a permanent "too many recipients/hops/bad commands"
+    # is about this message or session, and retrying it later changes nothing.
+    Rule(
+        _RATE_WORDS
+        & (
+            klass(4)
+            | ~says(
+                "too many recipients",
+                "too many hops",
+                "too many invalid",
+                "too many bad",
+                "too many errors",
+                "too many unknown",
+            )
+        ),
+        "rate_limited",
+    ),
     # Gmail: "552 5.3.4 Your message exceeded Google's message size limits."
     Rule(
         enh("5.3.4", "5.2.3", "4.3.4")

@@ -47,6 +47,7 @@ class SmtpTestReport:
     sender: str | None = None
     recipient: str | None = None
     no_send: bool = False
+    preset: str | None = None
     accepted_reply: str | None = None
     extensions: dict[str, str] = field(default_factory=dict)
     auth_methods: list[str] = field(default_factory=list)
@@ -220,6 +221,7 @@ async def run_smtp_test(
         sender=from_address,
         recipient=recipient,
         no_send=no_send,
+        preset=courier.preset,
     )
     hint = port_scheme_hint(parsed)
     if hint is not None:
