@@ -193,6 +193,7 @@ async def run_smtp_test(
     to: str | None = None,
     sender: str | None = None,
     no_send: bool = False,
+    allow_private_targets: bool = True,
 ) -> SmtpTestReport:
     """Test the tenant's SMTP settings (or ``uri``) with the same transport code as real
     delivery, and report each step with its duration.
@@ -251,7 +252,9 @@ async def run_smtp_test(
                 )
                 return report
             step.detail = f"test email {email.subject!r}, {len(data):,} bytes"
-    transport = SmtpTransport(parsed, courier.smtp, recorder=recorder)
+    transport = SmtpTransport(
+        parsed, courier.smtp, recorder=recorder, allow_private_targets=allow_private_targets
+    )
     try:
         _ = transport.tls_context
     except (OSError, ssl.SSLError) as exc:

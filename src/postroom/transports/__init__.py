@@ -15,8 +15,9 @@ def make_transport(
 ) -> Transport:
     """The transport a tenant's settings ask for.
 
-    ``allow_private_targets`` False (tenants saved through the API) makes the HTTP transport
-    refuse loopback, private and link-local addresses (see :mod:`postroom.transports.targets`).
+    ``allow_private_targets`` False (tenants saved through the API) makes the SMTP and HTTP
+    transports refuse loopback, private and link-local addresses, checked on the resolved
+    address (see :mod:`postroom.transports.targets`).
     """
     if courier.strategy == "smtp":
         uri = courier.smtp.uri()
@@ -25,7 +26,9 @@ def make_transport(
                 "delivery_strategy is smtp but no connection_uri is set",
                 path="courier.smtp.connection_uri",
             )
-        return SmtpTransport(uri, courier.smtp, pool_size=pool_size)
+        return SmtpTransport(
+            uri, courier.smtp, pool_size=pool_size, allow_private_targets=allow_private_targets
+        )
     if courier.strategy == "http":
         return HttpTransport(
             courier.http, pool_size=pool_size, allow_private_targets=allow_private_targets

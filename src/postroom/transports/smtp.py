@@ -27,6 +27,7 @@ from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError
 from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.targets import Target, resolve_target
 
 T = TypeVar("T")
 
@@ -125,11 +126,13 @@ class SmtpConnection:
         *,
         tls_context: ssl.SSLContext | None,
         recorder: Recorder | None = None,
+        allow_private_targets: bool = True,
     ) -> None:
         self.uri = uri
         self.settings = settings
         self.tls_context = tls_context
         self.recorder = recorder
+        self.allow_private_targets = allow_private_targets
         self.client: aiosmtplib.SMTP | None = None
         self.delivered = 0
 
@@ -179,22 +182,19 @@ class SmtpConnection:
         uri, timeout = self.uri, self.settings.timeout
         loop = asyncio.get_running_loop()
 
-        async def resolve() -> list[tuple[int, tuple[object, ...]]]:
-            try:
-                infos = await asyncio.wait_for(
-                    loop.getaddrinfo(uri.host, uri.port, type=socket.SOCK_STREAM), timeout
-                )
-            except socket.gaierror as exc:
-                raise DeliveryError(
-                    f"the host name {uri.host} does not resolve ({exc.strerror})",
-                    stage="dns",
-                    hint="dns_unresolved",
-                ) from exc
-            return [(family, addr) for family, _t, _p, _c, addr in infos]
+        async def resolve() -> list[Target]:
+            # Connect only to the addresses checked here (SSRF guard for API tenants).
+            return await resolve_target(
+                uri.host,
+                uri.port,
+                allow_private_targets=self.allow_private_targets,
+                timeout=timeout,
+            )
 
-        addresses = await self._step(
-            "dns", resolve, detail=lambda a: f"{uri.host} -> {', '.join(str(x[1][0]) for x in a)}"
+        targets = await self._step(
+            "dns", resolve, detail=lambda a: f"{uri.host} -> {', '.join(t.address for t in a)}"
         )
+        addresses = [(t.family, (t.address, t.port)) for t in targets]
 
         async def connect() -> socket.socket:
             last: BaseException | None = None
@@ -471,10 +471,12 @@ class SmtpTransport:
         *,
         pool_size: int = 1,
         recorder: Recorder | None = None,
+        allow_private_targets: bool = True,
     ) -> None:
         self.uri = uri
         self.settings = settings
         self.recorder = recorder
+        self.allow_private_targets = allow_private_targets
         self._idle: list[SmtpConnection] = []
         self._slots = asyncio.Semaphore(pool_size)
         self._closed = False
@@ -488,7 +490,11 @@ class SmtpTransport:
 
     def _new_connection(self) -> SmtpConnection:
         return SmtpConnection(
-            self.uri, self.settings, tls_context=self.tls_context, recorder=self.recorder
+            self.uri,
+            self.settings,
+            tls_context=self.tls_context,
+            recorder=self.recorder,
+            allow_private_targets=self.allow_private_targets,
         )
 
     async def send(self, envelope: Envelope) -> SendResult:

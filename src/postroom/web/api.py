@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException
 
 from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis import diagnose
-from postroom.errors import InputError
+from postroom.diagnosis.smtp_test import run_smtp_test
+from postroom.errors import InputError, NotFoundError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
@@ -249,14 +250,16 @@ async def test_smtp(
     request: Request, _caller: Admin, tenant_id: str, body: SmtpTestBody | None = None
 ) -> dict[str, Any]:
     """Walk the SMTP conversation with the tenant's settings; the test-smtp JSON."""
-    from postroom.diagnosis.smtp_test import run_smtp_test
-
-    settings = await _tenants(request).settings()
+    registry = _tenants(request)
+    settings = await registry.settings()
     if tenant_id not in settings.tenant_names():
-        from postroom.errors import NotFoundError
-
         raise NotFoundError(f"no tenant {tenant_id!r}")
     options = body or SmtpTestBody()
-    report = await run_smtp_test(settings.tenant(tenant_id), to=options.to, no_send=options.no_send)
+    report = await run_smtp_test(
+        settings.tenant(tenant_id),
+        to=options.to,
+        no_send=options.no_send,
+        allow_private_targets=registry.allows_private_targets(tenant_id),
+    )
     result: dict[str, Any] = report.to_json()
     return result

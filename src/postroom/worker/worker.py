@@ -65,7 +65,7 @@ class Worker:
         self.concurrency = concurrency or settings.courier.worker.concurrency
         self.lease = settings.courier.worker.lease
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._factory = transport_factory or (lambda c, n: make_transport(c, pool_size=n))
+        self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}  # claimed: started or ready
         self._started: set[str] = set()
@@ -77,7 +77,15 @@ class Worker:
     def _transport(self, tenant: str) -> Transport:
         transport = self._transports.get(tenant)
         if transport is None:
-            transport = self._factory(self.settings.tenant(tenant), self.concurrency)
+            courier = self.settings.tenant(tenant)
+            if self._factory is not None:
+                transport = self._factory(courier, self.concurrency)
+            else:
+                # Tenants saved through the API may not reach private addresses (SSRF guard).
+                allow = self.tenants.allows_private_targets(tenant) if self.tenants else True
+                transport = make_transport(
+                    courier, pool_size=self.concurrency, allow_private_targets=allow
+                )
             self._transports[tenant] = transport
         return transport
 
