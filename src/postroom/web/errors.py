@@ -53,6 +53,16 @@ def error_response(code: int, reason: str, headers: dict[str, str] | None = None
     return JSONResponse(error_body(code, reason), status_code=code, headers=headers)
 
 
+# Postroom's errors and their HTTP status; the first match wins (subclasses first).
+STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
+    (DuplicateRequestError, 409),
+    (InputError, 400),
+    (ConfigError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map Postroom's and the framework's errors to the JSON error shape."""
 
@@ -68,25 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
         return error_response(400, "; ".join(problems) or "invalid request")
 
-    @app.exception_handler(DuplicateRequestError)
-    async def duplicate(_request: Request, exc: DuplicateRequestError) -> JSONResponse:
-        return error_response(409, str(exc))
+    async def postroom_error(_request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
+        return error_response(status, str(exc))
 
-    @app.exception_handler(InputError)
-    async def bad_input(_request: Request, exc: InputError) -> JSONResponse:
-        return error_response(400, str(exc))
-
-    @app.exception_handler(ConfigError)
-    async def bad_config(_request: Request, exc: ConfigError) -> JSONResponse:
-        return error_response(400, str(exc))
-
-    @app.exception_handler(NotFoundError)
-    async def not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return error_response(404, str(exc))
-
-    @app.exception_handler(ConflictError)
-    async def conflict(_request: Request, exc: ConflictError) -> JSONResponse:
-        return error_response(409, str(exc))
+    for kind, _status in STATUS_OF:
+        app.add_exception_handler(kind, postroom_error)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
