@@ -50,16 +50,20 @@ def after_failure(
     delay = backoff(attempts, courier)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    due = now + timedelta(seconds=delay)
-    if message.expires_at is not None and due > message.expires_at:
-        due = message.expires_at
     return Completion(
         message_id=message.id,
         status=Status.QUEUED,
         error=diagnosis,
-        next_attempt_at=due,
+        next_attempt_at=_capped(message, now + timedelta(seconds=delay)),
         waiting_for=WaitingFor.BACKOFF,
     )
+
+
+def _capped(message: Message, due: datetime) -> datetime:
+    """No later than the message's expiry: the TTL wins over backoff and rate limits."""
+    if message.expires_at is not None and message.expires_at < due:
+        return message.expires_at
+    return due
 
 
 def is_expired(message: Message, *, now: datetime) -> bool:
@@ -86,13 +90,10 @@ def expired(message: Message, courier: CourierSettings) -> Completion:
 def rate_limited(message: Message, free_at: datetime) -> Completion:
     """Hold a message back until its tenant's rate limit has room: it stays queued, is not an
     attempt, and never fails because of a limit; its TTL still applies (the TTL wins)."""
-    due = free_at
-    if message.expires_at is not None and message.expires_at < due:
-        due = message.expires_at
     return Completion(
         message_id=message.id,
         status=Status.QUEUED,
         attempted=False,
-        next_attempt_at=due,
+        next_attempt_at=_capped(message, free_at),
         waiting_for=WaitingFor.RATE_LIMIT,
     )
