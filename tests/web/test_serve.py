@@ -66,7 +66,7 @@ def test_serve_dev_answers_health_and_delivers_to_the_outbox(tmp_path: Path) -> 
             assert time.monotonic() < deadline, "the in-process worker did not deliver"
             time.sleep(0.1)
         assert b"424242" in eml.read_bytes()
-        page = httpx.get(f"{base}/", timeout=5)
+        page = httpx.get(f"{base}/messages", timeout=5)  # the dashboard, no sign-in in --dev
         assert "you@example.org" in page.text
     finally:
         proc.send_signal(signal.SIGTERM)
