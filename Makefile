@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The dashboard's browser tests drive Debian's Chromium through Playwright (which cannot
+# download its own browsers here); installed when missing.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint typecheck pytest bench clean
 
@@ -29,7 +32,11 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.installed-dev
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+pytest: $(VENV)/.installed-dev | $(CHROMIUM)
 	bash scripts/ensure-postgres.sh
 	$(BIN)/pytest
 

@@ -13,8 +13,10 @@
         │                             stage, the server's reply and the underlying exception,
         │                             for ``diagnosis`` to classify. Transports never decide
         │                             retry or give-up: ``worker.retry`` does.
-        └── HttpDeliveryError         the same from HTTP delivery: ``reply_code`` is the HTTP
-                                      status, ``retry_after`` the provider's Retry-After
+        ├── HttpDeliveryError         the same from HTTP delivery: ``reply_code`` is the HTTP
+        │                             status, ``retry_after`` the provider's Retry-After
+        └── OAuthError                an OAuth2 login failed: the token endpoint refused
+                                      (stage ``token``) or the server refused the token (``auth``)
 
 Messages never contain credentials: callers redact URIs before they put them in a message.
 """
@@ -98,3 +100,36 @@ class HttpDeliveryError(DeliveryError):
     """HTTP delivery failed. ``stage`` is ``render`` (the Jsonnet body), ``dns``, ``connect``,
     ``tls`` or ``request``; ``reply_code`` is the HTTP status when the provider answered, and
     ``reply_text`` the start of its response body."""
+
+
+class OAuthError(DeliveryError):
+    """An OAuth2 (XOAUTH2) login failed.
+
+    Stage ``token``: the provider's token endpoint refused or could not be reached;
+    ``reply_code`` is the HTTP status and ``error`` / ``description`` the OAuth2 error the
+    endpoint gave (e.g. ``invalid_client`` / ``AADSTS7000215: Invalid client secret ...``).
+    Stage ``auth``: the SMTP server refused the access token; ``reply_code`` and
+    ``reply_text`` are its reply. ``provider`` is the configured ``oauth2.provider``. Neither
+    the token nor a secret is ever part of the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str,
+        reply_code: int | None = None,
+        reply_text: str | None = None,
+        hint: str | None = None,
+        error: str | None = None,
+        description: str | None = None,
+        provider: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.error = error
+        self.description = description
+        self.provider = provider
+        self.endpoint = endpoint
+        super().__init__(
+            message, stage=stage, reply_code=reply_code, reply_text=reply_text, hint=hint
+        )

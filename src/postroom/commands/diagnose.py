@@ -10,18 +10,20 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.measure import Measurement
 from rich.table import Column, Table
 
 from postroom.config import Settings
+from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis.explain import STAGES, Explanation, explain_text
 from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
 from postroom.errors import InputError
 from postroom.presets import PRESETS, Preset, build_uri, get_preset
+from postroom.store import Store
 
 presets_app = typer.Typer(
     help="Provider presets: settings, limits and set-up steps, and their connection URIs.",
@@ -213,7 +215,9 @@ def smtp_test_command(
                 f"{courier.strategy}); set courier.smtp.connection_uri, or pass --uri",
                 field="--tenant",
             )
-        report = asyncio.run(run_smtp_test(courier, uri=uri, to=to, sender=sender, no_send=no_send))
+        report = _run_smtp_test(
+            settings, courier, tenant, uri=uri, to=to, sender=sender, no_send=no_send
+        )
     if as_json:
         print_json(report.to_json())
     else:
@@ -222,6 +226,22 @@ def smtp_test_command(
 
 
 _STAGE_WIDTH = max(len(stage) for stage in STAGES)
+
+
+def _run_smtp_test(
+    settings: Settings, courier: CourierSettings, tenant: str, **options: Any
+) -> SmtpTestReport:
+    """Run the test; a device-code OAuth2 login reads (and keeps) its refresh token in the
+    store, so the store is opened for it."""
+    oauth = courier.smtp.oauth2
+    if not (oauth.configured and oauth.effective_flow == "device_code"):
+        return asyncio.run(run_smtp_test(courier, **options))
+
+    async def work(store: Store) -> SmtpTestReport:
+        keeper = refresh_token_keeper(store, courier, tenant, secrets=settings.secrets.default)
+        return await run_smtp_test(courier, refresh_tokens=keeper, **options)
+
+    return run_with_store(settings, work)
 
 
 def _print_report(report: SmtpTestReport) -> None:
@@ -343,6 +363,7 @@ from postroom.cli import (  # noqa: E402
     err,
     out,
     print_json,
+    run_with_store,
     settings_from,
     user_errors,
     with_api_tenants,

@@ -18,6 +18,7 @@ from pydantic import (
 
 from postroom.config.durations import parse_duration
 from postroom.config.http import HttpSettings
+from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import hash_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
@@ -42,6 +43,7 @@ class SmtpSettings(_Strict):
     timeout: Duration = 30.0
     client_cert_path: str | None = None
     client_key_path: str | None = None
+    oauth2: OAuth2Settings = Field(default_factory=OAuth2Settings)
 
     @field_validator("connection_uri")
     @classmethod
@@ -94,9 +96,35 @@ class SmtpSettings(_Strict):
             raise ValueError("contains a line break (CR or LF); it must be one line")
         return value
 
+    @model_validator(mode="after")
+    def _oauth2_login(self) -> SmtpSettings:
+        # XOAUTH2 logs in as the URI's user with a token instead of the URI's password.
+        uri = self.uri() if self.oauth2.configured else None
+        if uri is None:
+            return self
+        if uri.password:
+            raise ValueError(
+                "connection_uri has a password, but oauth2 is configured and the access token "
+                "replaces it; remove the password (smtp://user%40example.org@host:587/)"
+            )
+        if not uri.username and not (self.oauth2.provider == "google" and self.oauth2.subject):
+            raise ValueError(
+                "oauth2 logs in as the connection_uri's user, and it has none; put the mailbox "
+                "in the URI, percent-encoded: smtp://user%40example.org@host:587/"
+            )
+        return self
+
     def uri(self) -> SmtpUri | None:
         """The parsed connection URI, or None when none is configured."""
         return parse_smtp_uri(self.connection_uri) if self.connection_uri else None
+
+    def xoauth2_user(self) -> str | None:
+        """The mailbox an XOAUTH2 login names: Google's ``subject`` when set (the token acts
+        as that user), else the URI's user."""
+        if self.oauth2.provider == "google" and self.oauth2.subject:
+            return self.oauth2.subject
+        uri = self.uri()
+        return uri.username if uri is not None and uri.username else None
 
 
 class RetrySettings(_Strict):

@@ -14,8 +14,15 @@ import aiosmtplib
 
 from postroom.diagnosis.catalogue import diagnose
 from postroom.diagnosis.http import diagnose_http
+from postroom.diagnosis.oauth import diagnose_oauth
 from postroom.diagnosis.replies import classify_reply
-from postroom.errors import ConfigError, DeliveryError, HttpDeliveryError, TemplateError
+from postroom.errors import (
+    ConfigError,
+    DeliveryError,
+    HttpDeliveryError,
+    OAuthError,
+    TemplateError,
+)
 from postroom.models import Diagnosis
 
 # OpenSSL reasons seen when one side speaks TLS and the other plain SMTP.
@@ -59,6 +66,8 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
         return diagnose("unknown", cause=f"{type(exc).__name__}: {exc}")
     if isinstance(exc, HttpDeliveryError):
         return diagnose_http(exc)
+    if isinstance(exc, OAuthError) and (explained := diagnose_oauth(exc)) is not None:
+        return explained
     stage, reply = exc.stage, exc.reply
     common: dict[str, Any] = {"stage": stage, "reply": reply, "reply_code": exc.reply_code}
     if exc.hint:

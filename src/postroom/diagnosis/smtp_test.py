@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.settings import CourierSettings
 from postroom.config.smtp_uri import Security, SmtpUri, parse_smtp_uri
 from postroom.diagnosis.classify import diagnose_error
@@ -24,6 +25,7 @@ from postroom.presets import looks_like_aws_secret_key
 from postroom.render import build_mime, render_email
 from postroom.render.mime import envelope_address, header_address
 from postroom.transports.base import Envelope, Step
+from postroom.transports.oauth import RefreshTokenKeeper
 from postroom.transports.smtp import SmtpRecorder, SmtpTransport, TlsFacts
 
 __all__ = ["CERT_WARNING_DAYS", "SmtpTestReport", "port_scheme_hint", "run_smtp_test"]
@@ -141,11 +143,15 @@ def _render(
     return email, mime
 
 
-def _secrets(uri: SmtpUri) -> list[str]:
-    """Values that must never be printed: the password as given and as it sits in a URI."""
-    if not uri.password:
-        return []
-    return sorted({uri.password, quote(uri.password, safe="")}, key=len, reverse=True)
+def _secrets(uri: SmtpUri, oauth: OAuth2Settings | None = None) -> list[str]:
+    """Values that must never be printed: the password as given and as it sits in a URI, and
+    the OAuth2 client secret and refresh token."""
+    found: set[str] = set()
+    if uri.password:
+        found |= {uri.password, quote(uri.password, safe="")}
+    if oauth is not None:
+        found |= {s for s in (oauth.client_secret, oauth.refresh_token) if s}
+    return sorted(found, key=len, reverse=True)
 
 
 def _scrub(text: str | None, secrets: list[str]) -> str | None:
@@ -194,6 +200,7 @@ async def run_smtp_test(
     sender: str | None = None,
     no_send: bool = False,
     allow_private_targets: bool = True,
+    refresh_tokens: RefreshTokenKeeper | None = None,
 ) -> SmtpTestReport:
     """Test the tenant's SMTP settings (or ``uri``) with the same transport code as real
     delivery, and report each step with its duration.
@@ -203,7 +210,11 @@ async def run_smtp_test(
     conversation stops after RCPT, resets and quits. A delivery failure is not an exception:
     it is in the report (``ok`` False, ``failed_stage``, ``diagnosis``). Raises
     :class:`InputError` or :class:`ConfigError` for bad input: no URI configured or given, an
-    invalid URI, an invalid address, an unreadable client certificate.
+    invalid URI, an invalid address, an unreadable client certificate or service account key.
+
+    With ``courier.smtp.oauth2`` a ``token`` step comes before ``auth`` (the token's expiry is
+    shown, never the token); a ``uri`` with a password tests a password login instead.
+    ``refresh_tokens`` keeps a device-code sign-in's refresh token (the store's).
     """
     raw = uri if uri is not None else courier.smtp.connection_uri
     if not raw:
@@ -213,7 +224,14 @@ async def run_smtp_test(
             field="uri",
         )
     parsed = parse_smtp_uri(raw)
-    secrets = _secrets(parsed)
+    smtp = courier.smtp
+    if uri is not None:
+        # The URI under test names the mailbox; a password in it means a password login.
+        update: dict[str, Any] = {"connection_uri": raw}
+        if parsed.password:
+            update["oauth2"] = OAuth2Settings()
+        smtp = smtp.model_copy(update=update)
+    secrets = _secrets(parsed, smtp.oauth2)
     from_address = _sender(courier, parsed, sender)
     recipient = _address(to, "to") if to else from_address
     report = SmtpTestReport(
@@ -253,7 +271,11 @@ async def run_smtp_test(
                 return report
             step.detail = f"test email {email.subject!r}, {len(data):,} bytes"
     transport = SmtpTransport(
-        parsed, courier.smtp, recorder=recorder, allow_private_targets=allow_private_targets
+        parsed,
+        smtp,
+        recorder=recorder,
+        allow_private_targets=allow_private_targets,
+        refresh_tokens=refresh_tokens,
     )
     try:
         _ = transport.tls_context
@@ -262,6 +284,7 @@ async def run_smtp_test(
             f"cannot load the client certificate: {getattr(exc, 'strerror', None) or exc}",
             path="courier.smtp.client_cert_path",
         ) from None
+    _ = transport.tokens  # a Google key file that cannot be read is a ConfigError, now
     envelope = Envelope(
         message_id=f"test-{uuid.uuid4()}",
         sender=from_address,

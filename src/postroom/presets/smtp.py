@@ -262,6 +262,52 @@ SMTP_PRESETS: tuple[Preset, ...] = (
         notes=_M365_NOTES,
     ),
     _smtp(
+        "microsoft365-oauth",
+        "Microsoft 365 with OAuth2 (XOAUTH2)",
+        "Exchange Online mailbox sending over smtp.office365.com with an app's OAuth2 token "
+        "instead of a password (client credentials).",
+        host="smtp.office365.com",
+        uri_template="smtp://{username}@smtp.office365.com:587/",
+        params=("username",),
+        username_format="the mailbox to send as (user@example.org); no password",
+        credentials_url="https://entra.microsoft.com/#view/Microsoft_AAD_RegisteredApps",
+        rate_limits=(RateLimit(30, "1m"), RateLimit(10_000, "1d", "recipients")),
+        steps=(
+            "In the Microsoft Entra admin center register an application (single tenant). "
+            "Note its Application (client) ID and Directory (tenant) ID, and create a client "
+            "secret under Certificates & secrets; copy the secret's Value, not its ID.",
+            "Under API permissions add Office 365 Exchange Online > Application permissions > "
+            "SMTP.SendAsApp, then press 'Grant admin consent'.",
+            "Tell Exchange Online about the app: in Exchange Online PowerShell (Connect-"
+            "ExchangeOnline) run New-ServicePrincipal -AppId <client id> -ObjectId <object id "
+            "of the app under Enterprise applications>.",
+            "Give that service principal the mailbox: Add-MailboxPermission -Identity "
+            "<mailbox> -User <service principal id> -AccessRights FullAccess.",
+            "Make sure Authenticated SMTP is on for the mailbox (Set-CASMailbox -Identity "
+            "<mailbox> -SmtpClientAuthenticationDisabled $false); OAuth2 logins go through it "
+            "too.",
+            "Run `postroom presets uri microsoft365-oauth --username <mailbox>` for "
+            "courier.smtp.connection_uri, and set courier.smtp.oauth2 to {provider: microsoft, "
+            "tenant_id: <tenant id>, client_id: <client id>, client_secret: <secret value>}.",
+        ),
+        notes=(
+            "No password is involved: Postroom asks Microsoft Entra ID for an access token "
+            "(scope https://outlook.office365.com/.default), keeps it until shortly before it "
+            "expires, and logs in with AUTH XOAUTH2 as the URI's mailbox. This keeps working "
+            "after Microsoft switches basic SMTP AUTH off.",
+            "Client secrets expire (at most after two years); an expired one shows up as "
+            "oauth_token_rejected with AADSTS7000222. Note the date and renew it in time.",
+            "The app can send only as mailboxes it was given permission on; a missing "
+            "Add-MailboxPermission shows up as '535 5.7.3 Authentication unsuccessful'.",
+            "For a government or national cloud, set oauth2.token_url to that cloud's token "
+            "endpoint (e.g. https://login.microsoftonline.us/<tenant id>/oauth2/v2.0/token).",
+            "Personal Outlook.com accounts cannot use an app of their own: use the outlook "
+            "preset with oauth2 flow device_code and `postroom oauth login`.",
+            "Microsoft allows at most 3 simultaneous SMTP connections per mailbox: keep the "
+            "worker concurrency of this tenant at 3 or less.",
+        ),
+    ),
+    _smtp(
         "microsoft365-relay",
         "Microsoft 365 SMTP relay (connector)",
         "Login-free relay through your domain's Exchange Online endpoint, trusted by an inbound "
@@ -378,6 +424,42 @@ SMTP_PRESETS: tuple[Preset, ...] = (
             "until the limit resets.",
             "Workspace admins can also offer smtp-relay.gmail.com (SMTP relay service), which "
             "authenticates by IP address; that is a different set-up.",
+        ),
+    ),
+    _smtp(
+        "google-workspace-oauth",
+        "Google Workspace with OAuth2 (XOAUTH2)",
+        "Sending as Google Workspace users through smtp.gmail.com with a service account's "
+        "OAuth2 token (domain-wide delegation) instead of an app password.",
+        host="smtp.gmail.com",
+        uri_template="smtp://{username}@smtp.gmail.com:587/",
+        params=("username",),
+        username_format="the Workspace user to send as (user@example.org); no password",
+        credentials_url="https://console.cloud.google.com/iam-admin/serviceaccounts",
+        rate_limits=(RateLimit(2_000, "1d"),),
+        steps=(
+            "In a Google Cloud project create a service account (IAM & Admin > Service "
+            "accounts) and add a JSON key to it; keep the downloaded file safe.",
+            "Note the service account's client ID (a long number, on its details page).",
+            "In the Google Admin console open Security > Access and data control > API "
+            "controls > Domain-wide delegation, add that client ID with the OAuth scope "
+            "https://mail.google.com/ (a super administrator must do this).",
+            "Run `postroom presets uri google-workspace-oauth --username <user>` for "
+            "courier.smtp.connection_uri, and set courier.smtp.oauth2 to {provider: google, "
+            "service_account_file: /path/to/key.json}; tenants saved through the API give the "
+            "key's content as service_account_json instead.",
+        ),
+        notes=(
+            "Postroom signs a short JWT with the service account's key (RS256), exchanges it "
+            "at the key file's token_uri for an access token that acts as the sending user "
+            "(oauth2.subject, by default the URI's user), and logs in with AUTH XOAUTH2.",
+            "Domain-wide delegation lets the service account act as any user of the domain: "
+            "keep the key like a password. Postroom stores an inline key encrypted.",
+            "A delegation that is missing or lacks the https://mail.google.com/ scope shows up "
+            "as oauth_token_rejected (unauthorized_client); a deleted key as 'Invalid JWT "
+            "Signature'; a wrong clock on this machine as an invalid_grant about iat and exp.",
+            "A user may send about 2,000 messages a day; beyond that Google answers 550 5.4.5 "
+            "until the limit resets.",
         ),
     ),
     _smtp(
@@ -626,6 +708,20 @@ def _outlook(inputs: _Inputs, preset: Preset) -> None:
     )
 
 
+def _oauth_mailbox(inputs: _Inputs, preset: Preset) -> None:
+    if inputs.password:
+        raise InputError(
+            f"{preset.name} logs in with an OAuth2 token, not a password; leave out --password "
+            "and configure courier.smtp.oauth2 instead",
+            field="password",
+        )
+    user = _need(inputs.username, "username", preset, "the mailbox to send as")
+    if "@" not in user:
+        inputs.warnings.append(
+            f"{preset.title} expects the full mailbox address as the username; {user!r} has no @"
+        )
+
+
 def _acs(inputs: _Inputs, preset: Preset) -> None:
     user = _need(inputs.username, "username", preset, "<resource>.<application id>.<tenant id>")
     _need(inputs.password, "password", preset, "the Entra application's client secret")
@@ -658,10 +754,12 @@ _CHECKS: dict[str, Callable[[_Inputs, Preset], None]] = {
     "amazon-ses": _ses,
     "postmark": _postmark,
     "microsoft365": _mailbox,
+    "microsoft365-oauth": _oauth_mailbox,
     "microsoft365-relay": _relay,
     "microsoft365-direct-send": _relay,
     "azure-communication-services": _acs,
     "google-workspace": _google,
+    "google-workspace-oauth": _oauth_mailbox,
     "gmail": _google,
     "outlook": _outlook,
 }

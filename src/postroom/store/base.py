@@ -40,6 +40,21 @@ class StoredTenant:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredOAuthToken:
+    """The refresh token of a tenant's OAuth2 device-code sign-in, encrypted (``enc:v1:``).
+
+    ``origin`` identifies the configured refresh token this one descends from (a hash, None
+    when the tenant's settings hold none): when the settings change to another one, this row
+    is out of date and the settings win.
+    """
+
+    tenant: str
+    refresh_token: str
+    origin: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class MessageFilter:
     """Filters for :meth:`Store.list_messages`; every field is optional."""
 
@@ -160,6 +175,14 @@ class Store(Protocol):
 
     async def tenants_version(self) -> str:
         """Changes whenever a saved tenant is created, changed or deleted."""
+
+    async def get_oauth_token(self, tenant: str) -> StoredOAuthToken | None:
+        """The kept OAuth2 refresh token of ``tenant`` (file or API tenant), or None."""
+
+    async def put_oauth_token(
+        self, tenant: str, *, refresh_token: str, origin: str | None
+    ) -> StoredOAuthToken:
+        """Keep ``refresh_token`` (already encrypted) for ``tenant``, replacing any before."""
 
     async def take_slot(
         self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str

@@ -27,6 +27,7 @@ from postroom.store.base import (
     Completion,
     FailureCount,
     MessageFilter,
+    StoredOAuthToken,
     StoredTenant,
     activity_edges,
 )
@@ -41,6 +42,7 @@ class MemoryStore:
         self._messages: dict[str, Message] = {}
         self._dispatches: dict[str, list[Dispatch]] = {}
         self._tenants: dict[str, StoredTenant] = {}
+        self._oauth_tokens: dict[str, StoredOAuthToken] = {}
         self._tenant_changes = 0
         # Per tenant: (time, message id until its hand-off), as the SQL store keeps them.
         self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
@@ -305,6 +307,18 @@ class MemoryStore:
     async def tenants_version(self) -> str:
         """A counter of tenant changes."""
         return str(self._tenant_changes)
+
+    async def get_oauth_token(self, tenant: str) -> StoredOAuthToken | None:
+        """The kept OAuth2 refresh token of ``tenant``."""
+        return self._oauth_tokens.get(tenant)
+
+    async def put_oauth_token(
+        self, tenant: str, *, refresh_token: str, origin: str | None
+    ) -> StoredOAuthToken:
+        """Keep ``refresh_token`` for ``tenant``."""
+        kept = StoredOAuthToken(tenant, refresh_token, origin, utcnow())
+        self._oauth_tokens[tenant] = kept
+        return kept
 
     async def take_slot(
         self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str

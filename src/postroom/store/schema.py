@@ -114,6 +114,17 @@ tenants = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# The refresh token of a tenant's OAuth2 device-code sign-in (`postroom oauth login`), encrypted,
+# rotated by the worker; for file tenants too, whose settings cannot be written (migration 0006).
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("refresh_token", Text, nullable=False),
+    Column("origin", String(64), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # One row per hand-off of a rate-limited tenant; rows older than the longest window go.
 rate_events = Table(
     "rate_events",

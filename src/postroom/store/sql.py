@@ -56,10 +56,11 @@ from postroom.store.base import (
     Completion,
     FailureCount,
     MessageFilter,
+    StoredOAuthToken,
     StoredTenant,
     activity_edges,
 )
-from postroom.store.schema import dispatches, messages, rate_events, tenants
+from postroom.store.schema import dispatches, messages, oauth_tokens, rate_events, tenants
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -650,6 +651,40 @@ class SqlStore:
 
         return await self._run(version)
 
+    # -- OAuth2 refresh tokens -------------------------------------------------------------
+
+    async def get_oauth_token(self, tenant: str) -> StoredOAuthToken | None:
+        """The kept OAuth2 refresh token of ``tenant``, or None."""
+
+        def get() -> StoredOAuthToken | None:
+            with self._reader.connect() as conn:
+                row = conn.execute(
+                    select(oauth_tokens).where(oauth_tokens.c.tenant == tenant)
+                ).first()
+            if row is None:
+                return None
+            return StoredOAuthToken(row.tenant, row.refresh_token, row.origin, row.updated_at)
+
+        return await self._run(get)
+
+    async def put_oauth_token(
+        self, tenant: str, *, refresh_token: str, origin: str | None
+    ) -> StoredOAuthToken:
+        """Keep ``refresh_token`` for ``tenant``, replacing any before."""
+
+        def put() -> StoredOAuthToken:
+            now = utcnow()
+            values = {"refresh_token": refresh_token, "origin": origin, "updated_at": now}
+            with self._writer.begin() as conn:
+                changed = conn.execute(
+                    update(oauth_tokens).where(oauth_tokens.c.tenant == tenant).values(**values)
+                ).rowcount
+                if not changed:
+                    conn.execute(oauth_tokens.insert().values(tenant=tenant, **values))
+            return StoredOAuthToken(tenant, refresh_token, origin, now)
+
+        return await self._run(put)
+
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each status (every status present, zeros included)."""
 
@@ -744,11 +779,11 @@ class SqlStore:
                 stmt = stmt.where((column if name in driving else column + "") == value)
             if query.before is not None:
                 created, last_id = query.before
+                # (created_at, id) < (created, last_id), written so that the first condition
+                # bounds the index range and the page starts there instead of at the newest.
                 stmt = stmt.where(
-                    or_(
-                        messages.c.created_at < created,
-                        (messages.c.created_at == created) & (messages.c.id < last_id),
-                    )
+                    messages.c.created_at <= created,
+                    or_(messages.c.created_at < created, messages.c.id < last_id),
                 )
             stmt = stmt.order_by(messages.c.created_at.desc(), messages.c.id.desc()).limit(
                 query.limit

@@ -10,7 +10,10 @@ hand it to aiosmtplib for the SMTP conversation. Each step goes through
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import json
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -25,8 +28,9 @@ from cryptography import x509
 
 from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
-from postroom.errors import DeliveryError
+from postroom.errors import DeliveryError, OAuthError
 from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.targets import Target, resolve_target
 
 T = TypeVar("T")
@@ -127,12 +131,14 @@ class SmtpConnection:
         tls_context: ssl.SSLContext | None,
         recorder: Recorder | None = None,
         allow_private_targets: bool = True,
+        tokens: TokenCache | None = None,
     ) -> None:
         self.uri = uri
         self.settings = settings
         self.tls_context = tls_context
         self.recorder = recorder
         self.allow_private_targets = allow_private_targets
+        self.tokens = tokens
         self.client: aiosmtplib.SMTP | None = None
         self.delivered = 0
 
@@ -276,7 +282,9 @@ class SmtpConnection:
                 ),
             )
             await self._step("ehlo", self._ehlo, detail=lambda r: self._observe_ehlo(client))
-        if uri.username is not None:
+        if self.tokens is not None:
+            await self._oauth_login(self.tokens)
+        elif uri.username is not None:
             await self._step("auth", self._login, detail=lambda r: f"logged in as {uri.username}")
 
     async def _greeting(self) -> SMTPResponse:
@@ -350,17 +358,20 @@ class SmtpConnection:
                 return await self.client.helo()
             raise
 
-    async def _login(self) -> SMTPResponse:
-        client, uri = self.client, self.uri
-        assert client is not None and uri.username is not None
-        methods = client.server_auth_methods
+    def _require_auth(self, client: aiosmtplib.SMTP) -> None:
         if not client.supports_extension("auth"):
             hint = "auth_unsupported"
-            if uri.security is Security.CLEARTEXT and client.supports_extension("starttls"):
+            if self.uri.security is Security.CLEARTEXT and client.supports_extension("starttls"):
                 hint = "starttls_required"
             raise DeliveryError(
                 "the server offers no AUTH command on this connection", stage="auth", hint=hint
             )
+
+    async def _login(self) -> SMTPResponse:
+        client, uri = self.client, self.uri
+        assert client is not None and uri.username is not None
+        methods = client.server_auth_methods
+        self._require_auth(client)
         password = uri.password or ""
         if "plain" in methods:
             return await client.auth_plain(uri.username, password)
@@ -371,6 +382,60 @@ class SmtpConnection:
             "but Postroom logs in with PLAIN or LOGIN",
             stage="auth",
             hint="auth_unsupported",
+        )
+
+    async def _oauth_login(self, tokens: TokenCache) -> None:
+        """A ``token`` step (the access token's expiry is recorded, never the token), then
+        AUTH XOAUTH2. A refused token is dropped from the cache and a new one tried once."""
+        user = self.settings.xoauth2_user() or ""
+        for last in (False, True):
+            token = await self._step(
+                "token", tokens.get, detail=lambda t: t.describe(tokens.source)
+            )
+            try:
+                await self._step(
+                    "auth",
+                    lambda t=token: self._xoauth2(user, t),  # type: ignore[misc]
+                    detail=lambda r: f"logged in as {user} with XOAUTH2",
+                )
+                return
+            except OAuthError:
+                if last or not self.usable:
+                    raise
+                tokens.drop(token)
+
+    async def _xoauth2(self, user: str, token: AccessToken) -> SMTPResponse:
+        """SASL XOAUTH2: ``user=<user>^Aauth=Bearer <token>^A^A``. A server that refuses
+        the way Gmail does (a 334 challenge carrying a base64 JSON error) is answered with an
+        empty line, after which its final reply (535) follows."""
+        client = self.client
+        assert client is not None
+        self._require_auth(client)
+        methods = client.server_auth_methods
+        if "xoauth2" not in methods:
+            raise DeliveryError(
+                f"the server offers AUTH {' '.join(m.upper() for m in methods)}, but not "
+                "XOAUTH2, which the oauth2 settings need",
+                stage="auth",
+                hint="auth_unsupported",
+            )
+        blob = f"user={user}\x01auth=Bearer {token.value}\x01\x01".encode()
+        response = await client.execute_command(b"AUTH", b"XOAUTH2", base64.b64encode(blob))
+        challenge: str | None = None
+        if response.code == 334:
+            challenge = _xoauth2_challenge(response.message)
+            response = await client.execute_command(b"")
+        if response.code == 235:
+            return response
+        text = " ".join(response.message.split())
+        if challenge:
+            text = f"{text} [XOAUTH2 error: {challenge}]"
+        raise OAuthError(
+            "the server refused the OAuth2 access token",
+            stage="auth",
+            reply_code=response.code,
+            reply_text=text,
+            provider=self.settings.oauth2.provider,
         )
 
     async def deliver(self, envelope: Envelope) -> SendResult:
@@ -429,6 +494,19 @@ class SmtpConnection:
             self.client = None
 
 
+def _xoauth2_challenge(message: str) -> str | None:
+    """The JSON error of a 334 XOAUTH2 challenge as one line, e.g.
+    ``status 401, schemes bearer, scope https://mail.google.com/``."""
+    try:
+        data = json.loads(base64.b64decode(message.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        return " ".join(message.split())[:200] or None
+    if not isinstance(data, dict):
+        return None
+    parts = [f"{key} {value}" for key, value in data.items() if isinstance(value, (str, int))]
+    return ", ".join(parts)[:300] or None
+
+
 def _peer(sock: socket.socket) -> str:
     try:
         host, port = sock.getpeername()[:2]
@@ -472,11 +550,13 @@ class SmtpTransport:
         pool_size: int = 1,
         recorder: Recorder | None = None,
         allow_private_targets: bool = True,
+        refresh_tokens: RefreshTokenKeeper | None = None,
     ) -> None:
         self.uri = uri
         self.settings = settings
         self.recorder = recorder
         self.allow_private_targets = allow_private_targets
+        self.refresh_tokens = refresh_tokens
         self._idle: list[SmtpConnection] = []
         self._slots = asyncio.Semaphore(pool_size)
         self._closed = False
@@ -488,6 +568,17 @@ class SmtpTransport:
             return None
         return build_tls_context(self.uri, self.settings)
 
+    @cached_property
+    def tokens(self) -> TokenCache | None:
+        """The OAuth2 token cache every connection shares (None without ``oauth2``)."""
+        return token_cache(
+            self.settings.oauth2,
+            user=self.settings.xoauth2_user(),
+            timeout=self.settings.timeout,
+            allow_private_targets=self.allow_private_targets,
+            refresh_tokens=self.refresh_tokens,
+        )
+
     def _new_connection(self) -> SmtpConnection:
         return SmtpConnection(
             self.uri,
@@ -495,6 +586,7 @@ class SmtpTransport:
             tls_context=self.tls_context,
             recorder=self.recorder,
             allow_private_targets=self.allow_private_targets,
+            tokens=self.tokens,
         )
 
     async def send(self, envelope: Envelope) -> SendResult:

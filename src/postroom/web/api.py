@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis import diagnose
 from postroom.diagnosis.smtp_test import run_smtp_test
@@ -255,11 +256,15 @@ async def test_smtp(
     if tenant_id not in settings.tenant_names():
         raise NotFoundError(f"no tenant {tenant_id!r}")
     options = body or SmtpTestBody()
+    courier = settings.tenant(tenant_id)
     report = await run_smtp_test(
-        settings.tenant(tenant_id),
+        courier,
         to=options.to,
         no_send=options.no_send,
         allow_private_targets=registry.allows_private_targets(tenant_id),
+        refresh_tokens=refresh_token_keeper(
+            registry.store, courier, tenant_id, secrets=settings.secrets.default
+        ),
     )
     result: dict[str, Any] = report.to_json()
     return result

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from postroom.config import Settings
+from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis.catalogue import diagnose
@@ -83,8 +84,14 @@ class Worker:
             else:
                 # Tenants saved through the API may not reach private addresses (SSRF guard).
                 allow = self.tenants.allows_private_targets(tenant) if self.tenants else True
+                keeper = refresh_token_keeper(
+                    self.store, courier, tenant, secrets=self.settings.secrets.default
+                )
                 transport = make_transport(
-                    courier, pool_size=self.concurrency, allow_private_targets=allow
+                    courier,
+                    pool_size=self.concurrency,
+                    allow_private_targets=allow,
+                    refresh_tokens=keeper,
                 )
             self._transports[tenant] = transport
         return transport
