@@ -1,4 +1,4 @@
-"""The HTTP app: admin API, intake, health checks, metrics and (for now) a dev message list.
+"""The HTTP app: admin API, intake, health checks, metrics and the delivery dashboard.
 
 ``create_app`` opens the store, migrates it, and runs a worker in the same event loop unless
 told not to.
@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Response
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from postroom import __version__
 from postroom.config import Settings
 from postroom.config.tenants import TenantRegistry
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
-from postroom.store import MessageFilter, Store, open_store
-from postroom.web import api
+from postroom.store import Store, open_store
+from postroom.web import api, dashboard
 from postroom.web.errors import BodyLimit, install_error_handlers
 from postroom.worker import Worker, retention
 
@@ -100,39 +99,6 @@ def create_app(
         app.state.metrics.set_queue(await app.state.store.count_by_status())
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> str:
-        if not dev:
-            return (
-                "<!doctype html><title>Postroom</title><p>Postroom is running. The delivery "
-                "dashboard needs sign-in, which is not built yet: start with <code>--dev</code> "
-                "on a loopback address to see it, or use <code>postroom messages list</code>.</p>"
-            )
-        rows = await app.state.store.list_messages(MessageFilter(limit=50))
-        expose = dev or settings.courier.expose_message_bodies
-        body = "".join(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                html.escape(m.created_at.strftime("%Y-%m-%d %H:%M:%S")),
-                html.escape(m.tenant),
-                html.escape(m.recipient),
-                html.escape(m.template_type.value),
-                html.escape(m.status.value),
-                html.escape(m.last_error.code if m.last_error else ""),
-            )
-            + (
-                f"<tr><td></td><td colspan=5><small>{html.escape(m.subject)}</small></td></tr>"
-                if expose
-                else ""
-            )
-            for m in rows
-        )
-        return (
-            "<!doctype html><html lang=en><meta charset=utf-8><title>Postroom</title>"
-            "<meta http-equiv=refresh content=5>"
-            "<body style='font-family:system-ui;margin:2rem'><h1>Postroom</h1>"
-            "<p>The 50 newest messages (refreshes every 5 s).</p>"
-            "<table cellpadding=4><tr><th>created</th><th>tenant</th><th>recipient</th>"
-            f"<th>template</th><th>status</th><th>last error</th></tr>{body}</table>"
-        )
+    dashboard.install(app)
 
     return app

@@ -1,0 +1,193 @@
+"""Tenants: the list, the provider settings form with its preset picker (API tenants; file
+tenants are shown read-only), and "Send test email" with the step-by-step transcript."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from postroom.config.settings import CourierSettings
+from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
+from postroom.errors import ConfigError, ConflictError, InputError, NotFoundError
+from postroom.presets import PRESETS
+from postroom.web.dashboard import tenant_form
+from postroom.web.dashboard.pages import (
+    DashboardRoute,
+    duration,
+    form_value,
+    query,
+    read_form,
+    redirect,
+    registry,
+    render,
+)
+from postroom.web.dashboard.session import Session, require_viewer
+from postroom.web.dashboard.tenant_form import TenantForm
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+Viewer = Annotated[Session, Depends(require_viewer)]
+
+
+def _target(courier: CourierSettings) -> str:
+    """Where the tenant delivers, safe to show: the redacted URI, the API URL, the outbox."""
+    strategy = courier.strategy
+    if strategy == "smtp":
+        uri = courier.smtp.uri()
+        return uri.redacted() if uri else ""
+    if strategy == "http":
+        url = urlsplit(courier.http.request_config.url or "")
+        host = url.hostname or ""
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{host}{port}{url.path}" if host else ""  # no userinfo, no query
+    return courier.outbox_path
+
+
+@router.get("/tenants")
+async def tenant_list(request: Request, _viewer: Viewer) -> Response:
+    """Every tenant: where it delivers and from which address."""
+    tenants = registry(request)
+    settings = await tenants.settings()
+    rows = []
+    for name in settings.tenant_names():
+        courier = settings.tenant(name)
+        rows.append(
+            {
+                "id": name,
+                "file": tenants.is_file_tenant(name),
+                "strategy": courier.strategy,
+                "preset": courier.preset or "",
+                "target": _target(courier),
+                "from_address": courier.smtp.from_address,
+                "limits": [
+                    f"{r.count:,} {r.unit} per {duration(r.per)}"
+                    for r in courier.effective_rate_limits
+                ],
+            }
+        )
+    return render(request, "tenants.html", title="Tenants", nav="tenants", rows=rows)
+
+
+async def _tenant_page(
+    request: Request,
+    tenant_id: str | None,
+    *,
+    form: TenantForm | None = None,
+    status: int = 200,
+    **extra: Any,
+) -> Response:
+    tenants = registry(request)
+    source = "new"
+    if tenant_id is not None:
+        described = await tenants.describe(tenant_id)
+        source = described["source"]
+        if form is None:
+            form = tenant_form.form_from_courier(described["courier"])
+    form = form or TenantForm()
+    settings = await tenants.settings()
+    courier = settings.tenant(tenant_id) if tenant_id is not None else None
+    preset = PRESETS.get(form.preset)
+    extra.setdefault("report", None)
+    extra.setdefault("test_to", "")
+    extra.setdefault("new_id", "")
+    return render(
+        request,
+        "tenant.html",
+        status=status,
+        title=f"Tenant {tenant_id}" if tenant_id else "New tenant",
+        nav="tenants",
+        tenant_id=tenant_id,
+        source=source,
+        readonly=source == "file",
+        form=form,
+        preset=tenant_form.preset_choice(preset) if preset else None,
+        presets=tenant_form.preset_choices(),
+        security_modes=tenant_form.SECURITY_MODES,
+        strategies=tenant_form.STRATEGIES,
+        methods=tenant_form.HTTP_METHODS,
+        auth_kinds=tenant_form.HTTP_AUTH,
+        can_test=bool(courier and courier.smtp.connection_uri),
+        target=_target(courier) if courier else "",
+        **extra,
+    )
+
+
+@router.get("/tenants/new")
+async def new_tenant(request: Request, _viewer: Viewer) -> Response:
+    """An empty form for a tenant saved through the dashboard (like ``PUT /admin/tenants``)."""
+    return await _tenant_page(request, None)
+
+
+@router.get("/tenants/{tenant_id}")
+async def tenant_page(request: Request, _viewer: Viewer, tenant_id: str) -> Response:
+    """One tenant's settings; editable for API tenants, read-only for the file's."""
+    return await _tenant_page(request, tenant_id)
+
+
+async def _save(request: Request, tenant_id: str | None) -> Response:
+    form = await read_form(request)
+    tenants = registry(request)
+    name = tenant_id if tenant_id is not None else form_value(form, "id")
+    stored_courier: dict[str, Any] = {}
+    stored_headers: dict[str, str] = {}
+    if tenant_id is not None:
+        stored_courier = (await tenants.describe(tenant_id))["courier"]
+        raw = await tenants.store.get_tenant(tenant_id)
+        if raw is not None:
+            headers = raw.courier.get("http", {}).get("request_config", {}).get("headers", {})
+            stored_headers = dict(headers) if isinstance(headers, dict) else {}
+    try:
+        if tenant_id is None:
+            if not name:
+                raise InputError("give the new tenant an id", field="id")
+            if name in (await tenants.settings()).tenant_names():
+                raise InputError(f"a tenant {name!r} exists already; edit it instead", field="id")
+        courier = tenant_form.courier_from_form(form, stored_courier, stored_headers=stored_headers)
+        await tenants.save(name, courier)
+    except (InputError, ConfigError, ConflictError) as exc:
+        shown = tenant_form.form_from_submission(
+            form, tenant_form.form_from_courier(stored_courier)
+        )
+        return await _tenant_page(
+            request, tenant_id, form=shown, status=400, error=str(exc), new_id=name
+        )
+    return redirect(query(f"/tenants/{name}", notice="saved"))
+
+
+@router.post("/tenants/new")
+async def create_tenant(request: Request, _viewer: Viewer) -> Response:
+    """Save a new API tenant."""
+    return await _save(request, None)
+
+
+@router.post("/tenants/{tenant_id}")
+async def save_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Response:
+    """Save an API tenant's settings; a file tenant answers with the read-only page."""
+    return await _save(request, tenant_id)
+
+
+@router.post("/tenants/{tenant_id}/test")
+async def test_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Response:
+    """``test-smtp`` with the tenant's saved settings; the page shows the transcript."""
+    form = await read_form(request)
+    settings = await registry(request).settings()
+    if tenant_id not in settings.tenant_names():
+        raise NotFoundError(f"no tenant {tenant_id!r}")
+    to = form_value(form, "to")
+    report: SmtpTestReport | None = None
+    error = None
+    try:
+        report = await run_smtp_test(
+            settings.tenant(tenant_id), to=to or None, no_send=form.get("no_send") == "on"
+        )
+    except (InputError, ConfigError) as exc:
+        error = str(exc)
+    return await _tenant_page(
+        request,
+        tenant_id,
+        status=200 if error is None else 400,
+        report=report,
+        test_to=to,
+        error=error,
+    )

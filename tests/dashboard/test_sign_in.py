@@ -1,0 +1,150 @@
+"""Signing in to the dashboard over a real socket: the session cookie, CSRF on every form,
+sign-out, and no sign-in with ``--dev``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from postroom.config import Settings
+from postroom.web.dashboard import session as sessions
+
+from dashboard_support import Dash, dash_client_fixture  # noqa: F401 (the fixture dash_client)
+from web_support import ADMIN, AUTH, serving
+
+PAGES = ["/", "/messages", "/tenants", "/tenants/default", "/tenants/new", "/outbox"]
+
+
+def test_pages_need_a_sign_in_and_the_admin_token_opens_a_session(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False) as base:
+        dash = dash_client(base)
+        for page in PAGES:
+            answer = dash.http.get(page)
+            assert answer.status_code == 303, page
+            assert answer.headers["location"].startswith("/sign-in?next=")
+        form = dash.http.get("/sign-in")
+        assert form.status_code == 200 and 'type="password"' in form.text
+        anonymous = dash.http.cookies.get(sessions.COOKIE)
+        assert anonymous, "a visitor gets a session for the sign-in form's CSRF token"
+        first_visit = httpx.get(f"{base}/sign-in").headers.get("set-cookie", "")
+        assert first_visit.startswith(f"{sessions.COOKIE}=") and "HttpOnly" in first_visit
+
+        wrong = dash.sign_in("not-the-token")
+        assert wrong.status_code == 401 and "That is not this server" in wrong.text
+        assert dash.http.get("/").status_code == 303
+
+        ok = dash.sign_in()
+        assert ok.status_code == 303 and ok.headers["location"] == "/"
+        cookie = ok.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+        value = dash.http.cookies[sessions.COOKIE]
+        assert value != anonymous
+        assert ADMIN not in cookie and ADMIN not in value
+        for page in PAGES:
+            answer = dash.http.get(page)
+            assert answer.status_code == 200, page
+            assert ADMIN not in answer.text
+            assert answer.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert answer.headers["server-timing"].startswith("app;dur=")
+
+        # The cookie is not a way into the admin API: that still wants the bearer token.
+        assert dash.http.get("/admin/courier/messages").status_code == 401
+
+        out = dash.submit("/", "/sign-out")
+        assert out.status_code == 303 and out.headers["location"].startswith("/sign-in")
+        assert dash.http.get("/").status_code == 303
+
+
+def test_forms_need_their_csrf_token_and_this_site(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        message = dash.enqueue()
+        path = f"/messages/{message['id']}"
+        csrf = dash.csrf(path)
+        refused = dash.http.post(f"{path}/cancel", data={"csrf": "forged"})
+        assert refused.status_code == 403 and "Form expired" in refused.text
+        foreign = dash.http.post(
+            f"{path}/cancel", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert foreign.status_code == 403
+        assert dash.message(message["id"])["status"] == "queued"
+        # Another browser's session has another token.
+        other = dash_client(base)
+        other.sign_in()
+        assert other.http.post(f"{path}/cancel", data={"csrf": csrf}).status_code == 403
+        # The right token, from this origin, works.
+        done = dash.http.post(
+            f"{path}/cancel", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "same-origin"}
+        )
+        assert done.status_code == 303
+        assert dash.message(message["id"])["status"] == "abandoned"
+        # Signing in needs the sign-in form's token too.
+        stranger = dash_client(base)
+        assert stranger.http.post("/sign-in", data={"token": ADMIN}).status_code == 403
+
+
+def test_a_forged_or_expired_cookie_is_no_session(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        value = dash.http.cookies[sessions.COOKIE]
+        payload, _, signature = value.partition(".")
+        forged = sessions.Session("someone", True, int(time.time()) + 3600)
+        key_guess = b"x" * 32
+        for bad in (
+            f"{payload}.{signature[:-2]}AA",
+            sessions.encode(forged, key_guess),
+            "garbage",
+        ):
+            intruder = dash_client(base)
+            intruder.http.cookies.set(sessions.COOKIE, bad)
+            assert intruder.http.get("/").status_code == 303
+    key = b"k" * 32
+    expired = sessions.Session("sid", True, int(time.time()) - 1)
+    assert sessions.decode(sessions.encode(expired, key), key) is None
+    fresh = sessions.Session("sid", True, int(time.time()) + 60)
+    assert sessions.decode(sessions.encode(fresh, key), key) == fresh
+    assert sessions.decode(sessions.encode(fresh, key), b"other" * 8) is None
+    assert sessions.csrf_token(fresh, key) != sessions.csrf_token(
+        sessions.Session("other", True, fresh.expires), key
+    )
+
+
+def test_a_new_admin_token_signs_everyone_out(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    settings = settings_with()
+    with serving(settings, run_worker=False) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        value = dash.http.cookies[sessions.COOKIE]
+    with serving(settings, run_worker=False, admin_token="another-admin-token-0123456789") as base:
+        again = dash_client(base)
+        again.http.cookies.set(sessions.COOKIE, value)
+        assert again.http.get("/").status_code == 303
+
+
+def test_dev_mode_needs_no_sign_in_but_forms_still_carry_csrf(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False, dev=True, admin_token=None) as base:
+        dash = dash_client(base)
+        for page in PAGES:
+            assert dash.http.get(page).status_code == 200, page
+        assert dash.http.get("/sign-in").status_code == 303
+        message = dash.enqueue()
+        path = f"/messages/{message['id']}"
+        assert dash.http.post(f"{path}/cancel", data={"csrf": "nope"}).status_code == 403
+        assert dash.submit(path, f"{path}/cancel").status_code == 303
+        assert "sign-out" not in dash.http.get("/").text
+        assert dash.http.get("/admin/courier/messages", headers=AUTH).status_code == 200
