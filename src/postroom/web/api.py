@@ -54,11 +54,17 @@ def _tenants(request: Request) -> TenantRegistry:
     return registry
 
 
-async def _view(request: Request, message: Message) -> dict[str, Any]:
+async def exposes_bodies(request: Request, tenant: str) -> bool:
+    """Subjects and bodies are shown in dev mode or when the tenant sets
+    ``expose_message_bodies``, and read ``<redacted>`` otherwise (API and dashboard alike)."""
+    if request.app.state.dev:
+        return True
     settings = await _tenants(request).settings()
-    expose = request.app.state.dev
-    if not expose and message.tenant in settings.tenant_names():
-        expose = settings.tenant(message.tenant).expose_message_bodies
+    return tenant in settings.tenant_names() and settings.tenant(tenant).expose_message_bodies
+
+
+async def _view(request: Request, message: Message) -> dict[str, Any]:
+    expose = await exposes_bodies(request, message.tenant)
     return message_json(message, expose_bodies=expose)
 
 

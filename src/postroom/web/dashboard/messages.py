@@ -15,12 +15,12 @@ from postroom.errors import ConflictError, InputError, NotFoundError
 from postroom.models import REDACTED, Message, Status, TemplateType
 from postroom.store import MessageFilter
 from postroom.web import api
+from postroom.web.api import exposes_bodies
 from postroom.web.auth import Caller
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
     DashboardRoute,
     courier_for,
-    exposes_bodies,
     form_value,
     query,
     read_form,

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from postroom.config import Settings
 from postroom.errors import NotFoundError
 from postroom.models import REDACTED
+from postroom.web.api import exposes_bodies
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
     DashboardRoute,
-    exposes_bodies,
     query,
     registry,
     render,

@@ -127,15 +127,6 @@ def courier_for(settings: Settings, tenant: str) -> CourierSettings:
     return settings.tenant(tenant) if tenant in settings.tenant_names() else settings.courier
 
 
-async def exposes_bodies(request: Request, tenant: str) -> bool:
-    """The API's rule for subjects and bodies: shown in dev mode or when the tenant sets
-    ``expose_message_bodies``; redacted otherwise."""
-    if request.app.state.dev:
-        return True
-    settings = await registry(request).settings()
-    return tenant in settings.tenant_names() and settings.tenant(tenant).expose_message_bodies
-
-
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """A full page (or a fragment) rendered from ``template``."""
     session = sessions.current(request)
