@@ -1,8 +1,9 @@
 """A real HTTP server in a thread that captures every request and answers from a script.
 
 ``http_server(replies)`` answers the n-th request with ``replies[n]`` (the last one repeats);
-a reply is ``(status, headers, body)``, or :data:`HANG` to accept the request and never
-answer (until the server stops). Keep-alive HTTP/1.1, optional TLS.
+a reply is ``(status, headers, body)``, :data:`HANG` to accept the request and never answer
+(until the server stops), or :data:`DROP` to close the connection without an answer.
+Keep-alive HTTP/1.1, optional TLS.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 HANG = "hang"
+DROP = "drop"  # close the connection without answering
 Reply = tuple[int, dict[str, str], bytes] | str
 
 
@@ -126,6 +128,9 @@ def http_server(
                 answer = replies[min(index, len(replies) - 1)]
             if answer == HANG:
                 stopping.wait(30)
+                self.close_connection = True
+                return
+            if answer == DROP:
                 self.close_connection = True
                 return
             assert not isinstance(answer, str)

@@ -3,6 +3,7 @@ and Retry-After handling against a real local server."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -230,3 +231,24 @@ def test_tls_context_refuses_old_versions() -> None:
     context = tls_context()
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+
+
+async def test_a_key_in_the_query_or_auth_never_reaches_the_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with http_server([reply(401, "bad key")]) as srv:
+        http = transport(
+            srv.url + "?api_key=SECRET-IN-QUERY",
+            auth={"type": "api_key", "config": {"name": "X-Key", "value": "SECRET-IN-HEADER"}},
+        )
+        try:
+            with pytest.raises(HttpDeliveryError) as caught:
+                await http.send(envelope())
+        finally:
+            await http.close()
+    assert srv.requests[0].path.endswith("?api_key=SECRET-IN-QUERY")
+    assert srv.requests[0].header("x-key") == "SECRET-IN-HEADER"
+    shown = caplog.text + str(caught.value) + repr(diagnose_error(caught.value))
+    assert "HTTP Request" in caplog.text
+    assert "SECRET" not in shown

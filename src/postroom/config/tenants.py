@@ -163,7 +163,11 @@ class TenantRegistry:
         plain = keep_masked(courier, self._decrypt(stored.courier) if stored else {})
         self._refuse_file_paths(plain)
         try:
-            validated = CourierSettings.model_validate(plain)
+            validated = CourierSettings.model_validate(
+                plain,
+                # An https:// body is fetched while validating: not from private addresses.
+                context={"allow_private_targets": self.allows_private_targets(name)},
+            )
         except ValidationError as exc:
             lines = [describe_validation_error(e, CourierSettings) for e in exc.errors()]
             raise InputError("invalid tenant settings: " + "; ".join(lines)) from None

@@ -5,12 +5,14 @@ by Postroom itself: it imports nothing from Postroom so that it starts fast. It 
 address space (``RLIMIT_AS``) before loading the Jsonnet library, says ``{"ready": true}``, then
 answers one JSON request per line on stdin with one JSON answer per line on stdout:
 
-- request ``{"name", "source", "root", "ctx", "check", "alarm"}``: evaluate ``source`` (named
-  ``name`` in error messages) with the top-level argument ``ctx`` (JSON text); with ``check``
-  true, only compile it and report its type and, for a function, its number of parameters.
-  With ``alarm`` (seconds), the process ends itself when the evaluation takes longer.
-- answer ``{"ok": "<JSON text>"}`` or ``{"ok": {"type": ..., "params": ...}}`` (check), or
-  ``{"error": "<Jsonnet's message>", "limit": null | "output"}``.
+- request ``{"name", "source", "root", "ctxs", "check", "alarm"}``: call the body ``source``
+  (named ``name`` in error messages) once per element of ``ctxs`` (JSON text of an array), all
+  in one evaluation; with ``check`` true, only compile it and report its type and, for a
+  function, its number of parameters. With ``alarm`` (seconds), the process ends itself when
+  the evaluation takes longer.
+- answer ``{"ok": [{"ok": "<compact JSON>"} | {"error": ..., "limit": "output"}, ...]}`` (one
+  per ctx), ``{"ok": {"type": ..., "params": ...}}`` (check), or, when the evaluation as a
+  whole failed, ``{"error": "<Jsonnet's message>", "limit": null | "memory"}``.
 
 Imports are served only from ``root`` (the template's own directory, symlinks resolved) and
 refused entirely when ``root`` is null. The parent kills this process when it runs too long;
@@ -28,12 +30,11 @@ import sys
 from typing import Any
 
 MAX_IMPORT = 1024 * 1024  # bytes of one imported file
-_CHECK_NAME = "<check>"
 
 
-def _importer(root: str | None, body_name: str, body_source: str, check: bool) -> Any:
+def _importer(root: str | None, body_name: str, body_source: str) -> Any:
     def load(directory: str, relative: str) -> tuple[str, bytes]:
-        if check and relative == body_name:
+        if not directory and relative == body_name:  # the wrapper importing the body
             return body_name, body_source.encode()
         if root is None:
             raise RuntimeError(
@@ -55,34 +56,47 @@ def _importer(root: str | None, body_name: str, body_source: str, check: bool) -
     return load
 
 
+def _evaluate(jsonnet: Any, request: dict[str, Any], max_output: int) -> Any:
+    name = request["name"]
+    importer = _importer(request.get("root"), name, request["source"])
+    body = f"local body = import {json.dumps(name)};"
+    if request.get("check"):
+        wrapper = (
+            f'{body} {{type: std.type(body), params: if std.type(body) == "function" '
+            "then std.length(body) else null}"
+        )
+        return json.loads(jsonnet.evaluate_snippet("<check>", wrapper, import_callback=importer))
+    # Many messages in one evaluation: libjsonnet sets up its standard library for every
+    # evaluation (and every imported file), which costs far more than rendering one body. The
+    # body is inlined from its second line on, under its own name, so that its imports resolve
+    # from its directory; the parent subtracts the one line of the wrapper from error lines.
+    wrapper = f"function(ctxs) local body = (\n{request['source']}\n); [body(ctx) for ctx in ctxs]"
+    out = jsonnet.evaluate_snippet(
+        name, wrapper, tla_codes={"ctxs": request["ctxs"]}, import_callback=importer
+    )
+    results = []
+    for value in json.loads(out):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if len(text) > max_output or len(text.encode()) > max_output:
+            message = f"the body produced more than {max_output} bytes"
+            results.append({"error": message, "limit": "output"})
+        else:
+            results.append({"ok": text})
+    return results
+
+
 def _answer(jsonnet: Any, request: dict[str, Any], max_output: int) -> dict[str, Any]:
-    name, source, root = request["name"], request["source"], request.get("root")
-    check = bool(request.get("check"))
-    importer = _importer(root, name, source, check)
     if request.get("alarm"):
         # SIGALRM's default action ends the process: a bound for callers that cannot kill us.
         signal.setitimer(signal.ITIMER_REAL, float(request["alarm"]))
     try:
-        if check:
-            wrapper = (
-                f"local body = import {json.dumps(name)}; "
-                '{type: std.type(body), params: if std.type(body) == "function" '
-                "then std.length(body) else null}"
-            )
-            out = jsonnet.evaluate_snippet(_CHECK_NAME, wrapper, import_callback=importer)
-            return {"ok": json.loads(out)}
-        out = jsonnet.evaluate_snippet(
-            name, source, tla_codes={"ctx": request["ctx"]}, import_callback=importer
-        )
+        return {"ok": _evaluate(jsonnet, request, max_output)}
     except RuntimeError as exc:
         return {"error": str(exc), "limit": None}
     except MemoryError:
         return {"error": "the body used more memory than allowed", "limit": "memory"}
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if len(out) > max_output or len(out.encode()) > max_output:
-        return {"error": f"the body produced more than {max_output} bytes", "limit": "output"}
-    return {"ok": out}
 
 
 def main() -> None:

@@ -18,9 +18,11 @@ decides.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import json
+import logging
 import ssl
 import time
 from collections.abc import Iterable
@@ -35,9 +37,11 @@ import postroom
 from postroom.config.http import HttpSettings, content_kind
 from postroom.errors import ConfigError, DeliveryError, HttpDeliveryError
 from postroom.render.jsonnet import (
+    JsonnetBody,
     JsonnetError,
     JsonnetPool,
     JsonnetUnavailable,
+    default_payload,
     default_pool_size,
     form_fields,
     load_body,
@@ -48,6 +52,20 @@ from postroom.transports.targets import resolve_target
 REPLY_EXCERPT = 1024  # bytes of a refusal's body kept in the diagnosis
 MAX_RESPONSE = 64 * 1024  # bytes of a response read at most
 USER_AGENT = f"Postroom/{postroom.__version__}"
+
+
+class _NoQueryInLogs(logging.Filter):
+    """httpx logs every request's URL at INFO; a query string may hold an API key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) > 1:
+            url = record.args[1]
+            if isinstance(url, httpx.URL) and url.query:
+                record.args = (record.args[0], shown_url(url), *record.args[2:])
+        return True
+
+
+logging.getLogger("httpx").addFilter(_NoQueryInLogs())
 
 
 def tls_context() -> ssl.SSLContext:
@@ -307,7 +325,7 @@ class HttpTransport:
         self.method = config.method
         self.allow_private_targets = allow_private_targets
         self.recorder = recorder
-        self.body = load_body(config.body, allow_private_targets=allow_private_targets)
+        self._body: JsonnetBody | None = None
         self.kind = content_kind(config.headers)
         self.headers = self._headers()
         self._pool_size = max(1, pool_size)
@@ -352,11 +370,22 @@ class HttpTransport:
         return self._client
 
     async def render(self, envelope: Envelope) -> bytes:
-        """The request body for ``envelope``: the Jsonnet output as compact JSON, or as form
+        """The request body for ``envelope``: the Jsonnet output (compact JSON), or as form
         fields when the Content-Type is form-encoded. Raise ``HttpDeliveryError`` (stage
-        ``render``) when the body fails."""
+        ``render``) when the body fails, and ``ConfigError`` when it cannot be loaded."""
+        source = self.settings.request_config.body
+        if source is None:  # Ory's default payload, natively: the same JSON, no Jsonnet cost
+            output = default_payload(build_ctx(envelope))
+            return (
+                urlencode(form_fields(output)).encode() if self.kind == "form" else output.encode()
+            )
+        if self._body is None:
+            # Cached since the configuration loaded; off the event loop in case it was not.
+            self._body = await asyncio.to_thread(
+                load_body, source, allow_private_targets=self.allow_private_targets
+            )
         try:
-            output = await self._jsonnet.evaluate(self.body, build_ctx(envelope))
+            output = await self._jsonnet.evaluate(self._body, build_ctx(envelope))
         except JsonnetError as exc:
             raise HttpDeliveryError(
                 f"the Jsonnet body failed: {exc}", stage="render", hint="template_error"
@@ -370,7 +399,7 @@ class HttpTransport:
                 raise HttpDeliveryError(
                     f"the Jsonnet body failed: {exc}", stage="render", hint="template_error"
                 ) from exc
-        return json.dumps(json.loads(output), ensure_ascii=False, separators=(",", ":")).encode()
+        return output.encode()
 
     async def send(self, envelope: Envelope) -> SendResult:
         """Render the body and make the request; 2xx is a hand-off, anything else raises
