@@ -133,3 +133,13 @@ class OAuthError(DeliveryError):
         super().__init__(
             message, stage=stage, reply_code=reply_code, reply_text=reply_text, hint=hint
         )
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception behind it (``__cause__``, else ``__context__``), in order."""
+    seen: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in seen:
+        seen.append(node)
+        node = node.__cause__ or node.__context__
+    return seen

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -23,11 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from postroom.config.durations import parse_duration
+from postroom.config.durations import PositiveDuration
 from postroom.errors import ConfigError
 from postroom.render.jsonnet import check_body, form_fields, load_body
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -248,11 +245,4 @@ class HttpSettings(_Strict):
     """``courier.http``: the request to make for every message, and how long to wait."""
 
     request_config: RequestConfig = Field(default_factory=RequestConfig)
-    timeout: Duration = 10.0
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
+    timeout: PositiveDuration = 10.0

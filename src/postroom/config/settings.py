@@ -16,15 +16,13 @@ from pydantic import (
     model_validator,
 )
 
-from postroom.config.durations import parse_duration
+from postroom.config.durations import Duration, PositiveDuration
 from postroom.config.http import HttpSettings
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import hash_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
@@ -40,7 +38,7 @@ class SmtpSettings(_Strict):
     reply_to: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     local_name: str | None = None
-    timeout: Duration = 30.0
+    timeout: PositiveDuration = 30.0
     client_cert_path: str | None = None
     client_key_path: str | None = None
     oauth2: OAuth2Settings = Field(default_factory=OAuth2Settings)
@@ -54,13 +52,6 @@ class SmtpSettings(_Strict):
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return value or None
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
 
     @field_validator("from_address", "reply_to")
     @classmethod
@@ -138,15 +129,7 @@ class WorkerSettings(_Strict):
     """``courier.worker``."""
 
     concurrency: int = Field(default=8, ge=1, le=256)
-    lease: Duration = 60.0
-
-    @field_validator("lease")
-    @classmethod
-    def _positive_lease(cls, value: float) -> float:
-        # A lease of 0 would let a second worker claim a message that is being sent.
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
+    lease: PositiveDuration = 60.0  # 0 would let a second worker take a message being sent
 
 
 def _list_from_text(value: object) -> object:
@@ -167,15 +150,8 @@ class RateLimitSettings(_Strict):
     """One entry of ``courier.rate_limits``: at most ``count`` per ``per``."""
 
     count: int = Field(gt=0)
-    per: Duration
+    per: PositiveDuration
     unit: Literal["messages", "recipients"] = "messages"
-
-    @field_validator("per")
-    @classmethod
-    def _positive_period(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be longer than 0s")
-        return value
 
 
 class CourierSettings(_Strict):

@@ -22,6 +22,7 @@ from postroom.errors import (
     HttpDeliveryError,
     OAuthError,
     TemplateError,
+    exception_chain,
 )
 from postroom.models import Diagnosis
 
@@ -41,15 +42,6 @@ _VERSION_REASONS = {
 }
 # X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
 _HOSTNAME_MISMATCH = {62, 64}
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    node: BaseException | None = exc
-    while node is not None and node not in seen:
-        seen.append(node)
-        node = node.__cause__ or node.__context__
-    return seen
 
 
 def diagnose_error(exc: BaseException) -> Diagnosis:
@@ -75,11 +67,11 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
     if exc.reply_code is not None:
         found = classify_reply(exc.reply_code, exc.reply_text or "", stage=stage)
         return diagnose(found.code, **common, cause=found.cause, fix=found.fix)
-    return diagnose(_code_from_chain(exc), **common)
+    return diagnose(_code_fromexception_chain(exc), **common)
 
 
-def _code_from_chain(exc: DeliveryError) -> str:
-    chain = _chain(exc)
+def _code_fromexception_chain(exc: DeliveryError) -> str:
+    chain = exception_chain(exc)
     for err in chain:
         if isinstance(err, ssl.SSLCertVerificationError):
             if err.verify_code in _HOSTNAME_MISMATCH:

@@ -9,15 +9,6 @@ from postroom.errors import InputError
 from postroom.intake.enqueue import SendRequest
 from postroom.models import TemplateType
 
-# The keys of the default payload beside recipient and template_type.
-ORY_DATA_KEYS = (
-    "recovery_code",
-    "recovery_url",
-    "verification_url",
-    "verification_code",
-    "login_code",
-    "registration_code",
-)
 _TEMPLATES = {t.value for t in TemplateType} - {TemplateType.STUB.value, TemplateType.TEST.value}
 
 

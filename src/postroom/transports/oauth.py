@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from postroom.config.oauth2 import OAuth2Settings
-from postroom.errors import ConfigError, DeliveryError, OAuthError
+from postroom.errors import ConfigError, DeliveryError, OAuthError, exception_chain
 
 log = logging.getLogger("postroom.oauth")
 
@@ -166,7 +166,9 @@ class TokenEndpoint:
             except DeliveryError as exc:  # the SSRF guard or DNS, raised inside httpcore
                 raise self._error(f"{where}: {exc}", hint=exc.hint) from exc
             except httpx.TransportError as exc:
-                guard = next((e for e in _chain(exc) if isinstance(e, DeliveryError)), None)
+                guard = next(
+                    (e for e in exception_chain(exc) if isinstance(e, DeliveryError)), None
+                )
                 hint = guard.hint if guard is not None else None
                 raise self._error(f"cannot reach {where}: {_transport_text(exc)}", hint=hint) from (
                     exc
@@ -222,19 +224,10 @@ async def _read_limited(response: httpx.Response) -> bytes:
     return b"".join(chunks)[:MAX_ANSWER]
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    node: BaseException | None = exc
-    while node is not None and node not in seen:
-        seen.append(node)
-        node = node.__cause__ or node.__context__
-    return seen
-
-
 def _transport_text(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "no answer in time"
-    root = _chain(exc)[-1]
+    root = exception_chain(exc)[-1]
     return str(getattr(root, "reason", None) or root or type(root).__name__)
 
 
