@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import heapq
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -48,6 +49,9 @@ class MemoryStore:
         self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
         self._last = datetime.min.replace(tzinfo=UTC)
         self._wake = asyncio.Event()
+        # (next attempt, created, id) of queued messages; stale entries are skipped at claim.
+        self._due: list[tuple[datetime, datetime, str]] = []
+        self._leased: set[str] = set()  # ids of messages in processing
 
     async def migrate(self) -> None:
         """Nothing to create."""
@@ -96,24 +100,39 @@ class MemoryStore:
                 last_error=None,
                 request_hash=new.request_hash,
             )
-            self._messages[message.id] = message
+            self._put(message)
             self._dispatches[message.id] = []
             out.append((message, True))
         self._wake.set()
         return out
 
+    def _put(self, message: Message) -> None:
+        """Keep ``message``; index it as due or as leased."""
+        self._messages[message.id] = message
+        if message.status is Status.PROCESSING:
+            self._leased.add(message.id)
+        else:
+            self._leased.discard(message.id)
+        if message.status is Status.QUEUED and message.next_attempt_at is not None:
+            heapq.heappush(self._due, (message.next_attempt_at, message.created_at, message.id))
+
     async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
-        """Lease up to ``limit`` due messages (or ones whose lease ran out)."""
+        """Lease up to ``limit`` messages whose lease ran out, then due ones, oldest first."""
         now = utcnow()
-        due = [
+        expired = [
             m
-            for m in self._messages.values()
-            if (m.status is Status.QUEUED and m.next_attempt_at and m.next_attempt_at <= now)
-            or (m.status is Status.PROCESSING and m.lease_until and m.lease_until < now)
+            for mid in self._leased
+            if (m := self._messages[mid]).lease_until is not None and m.lease_until < now
         ]
-        due.sort(key=lambda m: (m.next_attempt_at or now, m.created_at))
+        chosen = sorted(expired, key=lambda m: m.lease_until or now)[:limit]
+        while self._due and len(chosen) < limit and self._due[0][0] <= now:
+            due_at, _created, mid = heapq.heappop(self._due)
+            found = self._messages.get(mid)
+            # Entries go stale when a message is claimed, cancelled, deleted or rescheduled.
+            if found and found.status is Status.QUEUED and found.next_attempt_at == due_at:
+                chosen.append(found)
         claimed = []
-        for message in due[:limit]:
+        for message in chosen:
             leased = replace(
                 message,
                 reclaimed_from=message.lease_owner,
@@ -123,7 +142,7 @@ class MemoryStore:
                 waiting_for=None,
                 updated_at=now,
             )
-            self._messages[message.id] = leased
+            self._put(leased)
             claimed.append(leased)
         return sorted(claimed, key=lambda m: m.created_at)
 
@@ -138,20 +157,22 @@ class MemoryStore:
         until = utcnow() + timedelta(seconds=lease)
         for message_id in message_ids:
             if (message := self._held(message_id, worker)) is not None:
-                self._messages[message_id] = replace(message, lease_until=until)
+                self._put(replace(message, lease_until=until))
 
     async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
         """Give back leased messages, due now."""
         now = utcnow()
         for message_id in message_ids:
             if (message := self._held(message_id, worker)) is not None:
-                self._messages[message_id] = replace(
-                    message,
-                    status=Status.QUEUED,
-                    lease_owner=None,
-                    lease_until=None,
-                    next_attempt_at=now,
-                    updated_at=now,
+                self._put(
+                    replace(
+                        message,
+                        status=Status.QUEUED,
+                        lease_owner=None,
+                        lease_until=None,
+                        next_attempt_at=now,
+                        updated_at=now,
+                    )
                 )
         self._wake.set()
 
@@ -188,7 +209,7 @@ class MemoryStore:
                         reclaimed_from=c.reclaimed_from,
                     )
                 )
-            self._messages[c.message_id] = replace(message, **changes)
+            self._put(replace(message, **changes))
         if any(c.status is Status.QUEUED for c in completions):
             self._wake.set()
 
@@ -231,7 +252,7 @@ class MemoryStore:
             waiting_for=None,
             updated_at=now,
         )
-        self._messages[message_id] = fresh
+        self._put(fresh)
         self._wake.set()
         return fresh
 
@@ -251,7 +272,7 @@ class MemoryStore:
             next_attempt_at=None,
             updated_at=utcnow(),
         )
-        self._messages[message_id] = cancelled
+        self._put(cancelled)
         return cancelled
 
     async def count_by_status(self) -> dict[str, int]:
@@ -349,6 +370,7 @@ class MemoryStore:
         ][:batch]
         for message_id in doomed:
             del self._messages[message_id]
+            self._leased.discard(message_id)
             del self._dispatches[message_id]
         return len(doomed)
 
