@@ -6,7 +6,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from postroom.models import Diagnosis, NewMessage, Status, TemplateType, WaitingFor
+from postroom.models import (
+    Diagnosis,
+    DispatchStatus,
+    NewMessage,
+    Status,
+    TemplateType,
+    WaitingFor,
+)
 from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
 
 
@@ -187,3 +194,17 @@ async def test_a_rate_slot_counts_from_the_hand_off(any_store: Store) -> None:
     free_at = await any_store.take_slot("default", limits, message_id="next")
     assert free_at is not None
     assert free_at >= handed_off + timedelta(seconds=0.45)
+
+
+async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> None:
+    stored = await any_store.enqueue([new(n) for n in range(3)], max_attempts=3, ttl=0)
+    [first] = await any_store.claim(worker="a", limit=1, lease=60)
+    rest = await any_store.claim(
+        worker="a", limit=5, lease=60, completions=[Completion(first.id, Status.SENT)]
+    )
+    assert {m.id for m in rest} == {m.id for m, _ in stored} - {first.id}
+    done = await any_store.get(first.id)
+    assert done.status is Status.SENT
+    assert done.send_count == 1
+    assert [d.status for d in done.dispatches] == [DispatchStatus.SUCCESS]
+    assert done.lease_owner is None

@@ -3,6 +3,7 @@ message record shows afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -181,3 +182,32 @@ async def test_an_idn_recipient_goes_on_the_envelope_in_ascii(
         await drain(store, settings)
     assert (await store.get(message.id)).status is Status.SENT
     assert srv.rec.messages[0].rcpt_tos == ["leser@xn--bcher-kva.example"]
+
+
+async def test_a_status_is_written_while_other_sends_are_still_in_flight(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    # One connection; the second message's MAIL FROM never gets an answer, so no new claim
+    # happens (the ready messages exceed the connections) and the writer alone must record
+    # the first message as sent while the worker is still busy.
+    faults = {"MAIL": lambda rec, n: "STALL" if n == 2 else None}
+    with smtp_server(faults=faults) as srv:
+        settings = make_settings(smtp=cleartext(srv.port), worker={"concurrency": 1})
+        stored = await enqueue(store, settings, [LOGIN, LOGIN, LOGIN])
+        first = stored[0][0]
+        stop = asyncio.Event()
+        worker = asyncio.create_task(Worker(store, settings).run(stop, shutdown_deadline=0.2))
+        try:
+            for _ in range(250):  # 5 s at most
+                if (await store.get(first.id)).status is Status.SENT:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await store.get(first.id)).status is Status.SENT
+            assert not worker.done()
+            assert len(srv.rec.messages) == 1
+        finally:
+            stop.set()
+            await worker
+    # The stalled and the unstarted messages were given back, not lost.
+    statuses = sorted([(await store.get(m.id)).status.value for m, _ in stored[1:]])
+    assert statuses == ["queued", "queued"]

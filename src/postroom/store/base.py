@@ -123,8 +123,19 @@ class Store(Protocol):
         existing one is returned with ``created`` False. ``ttl`` 0 means never expires.
         """
 
-    async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
-        """Atomically lease up to ``limit`` due messages (or ones whose lease expired)."""
+    async def claim(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        completions: Sequence[Completion] = (),
+    ) -> list[Message]:
+        """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
+
+        ``completions`` are recorded first, as :meth:`complete` would, in the same
+        transaction: a busy worker writes the results of one batch as it takes the next.
+        """
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
         """Extend the lease of messages this worker still holds."""

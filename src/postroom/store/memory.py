@@ -116,8 +116,17 @@ class MemoryStore:
         if message.status is Status.QUEUED and message.next_attempt_at is not None:
             heapq.heappush(self._due, (message.next_attempt_at, message.created_at, message.id))
 
-    async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
-        """Lease up to ``limit`` messages whose lease ran out, then due ones, oldest first."""
+    async def claim(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        completions: Sequence[Completion] = (),
+    ) -> list[Message]:
+        """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
+        then due ones, oldest first."""
+        await self.complete(completions, worker=worker)
         now = utcnow()
         expired = [
             m

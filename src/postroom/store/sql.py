@@ -332,19 +332,33 @@ class SqlStore:
 
     # -- the worker's verbs -----------------------------------------------------------
 
-    def _claim_sync(self, worker: str, limit: int, lease: float) -> list[Message]:
-        now = utcnow()
-        params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
+    def _claim_sync(
+        self, worker: str, limit: int, lease: float, completions: Sequence[Completion]
+    ) -> list[Message]:
         with self._state.begin() as conn:
+            if completions:
+                self._record(conn, completions, worker)
+            now = utcnow()
+            params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
             # Messages of dead workers first (rare), then the due ones, in one transaction.
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
                 rows += conn.execute(_TAKE_DUE, {**params, "n": limit - len(rows)})
         return sorted((_message(r) for r in rows), key=lambda m: m.created_at)
 
-    async def claim(self, *, worker: str, limit: int, lease: float) -> list[Message]:
-        """Atomically lease up to ``limit`` due messages; see :class:`Store`."""
-        return await self._run(lambda: self._claim_sync(worker, limit, lease))
+    async def claim(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        completions: Sequence[Completion] = (),
+    ) -> list[Message]:
+        """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
+        claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions))
+        if any(c.status is Status.QUEUED for c in completions):
+            self._wake.set()
+        return claimed
 
     def _renew_sync(self, ids: Sequence[str], worker: str, lease: float) -> None:
         now = utcnow()
@@ -376,42 +390,44 @@ class SqlStore:
             self._wake.set()
 
     def _complete_sync(self, completions: Sequence[Completion], worker: str) -> None:
-        now = utcnow()
         with self._state.begin() as conn:
-            rows = []
-            # The common case, plain successes, in one statement.
-            plain = [
-                c
-                for c in completions
-                if c.status is Status.SENT and c.attempted and c.error is None
-            ]
-            if plain:
-                conn.execute(_MARK_SENT, {"ids": [c.message_id for c in plain], "now": now})
-            plain_ids = {c.message_id for c in plain}
-            for c in completions:
-                error = c.error.to_json() if c.error else None
-                if c.message_id in plain_ids:
-                    rows.append(_dispatch_row(c, None, worker, now))
-                    continue
-                values: dict[str, Any] = {
-                    "status": c.status.value,
-                    "updated_at": now,
-                    "lease_owner": None,
-                    "lease_until": None,
-                    "next_attempt_at": c.next_attempt_at,
-                    "waiting_for": c.waiting_for.value if c.waiting_for else None,
-                    "reclaimed_from": None,
-                }
-                if error is not None:
-                    values["last_error"] = error
-                if c.attempted:
-                    values["send_count"] = messages.c.send_count + 1
-                    rows.append(_dispatch_row(c, error, worker, now))
-                conn.execute(update(messages).where(messages.c.id == c.message_id).values(values))
-            if rows:
-                conn.execute(dispatches.insert(), rows)
-                moved = [r["message_id"] for r in rows]
-                conn.execute(_MOVE_SLOTS, {"ids": moved, "now": now})
+            self._record(conn, completions, worker)
+
+    def _record(self, conn: Connection, completions: Sequence[Completion], worker: str) -> None:
+        """Write the new status of each message and a dispatch row for each attempt."""
+        now = utcnow()
+        rows = []
+        # The common case, plain successes, in one statement.
+        plain = [
+            c for c in completions if c.status is Status.SENT and c.attempted and c.error is None
+        ]
+        if plain:
+            conn.execute(_MARK_SENT, {"ids": [c.message_id for c in plain], "now": now})
+        plain_ids = {c.message_id for c in plain}
+        for c in completions:
+            error = c.error.to_json() if c.error else None
+            if c.message_id in plain_ids:
+                rows.append(_dispatch_row(c, None, worker, now))
+                continue
+            values: dict[str, Any] = {
+                "status": c.status.value,
+                "updated_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_attempt_at": c.next_attempt_at,
+                "waiting_for": c.waiting_for.value if c.waiting_for else None,
+                "reclaimed_from": None,
+            }
+            if error is not None:
+                values["last_error"] = error
+            if c.attempted:
+                values["send_count"] = messages.c.send_count + 1
+                rows.append(_dispatch_row(c, error, worker, now))
+            conn.execute(update(messages).where(messages.c.id == c.message_id).values(values))
+        if rows:
+            conn.execute(dispatches.insert(), rows)
+            moved = [r["message_id"] for r in rows]
+            conn.execute(_MOVE_SLOTS, {"ids": moved, "now": now})
 
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses in one transaction; see :class:`Store`."""

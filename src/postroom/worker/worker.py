@@ -33,7 +33,10 @@ from postroom.worker import retry
 log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
-PREFETCH = 2  # claimed messages per connection: one sending, one ready
+PREFETCH = 4  # claimed messages per connection at most: one sending, the others ready
+# How long a status update waits for the next claim to carry it before it is written alone.
+# Short: a worker that dies before writing makes its unwritten messages go out once more.
+WRITE_DELAY = 0.02
 
 
 @dataclass(slots=True)
@@ -73,6 +76,7 @@ class Worker:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._pending: list[Completion] = []
         self._wrote = asyncio.Event()
+        self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
         self.stats = WorkerStats()
 
     def _transport(self, tenant: str) -> Transport:
@@ -222,9 +226,18 @@ class Worker:
                 raise
 
     async def _writer(self, stop: asyncio.Event) -> None:
+        """Write status updates that no claim has carried within ``WRITE_DELAY``."""
         while True:
             await self._wrote.wait()
             self._wrote.clear()
+            if not stop.is_set():
+                claims = self._claims
+                await self._sleep(stop, WRITE_DELAY)
+                if self._claims != claims and not stop.is_set():
+                    # A claim carried what was waiting; wait again for what came since.
+                    if self._pending:
+                        self._wrote.set()
+                    continue
             try:
                 await self._flush()
             except Exception:  # the database is busy or gone: keep the batch and try again
@@ -243,12 +256,22 @@ class Worker:
                 await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
 
     async def _claim_and_start(self) -> int:
-        """Keep up to two batches claimed: one sending, one ready, so the connections never
-        wait for a claim. Claims happen only when the ready batch has started."""
+        """Keep claimed messages ready so the connections never wait for a claim: once no
+        more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
+        claim carries the status writes that are waiting (one transaction for both)."""
         if len(self._inflight) > self.concurrency:
             return 0
         room = PREFETCH * self.concurrency - len(self._inflight)
-        claimed = await self.store.claim(worker=self.worker_id, limit=room, lease=self.lease)
+        done, self._pending = self._pending, []
+        self._claims += 1
+        try:
+            claimed = await self.store.claim(
+                worker=self.worker_id, limit=room, lease=self.lease, completions=done
+            )
+        except BaseException:
+            self._pending[:0] = done  # the writer tries them again
+            self._wrote.set()
+            raise
         for message in claimed:
             task = asyncio.create_task(self._process(message))
             self._inflight[message.id] = task
