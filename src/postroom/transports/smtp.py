@@ -155,8 +155,14 @@ class SmtpConnection:
         detail: Callable[[T], str | None] | None = None,
     ) -> T:
         """Run one step; record it; wrap any failure into a DeliveryError for ``stage``."""
-        recorder = self.recorder or Recorder()
-        with recorder.timed(stage) as step:
+        if self.recorder is None:  # a real send: nobody watches the steps
+            try:
+                return await action()
+            except DeliveryError:
+                raise
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                raise _delivery_error(stage, exc) from exc
+        with self.recorder.timed(stage) as step:
             try:
                 result = await action()
             except DeliveryError as exc:
@@ -164,18 +170,12 @@ class SmtpConnection:
                 step.reply = exc.reply
                 step.detail = str(exc)
                 raise
-            except aiosmtplib.SMTPResponseException as exc:
-                error = DeliveryError(
-                    f"the server refused {stage.upper()}",
-                    stage=stage,
-                    reply_code=exc.code,
-                    reply_text=exc.message,
-                )
-                step.reply = error.reply
-                raise error from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                error = DeliveryError(_describe(stage, exc), stage=stage)
-                step.detail = str(error)
+                error = _delivery_error(stage, exc)
+                if error.reply is not None:
+                    step.reply = error.reply
+                else:
+                    step.detail = str(error)
                 raise error from exc
             if isinstance(result, SMTPResponse):
                 step.reply = _reply(result)
@@ -519,6 +519,19 @@ def _tls_version(client: aiosmtplib.SMTP) -> str:
     ssl_object = client.get_transport_info("ssl_object")
     version = ssl_object.version() if ssl_object is not None else None
     return str(version or "?")
+
+
+def _delivery_error(stage: str, exc: BaseException) -> DeliveryError:
+    """A library error during ``stage`` as a DeliveryError: the server's reply when it
+    refused, else what went wrong with the connection."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return DeliveryError(
+            f"the server refused {stage.upper()}",
+            stage=stage,
+            reply_code=exc.code,
+            reply_text=exc.message,
+        )
+    return DeliveryError(_describe(stage, exc), stage=stage)
 
 
 def _describe(stage: str, exc: BaseException) -> str:

@@ -34,9 +34,19 @@ log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
 PREFETCH = 4  # claimed messages per connection at most: one sending, the others ready
+REFILL_AT = 1  # claim again when no more than this many per connection are left
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
 WRITE_DELAY = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What every message of a tenant needs, worked out once per settings version."""
+
+    courier: CourierSettings
+    limits: list[tuple[int, float]]
+    sender: str
 
 
 @dataclass(slots=True)
@@ -71,12 +81,14 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
+        self._routes: dict[str, _Route] = {}
         self._inflight: dict[str, asyncio.Task[None]] = {}  # claimed: started or ready
         self._started: set[str] = set()
         self._slots = asyncio.Semaphore(self.concurrency)
         self._pending: list[Completion] = []
         self._wrote = asyncio.Event()
         self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
+        self._nudge = asyncio.Event()  # a send finished, or a stop was asked for
         self.stats = WorkerStats()
 
     def _transport(self, tenant: str) -> Transport:
@@ -105,10 +117,22 @@ class Worker:
             self._started.add(message.id)
             await self._attempt(message)
 
+    def _route(self, tenant: str) -> _Route:
+        """The tenant's settings, limits and sender; raise ``KeyError`` for an unknown one."""
+        route = self._routes.get(tenant)
+        if route is None:
+            courier = self.settings.tenant(tenant)
+            route = _Route(
+                courier,
+                [(limit.count, limit.per) for limit in courier.effective_rate_limits],
+                envelope_address(courier.smtp.from_address),
+            )
+            self._routes[tenant] = route
+        return route
+
     async def _attempt(self, message: Message) -> None:
-        now = utcnow()
         try:
-            courier = self.settings.tenant(message.tenant)
+            route = self._route(message.tenant)
         except KeyError:
             diagnosis = diagnose(
                 "unknown",
@@ -120,18 +144,20 @@ class Worker:
                 Completion(message.id, Status.ABANDONED, diagnosis, attempted=False), message
             )
             return
-        if retry.is_expired(message, now=now):
+        courier = route.courier
+        if retry.is_expired(message, now=utcnow()):
             self._finish(retry.expired(message, courier), message)
             return
-        limits = [(limit.count, limit.per) for limit in courier.effective_rate_limits]
-        if limits:
-            free_at = await self.store.take_slot(message.tenant, limits, message_id=message.id)
+        if route.limits:
+            free_at = await self.store.take_slot(
+                message.tenant, route.limits, message_id=message.id
+            )
             if free_at is not None:
                 self._finish(retry.rate_limited(message, free_at), message)
                 return
         envelope = Envelope(
             message_id=message.id,
-            sender=envelope_address(courier.smtp.from_address),
+            sender=route.sender,
             recipients=(envelope_address(message.recipient),),
             data=message.mime,
             recipient=message.recipient,
@@ -206,6 +232,7 @@ class Worker:
         if fresh is self.settings:
             return
         old, self.settings = self.settings, fresh
+        self._routes.clear()
         for name in list(self._transports):
             try:
                 changed = old.tenant(name) != fresh.tenant(name)
@@ -259,7 +286,7 @@ class Worker:
         """Keep claimed messages ready so the connections never wait for a claim: once no
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
-        if len(self._inflight) > self.concurrency:
+        if len(self._inflight) > REFILL_AT * self.concurrency:
             return 0
         room = PREFETCH * self.concurrency - len(self._inflight)
         done, self._pending = self._pending, []
@@ -282,6 +309,7 @@ class Worker:
         def done(_task: asyncio.Task[None]) -> None:
             self._inflight.pop(message_id, None)
             self._started.discard(message_id)
+            self._nudge.set()
 
         return done
 
@@ -290,7 +318,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         await self._refresh_settings()
         claimed = await self._claim_and_start()
-        if len(self._inflight) > self.concurrency or (self._inflight and not claimed):
+        if len(self._inflight) > REFILL_AT * self.concurrency or (self._inflight and not claimed):
             await self._wait_for_room(stop)
             return True
         if claimed:
@@ -331,6 +359,7 @@ class Worker:
         deadline = loop.time() + max_wait
         writer = asyncio.create_task(self._writer(stop))
         renewer = asyncio.create_task(self._renewer())
+        stopping = asyncio.create_task(self._nudge_on(stop))
         try:
             while not stop.is_set():
                 try:
@@ -347,24 +376,34 @@ class Worker:
             self._wrote.set()
             with contextlib.suppress(Exception):
                 await writer
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            for task in (renewer, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self._flush()
             await self.close()
         return self.stats
 
     async def _wait_for_room(self, stop: asyncio.Event) -> None:
         """Wait until a send finishes, a stop is asked for, or new work may have arrived."""
-        stopper = asyncio.create_task(stop.wait())
+        self._nudge.clear()
+        if stop.is_set():
+            return
+        if len(self._inflight) > REFILL_AT * self.concurrency:
+            # Nothing is claimed before a send finishes: one event, no task per wait.
+            await self._nudge.wait()
+            return
+        stopper = asyncio.create_task(self._nudge.wait())
         waker = asyncio.create_task(self.store.wait(POLL_INTERVAL))
         try:
-            await asyncio.wait(
-                [*self._inflight.values(), stopper, waker], return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait([stopper, waker], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
             waker.cancel()
+
+    async def _nudge_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._nudge.set()
 
     async def _idle(self, stop: asyncio.Event, timeout: float) -> None:
         stopper = asyncio.create_task(stop.wait())
