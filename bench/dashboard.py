@@ -41,7 +41,8 @@ from sqlalchemy import create_engine, func, select
 from postroom.config import Settings
 from postroom.diagnosis import diagnose
 from postroom.models import TemplateType
-from postroom.render import build_mime, render_email
+from postroom.render.mime import build_mime
+from postroom.render.templates import render_email
 from postroom.store import open_store
 from postroom.store.schema import dispatches, messages
 from postroom.web.app import create_app

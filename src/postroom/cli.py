@@ -26,7 +26,6 @@ from rich.table import Column, Table
 from postroom.config import Settings, load_settings
 from postroom.config.durations import parse_duration
 from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
-from postroom.intake import SendRequest, enqueue, enqueue_prepared, prepare
 from postroom.models import Message, NewMessage, Status, message_json
 from postroom.store import MessageFilter, Store, open_store
 
@@ -142,6 +141,8 @@ def _parse_data(raw: str | None) -> dict[str, Any]:
 
 def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[NewMessage]:
     """Validate and render every line; refuse the file (or skip bad lines) as asked."""
+    from postroom.intake import SendRequest, prepare
+
     good: list[NewMessage] = []
     bad: list[str] = []
     keys: dict[tuple[str, str], tuple[int, str | None]] = {}  # (tenant, key) -> line, hash
@@ -230,6 +231,8 @@ def send(
             raise InputError(
                 "give --template TYPE [--data JSON], or --subject S --text T", field="--template"
             )
+        from postroom.intake import SendRequest, enqueue
+
         request = SendRequest(
             to=to,
             template_type=template,
@@ -252,6 +255,8 @@ def send(
 
 
 def _send_bulk(settings: Settings, path: Path, skip_invalid: bool) -> None:
+    from postroom.intake import enqueue_prepared
+
     prepared = _read_bulk(path, skip_invalid, settings)
     chunk = 500
 

@@ -12,7 +12,7 @@ import pytest
 
 from postroom.errors import InputError
 from postroom.models import RenderedEmail
-from postroom.render import build_mime
+from postroom.render.mime import build_mime
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 RENDERED = RenderedEmail(

@@ -9,7 +9,7 @@ import pytest
 
 from postroom.errors import TemplateError
 from postroom.models import TemplateType
-from postroom.render import render_email
+from postroom.render.templates import render_email
 
 DATA = {
     "to": "jane@example.org",

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.measure import Measurement
@@ -20,10 +20,14 @@ from postroom.config import Settings
 from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis.explain import STAGES, Explanation, explain_text
-from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
 from postroom.errors import InputError
-from postroom.presets import PRESETS, Preset, build_uri, get_preset
 from postroom.store import Store
+
+if TYPE_CHECKING:
+    from postroom.diagnosis.smtp_test import SmtpTestReport
+    from postroom.presets import Preset
+# The presets and test-smtp (with the template renderer) are imported by the commands that
+# use them, so that every other command starts faster.
 
 presets_app = typer.Typer(
     help="Provider presets: settings, limits and set-up steps, and their connection URIs.",
@@ -54,6 +58,8 @@ def _warn(text: str) -> None:
 @presets_app.command("list")
 def presets_list(as_json: JsonOpt = False) -> None:
     """List the provider presets."""
+    from postroom.presets import PRESETS
+
     if as_json:
         print_json([preset.to_json() for preset in PRESETS.values()])
         return
@@ -83,6 +89,8 @@ def presets_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a preset: host, port, security, username format, limits, set-up steps, notes."""
+    from postroom.presets import get_preset
+
     with user_errors():
         preset = get_preset(name)
     if as_json:
@@ -155,6 +163,8 @@ def presets_uri(
     ] = False,
 ) -> None:
     """Print the connection URI for a preset, with the credentials percent-encoded."""
+    from postroom.presets import build_uri, get_preset
+
     with user_errors():
         result = build_uri(
             get_preset(name),
@@ -233,6 +243,8 @@ def _run_smtp_test(
 ) -> SmtpTestReport:
     """Run the test; a device-code OAuth2 login reads (and keeps) its refresh token in the
     store, so the store is opened for it."""
+    from postroom.diagnosis.smtp_test import run_smtp_test
+
     oauth = courier.smtp.oauth2
     if not (oauth.configured and oauth.effective_flow == "device_code"):
         return asyncio.run(run_smtp_test(courier, **options))
@@ -245,6 +257,8 @@ def _run_smtp_test(
 
 
 def _print_report(report: SmtpTestReport) -> None:
+    from postroom.presets import PRESETS
+
     what = "checking (no email is sent)" if report.no_send else "sending a test email"
     _plain(f"Testing {report.uri}: {what} from {report.sender} to {report.recipient}")
     for warning in report.warnings:

@@ -22,8 +22,8 @@ from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError, InputError, TemplateError
 from postroom.models import Diagnosis, RenderedEmail, TemplateType
 from postroom.presets import looks_like_aws_secret_key
-from postroom.render import build_mime, render_email
-from postroom.render.mime import envelope_address, header_address
+from postroom.render.mime import build_mime, envelope_address, header_address
+from postroom.render.templates import render_email
 from postroom.transports.base import Envelope, Step
 from postroom.transports.oauth import RefreshTokenKeeper
 from postroom.transports.smtp import SmtpRecorder, SmtpTransport, TlsFacts

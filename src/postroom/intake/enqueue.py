@@ -22,7 +22,8 @@ from postroom.intake.validate import (
     validate_text,
 )
 from postroom.models import Message, NewMessage, TemplateType
-from postroom.render import build_mime, render_email
+from postroom.render.mime import build_mime
+from postroom.render.templates import render_email
 from postroom.store import Store, utcnow
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON

@@ -1,6 +1,5 @@
-"""Rendering: template lookup (tenant override -> built-ins), Jinja2 sandbox, MIME bytes."""
+"""Rendering: template lookup (tenant override -> built-ins), Jinja2 sandbox, MIME bytes.
 
-from postroom.render.mime import build_mime, check_header_value
-from postroom.render.templates import render_email
-
-__all__ = ["build_mime", "check_header_value", "render_email"]
+Import from the submodules (``render.templates``, ``render.mime``, ``render.jsonnet``): each
+is needed by different commands, and Jinja2 and Jsonnet are slow to import.
+"""

@@ -105,6 +105,7 @@ def _sqlite_engine(url: str, *, immediate: bool, synchronous: str = "FULL") -> E
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA wal_autocheckpoint=8000")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
