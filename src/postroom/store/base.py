@@ -3,6 +3,9 @@ is below this package; everything else talks to a :class:`Store`."""
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -96,6 +99,26 @@ class Activity:
 
 
 MAX_ACTIVITY_SLOTS = 500
+
+
+def new_id() -> str:
+    """A new message or dispatch id: a UUID version 7 (RFC 9562), whose first 48 bits are
+    the time in milliseconds and the rest random.
+
+    Ids made one after another sort together, so a batch of inserts or status writes touches
+    a few index pages at the end of each id index instead of one random page per row (with
+    random version 4 ids, most of a commit's pages were such scattered index pages).
+    """
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits; 74 are used
+    value = (
+        (millis & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76  # version 7
+        | (rand >> 62 & 0xFFF) << 64
+        | 0b10 << 62  # the RFC 4122/9562 variant
+        | rand & 0x3FFF_FFFF_FFFF_FFFF
+    )
+    return str(uuid.UUID(int=value))
 
 
 def activity_edges(since: datetime, step: timedelta, now: datetime) -> list[datetime]:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import copy
 import heapq
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from postroom.store.base import (
     StoredOAuthToken,
     StoredTenant,
     activity_edges,
+    new_id,
 )
 from postroom.store.sql import slot_free_at, utcnow
 
@@ -79,7 +79,7 @@ class MemoryStore:
             now = max(start, self._last + timedelta(microseconds=1))
             self._last = now
             message = Message(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 tenant=new.tenant,
                 status=Status.QUEUED,
                 recipient=new.recipient,
@@ -209,7 +209,7 @@ class MemoryStore:
                 status = DispatchStatus.FAILED if c.error else DispatchStatus.SUCCESS
                 self._dispatches[c.message_id].append(
                     Dispatch(
-                        str(uuid.uuid4()),
+                        new_id(),
                         c.message_id,
                         status,
                         c.error,

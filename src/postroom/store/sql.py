@@ -12,7 +12,6 @@ import contextlib
 import functools
 import itertools
 import random
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -58,6 +57,7 @@ from postroom.store.base import (
     StoredOAuthToken,
     StoredTenant,
     activity_edges,
+    new_id,
 )
 from postroom.store.schema import (
     UtcDateTime,
@@ -248,7 +248,7 @@ class SqlStore:
                     continue
             now = start + timedelta(microseconds=next(tick))
             row = {
-                "id": str(uuid.uuid4()),
+                "id": new_id(),
                 "tenant": new.tenant,
                 "status": Status.QUEUED.value,
                 "type": "email",
@@ -977,7 +977,7 @@ def _dispatch_row(
     c: Completion, error: dict[str, Any] | None, worker: str, now: datetime
 ) -> dict[str, Any]:
     return {
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "message_id": c.message_id,
         "status": (DispatchStatus.FAILED if error else DispatchStatus.SUCCESS).value,
         "error": error,
