@@ -155,7 +155,17 @@ class SqlStore:
         elif self.postgres:
             pg = postgres_url(url.render_as_string(hide_password=False))
             self._writer = create_engine(pg, pool_size=4, max_overflow=4, pool_pre_ping=True)
-            self._reader = self._state = self._writer
+            self._reader = self._writer
+            # The worker's bookkeeping commits without waiting for the WAL flush, as on
+            # SQLite above: if the server itself crashes, the last fraction of a second of
+            # status writes may be lost and those messages go out once more. Enqueues wait.
+            self._state = create_engine(
+                pg,
+                pool_size=4,
+                max_overflow=0,
+                pool_pre_ping=True,
+                connect_args={"options": "-c synchronous_commit=off"},
+            )
             self._conninfo = pg.set(drivername="postgresql").render_as_string(hide_password=False)
             threads = 4
         else:
