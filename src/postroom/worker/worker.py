@@ -82,9 +82,10 @@ class Worker:
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
         self._routes: dict[str, _Route] = {}
-        self._inflight: dict[str, asyncio.Task[None]] = {}  # claimed: started or ready
-        self._started: set[str] = set()
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._ready: asyncio.Queue[Message] = asyncio.Queue()  # claimed, not yet started
+        self._held: set[str] = set()  # claimed and not finished: ready or being sent
+        self._sending: set[str] = set()
+        self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
         self._wrote = asyncio.Event()
         self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
@@ -112,10 +113,19 @@ class Worker:
             self._transports[tenant] = transport
         return transport
 
-    async def _process(self, message: Message) -> None:
-        async with self._slots:
-            self._started.add(message.id)
-            await self._attempt(message)
+    async def _sender(self) -> None:
+        """One of ``concurrency`` loops, each sending one message at a time."""
+        while True:
+            message = await self._ready.get()
+            self._sending.add(message.id)
+            try:
+                await self._attempt(message)
+            except Exception:  # _attempt records failures itself; keep the loop alive
+                log.exception("message %s: unexpected error", message.id)
+            finally:
+                self._sending.discard(message.id)
+                self._held.discard(message.id)
+                self._nudge.set()
 
     def _route(self, tenant: str) -> _Route:
         """The tenant's settings, limits and sender; raise ``KeyError`` for an unknown one."""
@@ -272,13 +282,13 @@ class Worker:
                 await asyncio.sleep(0.5)
                 self._wrote.set()
                 continue
-            if stop.is_set() and not self._inflight and not self._pending:
+            if stop.is_set() and not self._held and not self._pending:
                 return
 
     async def _renewer(self) -> None:
         while True:
             await asyncio.sleep(self.lease / 3)
-            ids = list(self._inflight)
+            ids = list(self._held)
             with contextlib.suppress(Exception):
                 await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
 
@@ -286,9 +296,9 @@ class Worker:
         """Keep claimed messages ready so the connections never wait for a claim: once no
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
-        if len(self._inflight) > REFILL_AT * self.concurrency:
+        if len(self._held) > REFILL_AT * self.concurrency:
             return 0
-        room = PREFETCH * self.concurrency - len(self._inflight)
+        room = PREFETCH * self.concurrency - len(self._held)
         done, self._pending = self._pending, []
         self._claims += 1
         try:
@@ -300,25 +310,16 @@ class Worker:
             self._wrote.set()
             raise
         for message in claimed:
-            task = asyncio.create_task(self._process(message))
-            self._inflight[message.id] = task
-            task.add_done_callback(self._forget(message.id))
+            self._held.add(message.id)
+            self._ready.put_nowait(message)
         return len(claimed)
-
-    def _forget(self, message_id: str) -> Callable[[asyncio.Task[None]], None]:
-        def done(_task: asyncio.Task[None]) -> None:
-            self._inflight.pop(message_id, None)
-            self._started.discard(message_id)
-            self._nudge.set()
-
-        return done
 
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
         """One round of claiming and waiting; False when a drain is done."""
         loop = asyncio.get_running_loop()
         await self._refresh_settings()
         claimed = await self._claim_and_start()
-        if len(self._inflight) > REFILL_AT * self.concurrency or (self._inflight and not claimed):
+        if len(self._held) > REFILL_AT * self.concurrency or (self._held and not claimed):
             await self._wait_for_room(stop)
             return True
         if claimed:
@@ -360,6 +361,7 @@ class Worker:
         writer = asyncio.create_task(self._writer(stop))
         renewer = asyncio.create_task(self._renewer())
         stopping = asyncio.create_task(self._nudge_on(stop))
+        self._senders = [asyncio.create_task(self._sender()) for _ in range(self.concurrency)]
         try:
             while not stop.is_set():
                 try:
@@ -389,7 +391,7 @@ class Worker:
         self._nudge.clear()
         if stop.is_set():
             return
-        if len(self._inflight) > REFILL_AT * self.concurrency:
+        if len(self._held) > REFILL_AT * self.concurrency:
             # Nothing is claimed before a send finishes: one event, no task per wait.
             await self._nudge.wait()
             return
@@ -419,17 +421,22 @@ class Worker:
             await asyncio.wait_for(stop.wait(), seconds)
 
     async def _shutdown(self, deadline: float) -> None:
-        """Let in-flight sends finish within ``deadline``; cancel and release the rest."""
-        unstarted = [mid for mid in self._inflight if mid not in self._started]
-        for mid in unstarted:
-            self._inflight[mid].cancel()
-        tasks = list(self._inflight.values())
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=deadline)
-            for task in pending:
-                task.cancel()
-            unstarted += [mid for mid, task in self._inflight.items() if task in pending]
-            await asyncio.gather(*tasks, return_exceptions=True)
+        """Let the sends under way finish within ``deadline``; release everything else."""
+        unstarted = []
+        while not self._ready.empty():
+            message = self._ready.get_nowait()
+            self._held.discard(message.id)
+            unstarted.append(message.id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline):
+                while self._sending:
+                    self._nudge.clear()
+                    await self._nudge.wait()
+        unstarted += self._sending  # still under way at the deadline: cancelled below
+        for sender in self._senders:
+            sender.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        self._senders = []
         if unstarted:
             with contextlib.suppress(Exception):
                 await self.store.release(unstarted, worker=self.worker_id)
