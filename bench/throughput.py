@@ -3,11 +3,12 @@
 N messages of about 2 KB are enqueued through intake (validate, render, MIME, store), then
 delivered by ``postroom worker --drain`` processes (one on SQLite, two on PostgreSQL, with the
 default settings). In the same run, the raw ceiling: the same pre-built bytes sent with
-aiosmtplib over the same number of connections to the same sink. Prints both rates and the
-ratio. The sink is Postfix's smtp-sink when installed, else an aiosmtpd sink (said so).
+aiosmtplib over the same number of connections to the same sink, on asyncio's own event loop
+(the baseline: plain aiosmtplib code) and on uvloop (which the worker uses). Prints the rates
+and the ratios. The sink is Postfix's smtp-sink when installed, else an aiosmtpd sink (said so).
 
 Usage: python bench/throughput.py [--messages N] [--backend sqlite|postgres|both]
-       [--pg-dsn postgresql://postgres@127.0.0.1:5432/test]
+PostgreSQL: POSTROOM_TEST_PG_DSN (default postgresql://postgres@127.0.0.1:5432/test).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import aiosmtplib
+import uvloop
 
 from postroom.config import Settings
 from postroom.intake import SendRequest, enqueue
@@ -98,7 +100,9 @@ async def sent_count(dsn: str) -> int:
         await store.close()
 
 
-def run(backend: str, count: int, port: int) -> tuple[float, float, float, int, bytes]:
+def run(
+    backend: str, count: int, port: int
+) -> tuple[float, float, tuple[float, float], int, bytes]:
     """Fill, drain and measure one backend; return (enqueue, deliver, ceiling, conns, mime)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -134,14 +138,17 @@ def run(backend: str, count: int, port: int) -> tuple[float, float, float, int, 
             seconds = drain(config, processes)
             assert asyncio.run(sent_count(dsn)) == count
             connections = settings.courier.worker.concurrency * processes
+            # The raw ceiling on asyncio's own loop (what plain aiosmtplib code runs on) and on
+            # uvloop (which the worker uses): both are printed, the first is the baseline.
             ceiling = asyncio.run(raw_ceiling(port, mime, count, connections))
+            ceiling_uvloop = uvloop.run(raw_ceiling(port, mime, count, connections))
         finally:
             if backend == "postgres":
                 import psycopg
 
                 with psycopg.connect(PG_DSN, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return enqueue_rate, count / seconds, ceiling, connections, mime
+    return enqueue_rate, count / seconds, (ceiling, ceiling_uvloop), connections, mime
 
 
 def main() -> None:
@@ -153,12 +160,13 @@ def main() -> None:
     with sink() as (port, what):
         print(f"sink: {what}; messages: {args.messages}")
         for backend in backends:
-            enq, deliver, ceiling, conns, mime = run(backend, args.messages, port)
+            enq, deliver, (ceiling, ceiling_uv), conns, mime = run(backend, args.messages, port)
             workers = 2 if backend == "postgres" else 1
             print(
                 f"{backend:<8} MIME {len(mime)} B | enqueue {enq:6.0f} msg/s | "
                 f"worker --drain x{workers} {deliver:6.0f} msg/s | raw aiosmtplib x{conns} "
-                f"{ceiling:6.0f} msg/s | ratio {deliver / ceiling:.2f}"
+                f"{ceiling:6.0f} msg/s (uvloop {ceiling_uv:6.0f}) | ratio {deliver / ceiling:.2f} "
+                f"(to uvloop {deliver / ceiling_uv:.2f})"
             )
 
 
