@@ -20,3 +20,12 @@ async def test_oauth_tokens_are_kept_per_tenant_and_replaced(any_store: Store) -
     assert kept.updated_at >= first.updated_at
     other = await any_store.get_oauth_token("acme")
     assert other is not None and other.refresh_token == "enc:v1:ccc"
+
+
+async def test_deleting_a_tenant_deletes_its_refresh_token(any_store: Store) -> None:
+    await any_store.put_tenant("acme", {"smtp": {"from_address": "no-reply@acme.example"}})
+    await any_store.put_oauth_token("acme", refresh_token="enc:v1:ccc", origin=None)
+    await any_store.put_oauth_token("other", refresh_token="enc:v1:ddd", origin=None)
+    assert await any_store.delete_tenant("acme")
+    assert await any_store.get_oauth_token("acme") is None
+    assert await any_store.get_oauth_token("other") is not None

@@ -205,7 +205,7 @@ class Store(Protocol):
         """Create or replace a saved tenant."""
 
     async def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete a saved tenant; False when there was none."""
+        """Delete a saved tenant and its kept OAuth2 refresh token; False when there was none."""
 
     async def tenants_version(self) -> str:
         """Changes whenever a saved tenant is created, changed or deleted."""

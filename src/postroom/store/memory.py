@@ -330,8 +330,9 @@ class MemoryStore:
         return tenant
 
     async def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete a saved tenant."""
+        """Delete a saved tenant and its kept OAuth2 refresh token."""
         self._tenant_changes += 1
+        self._oauth_tokens.pop(tenant_id, None)
         return self._tenants.pop(tenant_id, None) is not None
 
     async def tenants_version(self) -> str:

@@ -642,11 +642,12 @@ class SqlStore:
         return await self._run(lambda: self._put_tenant_sync(tenant_id, courier))
 
     async def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete a saved tenant; False when there was none."""
+        """Delete a saved tenant and its kept OAuth2 refresh token; False when there was none."""
 
         def delete() -> bool:
             with self._writer.begin() as conn:
                 result = conn.execute(tenants.delete().where(tenants.c.id == tenant_id))
+                conn.execute(oauth_tokens.delete().where(oauth_tokens.c.tenant == tenant_id))
             return bool(result.rowcount)
 
         return await self._run(delete)
