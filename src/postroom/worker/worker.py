@@ -33,7 +33,7 @@ from postroom.worker import retry
 log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
-PREFETCH = 4  # claimed messages per connection at most: one sending, the others ready
+PREFETCH = 6  # claimed messages per connection at most: one sending, the others ready
 REFILL_AT = 1  # claim again when no more than this many per connection are left
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
