@@ -118,6 +118,16 @@ def test_file_tenants_are_read_only(settings_with: Callable[..., Settings]) -> N
         assert [(t["id"], t["source"]) for t in listed] == [("default", "file"), ("acme", "file")]
 
 
+# A generic OAuth2 login whose token endpoint is on the loopback (SSRF through the token fetch).
+PRIVATE_TOKEN_URL = {
+    "provider": "generic",
+    "token_url": "https://127.0.0.1:8443/token",
+    "client_id": "postroom",
+    "client_secret": "s3cret",
+    "scope": "smtp",
+}
+
+
 def test_api_tenants_may_not_name_files_or_private_targets(
     settings_with: Callable[..., Settings],
 ) -> None:
@@ -130,6 +140,7 @@ def test_api_tenants_may_not_name_files_or_private_targets(
             ({"smtp": {"connection_uri": "smtp://localhost:25/"}}, "smtp.connection_uri"),
             ({"smtp": {"connection_uri": "smtp://[::1]:25/"}}, "smtp.connection_uri"),
             ({"smtp": {"connection_uri": "ftp://x/"}}, "smtp.connection_uri"),
+            ({"smtp": {"oauth2": PRIVATE_TOKEN_URL}}, "smtp.oauth2.token_url"),
             ({"smtp": {"bogus": 1}}, "smtp.bogus"),
         ]:
             response = http.put("/admin/tenants/beta", json=body, headers=AUTH)

@@ -8,10 +8,12 @@ and is the only place that validates, encrypts and masks what the API saves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -227,9 +229,16 @@ class TenantRegistry:
         http = getattr(courier, "http", None)
         url = getattr(getattr(http, "request_config", None), "url", None)
         if isinstance(url, str):
-            from urllib.parse import urlsplit
-
             hosts.append(("http.request_config.url", urlsplit(url).hostname or ""))
+        oauth2 = courier.smtp.oauth2
+        token_urls = [("smtp.oauth2.token_url", oauth2.token_url)]
+        if oauth2.service_account_json is not None:
+            with contextlib.suppress(ConfigError):  # an unreadable key is refused elsewhere
+                token_uri = oauth2.service_account().get("token_uri")
+                token_urls.append(("smtp.oauth2.service_account_json", token_uri))
+        for field, token_url in token_urls:
+            if isinstance(token_url, str):
+                hosts.append((field, urlsplit(token_url).hostname or ""))
         for field, host in hosts:
             if private_host(host):
                 raise InputError(
