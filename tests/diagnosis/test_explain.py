@@ -231,3 +231,31 @@ def test_too_many_is_a_rate_only_when_waiting_helps(
     reply_code: int, text: str, stage: str, code: str
 ) -> None:
     assert classify_reply(reply_code, text, stage=stage).code == code
+
+
+# The shape of Microsoft Entra ID's token endpoint error answer (Microsoft identity platform
+# documentation, "error response" of the OAuth 2.0 client credentials flow); ids shortened.
+ENTRA_WRONG_SECRET = (
+    '{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret '
+    "provided. Ensure the secret being sent in the request is the client secret value, not the "
+    "client secret ID, for a secret added to app '00000000-0000'.\\r\\nTrace ID: 5d8e\\r\\n"
+    'Correlation ID: 77aa\\r\\nTimestamp: 2026-11-21 10:00:00Z","error_codes":[7000215],'
+    '"error_uri":"https://login.microsoftonline.com/error?code=7000215"}'
+)
+
+
+def test_a_pasted_entra_id_token_error_is_explained_by_its_aadsts_number() -> None:
+    answer = explain_text(ENTRA_WRONG_SECRET)
+    assert answer.diagnosis.code == "oauth_token_rejected"
+    assert answer.stage == "token"
+    assert answer.provider == "microsoft"
+    assert "Secret ID" in answer.diagnosis.cause
+    assert "client_secret" in answer.diagnosis.fix
+    consent = explain_text("AADSTS65001: The user or administrator has not consented to use it")
+    assert "consent" in consent.diagnosis.cause.lower()
+    assert "SMTP.SendAsApp" in consent.diagnosis.fix
+
+
+def test_an_aadsts_number_postroom_does_not_know_is_not_guessed_at() -> None:
+    answer = explain_text("AADSTS123456789: Something new went wrong")
+    assert answer.diagnosis.code != "oauth_token_rejected"

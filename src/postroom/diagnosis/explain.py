@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.oauth import explain_aadsts
 from postroom.diagnosis.replies import classify_reply, detect_provider
 from postroom.errors import InputError
 from postroom.models import Diagnosis
@@ -427,6 +428,9 @@ def explain_text(text: str, *, stage: str | None = None) -> Explanation:
         raise InputError(f"is longer than {MAX_TEXT} characters; paste one reply", field="text")
     if stage is not None and stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; use one of {', '.join(STAGES)}", field="stage")
+    token_error = explain_aadsts(text, stage=stage or "token")
+    if token_error is not None:  # Entra ID's answer to a token request: no SMTP reply in it
+        return Explanation(token_error, stage or "token", stage is None, "microsoft", None)
     parsed = parse_reply(text)
     if parsed is not None and (parsed.reply_code is None or parsed.reply_code >= 400):
         used = stage or _guess_stage(parsed, text)

@@ -323,6 +323,23 @@ def _endpoint_refused(exc: OAuthError) -> Diagnosis:
     return diagnose("oauth_token_rejected", **common, cause=cause, fix=words.fix)
 
 
+def explain_aadsts(text: str, *, stage: str = "token") -> Diagnosis | None:
+    """A pasted Microsoft Entra ID token error (``AADSTS7000215: Invalid client secret ...``)
+    explained like the worker's own token failures; None when the text holds no AADSTS
+    number Postroom knows."""
+    match = _AADSTS_CODE.search(text)
+    if match is None or match.group(1) not in _AADSTS:
+        return None
+    words = _AADSTS[match.group(1)]
+    return diagnose(
+        "oauth_token_rejected",
+        stage=stage,
+        cause=f"Microsoft Entra ID refused to issue an access token (AADSTS{match.group(1)}). "
+        f"{words.cause}",
+        fix=words.fix,
+    )
+
+
 def _words_for(exc: OAuthError) -> _Words:
     text = f"{exc.description or ''} {exc.reply_text or ''}"
     match = _AADSTS_CODE.search(text)
