@@ -51,4 +51,27 @@ async def test_a_database_of_an_older_version_is_upgraded(sql_dsn: str) -> None:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert version == newest_migration()
     assert "oauth_tokens" in inspect(engine).get_table_names()
+    assert "message_id" in {c["name"] for c in inspect(engine).get_columns("rate_events")}
+    engine.dispose()
+
+
+async def test_a_database_that_already_has_the_rate_event_column_is_upgraded(
+    sql_dsn: str,
+) -> None:
+    # An edition of revision 0003 created rate_events.message_id itself; 0007 must not add it
+    # a second time, only its index.
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0006")
+        conn.execute(text("ALTER TABLE rate_events ADD COLUMN message_id VARCHAR(36)"))
+    store = open_store(sql_dsn)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    indexes = {i["name"] for i in inspect(engine).get_indexes("rate_events")}
+    assert "ix_rate_events_message" in indexes
     engine.dispose()

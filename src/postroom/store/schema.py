@@ -136,4 +136,5 @@ rate_events = Table(
     # slow send still counts in the window the provider sees.
     Column("message_id", String(36), nullable=True),
     Index("ix_rate_events_tenant_time", "tenant", "taken_at"),
+    Index("ix_rate_events_message", "message_id"),
 )

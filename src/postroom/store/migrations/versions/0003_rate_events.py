@@ -23,7 +23,6 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("tenant", sa.String(128), nullable=False),
         sa.Column("taken_at", UtcDateTime, nullable=False),
-        sa.Column("message_id", sa.String(36), nullable=True),
     )
     op.create_index("ix_rate_events_tenant_time", "rate_events", ["tenant", "taken_at"])
 
