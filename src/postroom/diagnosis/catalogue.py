@@ -287,6 +287,11 @@ def _depends(code: str, reply_code: int | None) -> bool:
     return 400 <= reply_code <= 499
 
 
+HOSTNAME_MISMATCH = frozenset({62, 64})
+"""``verify_code`` of a certificate for another name: X509_V_ERR_HOSTNAME_MISMATCH and
+X509_V_ERR_IP_ADDRESS_MISMATCH (any other verification failure means it is not trusted)."""
+
+
 def is_transient(code: str, reply_code: int | None = None) -> bool:
     """Whether a failure with this code is worth retrying by default.
 

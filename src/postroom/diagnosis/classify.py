@@ -12,7 +12,7 @@ from typing import Any
 
 import aiosmtplib
 
-from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
 from postroom.diagnosis.http import diagnose_http
 from postroom.diagnosis.oauth import diagnose_oauth
 from postroom.diagnosis.replies import classify_reply
@@ -40,8 +40,6 @@ _VERSION_REASONS = {
     "NO_PROTOCOLS_AVAILABLE",
     "WRONG_SSL_VERSION",
 }
-# X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
-_HOSTNAME_MISMATCH = {62, 64}
 
 
 def diagnose_error(exc: BaseException) -> Diagnosis:
@@ -67,14 +65,14 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
     if exc.reply_code is not None:
         found = classify_reply(exc.reply_code, exc.reply_text or "", stage=stage)
         return diagnose(found.code, **common, cause=found.cause, fix=found.fix)
-    return diagnose(_code_fromexception_chain(exc), **common)
+    return diagnose(_code_from_chain(exc), **common)
 
 
-def _code_fromexception_chain(exc: DeliveryError) -> str:
+def _code_from_chain(exc: DeliveryError) -> str:
     chain = exception_chain(exc)
     for err in chain:
         if isinstance(err, ssl.SSLCertVerificationError):
-            if err.verify_code in _HOSTNAME_MISMATCH:
+            if err.verify_code in HOSTNAME_MISMATCH:
                 return "tls_hostname_mismatch"
             return "tls_certificate_untrusted"
     for err in chain:

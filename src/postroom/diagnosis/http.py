@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import Iterator
 
 import httpx
 
-from postroom.diagnosis.catalogue import diagnose
-from postroom.errors import HttpDeliveryError
+from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
+from postroom.errors import HttpDeliveryError, exception_chain
 from postroom.models import Diagnosis
 
 _PROVIDERS = {
@@ -43,16 +42,6 @@ _VERSION = {
     "NO_PROTOCOLS_AVAILABLE",
     "WRONG_SSL_VERSION",
 }
-_HOSTNAME_MISMATCH = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        yield node
-        node = node.__cause__ or node.__context__
 
 
 def provider_of(text: str) -> str | None:
@@ -135,9 +124,9 @@ def _status_words(status: int, provider: str | None) -> tuple[str | None, str | 
 
 
 def _tls(exc: HttpDeliveryError) -> Diagnosis | None:
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         if isinstance(err, ssl.SSLCertVerificationError):
-            if err.verify_code in _HOSTNAME_MISMATCH:
+            if err.verify_code in HOSTNAME_MISMATCH:
                 return diagnose(
                     "tls_hostname_mismatch",
                     stage="tls",
@@ -150,7 +139,7 @@ def _tls(exc: HttpDeliveryError) -> Diagnosis | None:
                 fix="Add the issuing CA to the system trust store (or point SSL_CERT_FILE at "
                 "it); Postroom never skips certificate checks for HTTP delivery.",
             )
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         if isinstance(err, ssl.SSLError):
             reason = str(getattr(err, "reason", "") or "")
             if reason in _VERSION:
@@ -174,7 +163,7 @@ def diagnose_http(exc: HttpDeliveryError) -> Diagnosis:
     reply = exc.reply
     if exc.hint == "template_error":
         message = str(exc).removeprefix("the Jsonnet body failed: ")
-        limited = any(getattr(err, "limit", None) for err in _chain(exc))
+        limited = any(getattr(err, "limit", None) for err in exception_chain(exc))
         fix = (
             "Make the body do less work (no unbounded recursion, no huge strings); a body has "
             "about a second, 256 MiB of memory and 256 KiB of output."
@@ -227,7 +216,7 @@ def diagnose_http(exc: HttpDeliveryError) -> Diagnosis:
     tls = _tls(exc) if exc.stage in {"tls", "connect"} else None
     if tls is not None:
         return tls
-    chain = list(_chain(exc))
+    chain = exception_chain(exc)
     timed_out = exc.hint == "connection_timeout" or any(
         isinstance(e, (TimeoutError, httpx.TimeoutException)) for e in chain
     )

@@ -17,9 +17,9 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
 from postroom.diagnosis.replies import classify_reply
-from postroom.errors import OAuthError
+from postroom.errors import OAuthError, exception_chain
 from postroom.models import Diagnosis
 
 __all__ = ["diagnose_oauth"]
@@ -379,15 +379,10 @@ def _guarded(exc: OAuthError) -> Diagnosis:
 
 def _unreachable(exc: OAuthError) -> Diagnosis:
     where = exc.endpoint or "the token endpoint"
-    chain: list[BaseException] = []
-    node: BaseException | None = exc
-    while node is not None and node not in chain:
-        chain.append(node)
-        node = node.__cause__ or node.__context__
     code = "server_unavailable"
-    for err in chain:
+    for err in exception_chain(exc):
         if isinstance(err, ssl.SSLCertVerificationError):
-            mismatch = err.verify_code in {62, 64}
+            mismatch = err.verify_code in HOSTNAME_MISMATCH
             code = "tls_hostname_mismatch" if mismatch else "tls_certificate_untrusted"
             break
         if isinstance(err, socket.gaierror):

@@ -35,7 +35,7 @@ import httpx
 
 import postroom
 from postroom.config.http import HttpSettings, content_kind
-from postroom.errors import ConfigError, DeliveryError, HttpDeliveryError
+from postroom.errors import ConfigError, DeliveryError, HttpDeliveryError, exception_chain
 from postroom.render.jsonnet import (
     JsonnetBody,
     JsonnetError,
@@ -247,18 +247,9 @@ def _wrap(exc: DeliveryError) -> HttpDeliveryError:
     return error
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        yield node
-        node = node.__cause__ or node.__context__
-
-
 def _transport_failure(exc: httpx.TransportError, url: str) -> HttpDeliveryError:
     """A failure before any answer, with the stage it happened in."""
-    guard = next((e for e in _chain(exc) if isinstance(e, DeliveryError)), None)
+    guard = next((e for e in exception_chain(exc) if isinstance(e, DeliveryError)), None)
     if guard is not None:
         return _wrap(guard)
     if isinstance(exc, httpx.ConnectTimeout):
@@ -268,7 +259,7 @@ def _transport_failure(exc: httpx.TransportError, url: str) -> HttpDeliveryError
     if isinstance(exc, httpx.TimeoutException):
         return HttpDeliveryError(f"{url} did not answer in time", stage="request")
     if isinstance(exc, httpx.ConnectError):
-        tls = any(isinstance(e, ssl.SSLError) for e in _chain(exc))
+        tls = any(isinstance(e, ssl.SSLError) for e in exception_chain(exc))
         return HttpDeliveryError(
             f"cannot connect to {url}: {exc}", stage="tls" if tls else "connect"
         )
