@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from postroom.config import Settings
+from postroom.errors import HttpDeliveryError
 from postroom.intake import SendRequest, enqueue
 from postroom.models import DispatchStatus, Message, Status, TemplateType, WaitingFor
 from postroom.store import Store
+from postroom.transports import Envelope, HttpTransport, make_transport
 from postroom.worker import Worker
 
 from http_servers import DROP, HANG, http_server, reply
@@ -475,3 +477,37 @@ async def test_a_tenant_without_private_targets_does_not_reach_loopback(
     assert error is not None
     assert (error.code, error.transient) == ("target_forbidden", False)
     assert "loopback" in error.cause and "localhost" in error.cause
+
+
+async def test_a_default_body_that_cannot_be_form_encoded_is_a_template_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # The default payload puts the template data's values in fields; an object has no form
+    # encoding, and that is the body's fault (permanent), not a bug to retry.
+    settings = make_settings(
+        **http(
+            "https://mail.example.org/send",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    )
+    transport = make_transport(settings.courier)
+    assert isinstance(transport, HttpTransport)
+    envelope = Envelope(
+        message_id="m1",
+        sender="no-reply@example.org",
+        recipients=("you@example.org",),
+        data=b"",
+        recipient="you@example.org",
+        subject="Your code",
+        text="123456",
+        template_type="recovery_code_valid",
+        template_data={"recovery_code": {"x": 1}},
+    )
+    try:
+        with pytest.raises(HttpDeliveryError) as caught:
+            await transport.render(envelope)
+    finally:
+        await transport.close()
+    assert caught.value.stage == "render"
+    assert caught.value.hint == "template_error"
+    assert "default body" in str(caught.value)

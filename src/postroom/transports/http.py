@@ -367,28 +367,27 @@ class HttpTransport:
         source = self.settings.request_config.body
         if source is None:  # Ory's default payload, natively: the same JSON, no Jsonnet cost
             output = default_payload(build_ctx(envelope))
-            return (
-                urlencode(form_fields(output)).encode() if self.kind == "form" else output.encode()
-            )
-        if self._body is None:
-            # Cached since the configuration loaded; off the event loop in case it was not.
-            self._body = await asyncio.to_thread(
-                load_body, source, allow_private_targets=self.allow_private_targets
-            )
-        try:
-            output = await self._jsonnet.evaluate(self._body, build_ctx(envelope))
-        except JsonnetError as exc:
-            raise HttpDeliveryError(
-                f"the Jsonnet body failed: {exc}", stage="render", hint="template_error"
-            ) from exc
-        except JsonnetUnavailable as exc:
-            raise HttpDeliveryError(str(exc), stage="render") from exc
+        else:
+            if self._body is None:
+                # Cached since the configuration loaded; off the event loop in case it was not.
+                self._body = await asyncio.to_thread(
+                    load_body, source, allow_private_targets=self.allow_private_targets
+                )
+            try:
+                output = await self._jsonnet.evaluate(self._body, build_ctx(envelope))
+            except JsonnetError as exc:
+                raise HttpDeliveryError(
+                    f"the Jsonnet body failed: {exc}", stage="render", hint="template_error"
+                ) from exc
+            except JsonnetUnavailable as exc:
+                raise HttpDeliveryError(str(exc), stage="render") from exc
         if self.kind == "form":
             try:
                 return urlencode(form_fields(output)).encode()
             except ValueError as exc:
+                what = "default body" if source is None else "Jsonnet body"
                 raise HttpDeliveryError(
-                    f"the Jsonnet body failed: {exc}", stage="render", hint="template_error"
+                    f"the {what} failed: {exc}", stage="render", hint="template_error"
                 ) from exc
         return output.encode()
 
