@@ -8,7 +8,6 @@ and is the only place that validates, encrypts and masks what the API saves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import re
 import time
@@ -231,14 +230,11 @@ class TenantRegistry:
         if isinstance(url, str):
             hosts.append(("http.request_config.url", urlsplit(url).hostname or ""))
         oauth2 = courier.smtp.oauth2
-        token_urls = [("smtp.oauth2.token_url", oauth2.token_url)]
-        if oauth2.service_account_json is not None:
-            with contextlib.suppress(ConfigError):  # an unreadable key is refused elsewhere
-                token_uri = oauth2.service_account().get("token_uri")
-                token_urls.append(("smtp.oauth2.service_account_json", token_uri))
-        for field, token_url in token_urls:
-            if isinstance(token_url, str):
-                hosts.append((field, urlsplit(token_url).hostname or ""))
+        if oauth2.token_url is not None:
+            hosts.append(("smtp.oauth2.token_url", urlsplit(oauth2.token_url).hostname or ""))
+        if oauth2.service_account_json is not None:  # checked when the settings were read
+            token_uri = str(oauth2.service_account()["token_uri"])
+            hosts.append(("smtp.oauth2.service_account_json", urlsplit(token_uri).hostname or ""))
         for field, host in hosts:
             if private_host(host):
                 raise InputError(

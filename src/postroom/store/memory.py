@@ -189,8 +189,9 @@ class MemoryStore:
         """Record attempts and new statuses."""
         now = utcnow()
         attempted = {c.message_id for c in completions if c.attempted}
-        for events in self._rate.values():
-            events[:] = [(now, None) if mid in attempted else (t, mid) for t, mid in events]
+        if attempted:  # a hand-off counts from when it happened, not from its slot
+            for events in self._rate.values():
+                events[:] = [(now, None) if mid in attempted else (t, mid) for t, mid in events]
         for c in completions:
             message = self._messages[c.message_id]
             changes: dict[str, Any] = {

@@ -367,8 +367,7 @@ class SqlStore:
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
         claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions))
-        if any(c.status is Status.QUEUED for c in completions):
-            self._wake.set()
+        self._wake_for(completions)
         return claimed
 
     def _renew_sync(self, ids: Sequence[str], worker: str, lease: float) -> None:
@@ -444,8 +443,12 @@ class SqlStore:
         """Record attempts and new statuses in one transaction; see :class:`Store`."""
         if completions:
             await self._run(lambda: self._complete_sync(completions, worker))
-            if any(c.status is Status.QUEUED for c in completions):
-                self._wake.set()
+            self._wake_for(completions)
+
+    def _wake_for(self, completions: Sequence[Completion]) -> None:
+        """A message queued again (a retry) may be due before the next poll: wake up."""
+        if any(c.status is Status.QUEUED for c in completions):
+            self._wake.set()
 
     def _retry_sync(self, message_id: str, attempts: int, ttl: float) -> Message:
         now = utcnow()

@@ -34,7 +34,6 @@ log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
 PREFETCH = 6  # claimed messages per connection at most: one sending, the others ready
-REFILL_AT = 1  # claim again when no more than this many per connection are left
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
 WRITE_DELAY = 0.02
@@ -84,7 +83,6 @@ class Worker:
         self._routes: dict[str, _Route] = {}
         self._ready: asyncio.Queue[Message] = asyncio.Queue()  # claimed, not yet started
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
-        self._sending: set[str] = set()
         self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
         self._wrote = asyncio.Event()
@@ -117,13 +115,11 @@ class Worker:
         """One of ``concurrency`` loops, each sending one message at a time."""
         while True:
             message = await self._ready.get()
-            self._sending.add(message.id)
             try:
                 await self._attempt(message)
             except Exception:  # _attempt records failures itself; keep the loop alive
                 log.exception("message %s: unexpected error", message.id)
             finally:
-                self._sending.discard(message.id)
                 self._held.discard(message.id)
                 self._nudge.set()
 
@@ -292,11 +288,15 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
 
+    def _stocked(self) -> bool:
+        """More claimed messages than connections: no claim until a send finishes."""
+        return len(self._held) > self.concurrency
+
     async def _claim_and_start(self) -> int:
         """Keep claimed messages ready so the connections never wait for a claim: once no
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
-        if len(self._held) > REFILL_AT * self.concurrency:
+        if self._stocked():
             return 0
         room = PREFETCH * self.concurrency - len(self._held)
         done, self._pending = self._pending, []
@@ -319,7 +319,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         await self._refresh_settings()
         claimed = await self._claim_and_start()
-        if len(self._held) > REFILL_AT * self.concurrency or (self._held and not claimed):
+        if self._stocked() or (self._held and not claimed):
             await self._wait_for_room(stop)
             return True
         if claimed:
@@ -391,7 +391,7 @@ class Worker:
         self._nudge.clear()
         if stop.is_set():
             return
-        if len(self._held) > REFILL_AT * self.concurrency:
+        if self._stocked():
             # Nothing is claimed before a send finishes: one event, no task per wait.
             await self._nudge.wait()
             return
@@ -429,10 +429,10 @@ class Worker:
             unstarted.append(message.id)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline):
-                while self._sending:
+                while self._held:  # with the queue emptied, what is held is being sent
                     self._nudge.clear()
                     await self._nudge.wait()
-        unstarted += self._sending  # still under way at the deadline: cancelled below
+        unstarted += self._held  # still under way at the deadline: cancelled below
         for sender in self._senders:
             sender.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
