@@ -236,6 +236,35 @@ def test_new_tenant_and_test_email_transcript(
         assert "right-password" not in passed.text
 
 
+def test_the_test_email_keeps_the_private_target_rule_like_the_api(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    # Saved while the operator allowed private targets; tested after they no longer are.
+    with smtp_server() as server:
+        with serving(settings_with(serve={"allow_private_targets": True})) as base:
+            saved = httpx.put(
+                f"{base}/admin/tenants/lab",
+                json={
+                    "smtp": {
+                        "connection_uri": f"smtp://127.0.0.1:{server.port}/?disable_starttls=true",
+                        "from_address": "no-reply@lab.example",
+                    }
+                },
+                headers=AUTH,
+            )
+            assert saved.status_code == 200, saved.text
+        with serving(settings_with(), run_worker=False) as base:
+            dash = dash_client(base)
+            dash.sign_in()
+            page = dash.submit("/tenants/lab", "/tenants/lab/test", {"to": "me@example.org"})
+            api = httpx.post(
+                f"{base}/admin/tenants/lab/test-smtp", json={"to": "me@example.org"}, headers=AUTH
+            ).json()
+    assert "step-failed" in page.text and "✓ Passed" not in page.text
+    assert api["ok"] is False and api["failed_stage"] == "connect"
+    assert server.rec.messages == []
+
+
 def test_message_list_pages_filters_and_fragments(
     settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
 ) -> None:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis import diagnose
-from postroom.diagnosis.smtp_test import run_smtp_test
+from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
 from postroom.errors import InputError, NotFoundError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
@@ -257,20 +257,30 @@ async def test_smtp(
     request: Request, _caller: Admin, tenant_id: str, body: SmtpTestBody | None = None
 ) -> dict[str, Any]:
     """Walk the SMTP conversation with the tenant's settings; the test-smtp JSON."""
-    registry = _tenants(request)
+    options = body or SmtpTestBody()
+    report = await tenant_smtp_test(
+        _tenants(request), tenant_id, to=options.to, no_send=options.no_send
+    )
+    result: dict[str, Any] = report.to_json()
+    return result
+
+
+async def tenant_smtp_test(
+    registry: TenantRegistry, tenant_id: str, *, to: str | None, no_send: bool
+) -> SmtpTestReport:
+    """``test-smtp`` with a tenant's saved settings, as the worker would send: with the
+    tenant's private-target rule and its kept OAuth2 sign-in. Used by the API and the
+    dashboard; raise ``NotFoundError`` for an unknown tenant."""
     settings = await registry.settings()
     if tenant_id not in settings.tenant_names():
         raise NotFoundError(f"no tenant {tenant_id!r}")
-    options = body or SmtpTestBody()
     courier = settings.tenant(tenant_id)
-    report = await run_smtp_test(
+    return await run_smtp_test(
         courier,
-        to=options.to,
-        no_send=options.no_send,
+        to=to,
+        no_send=no_send,
         allow_private_targets=registry.allows_private_targets(tenant_id),
         refresh_tokens=refresh_token_keeper(
             registry.store, courier, tenant_id, secrets=settings.secrets.default
         ),
     )
-    result: dict[str, Any] = report.to_json()
-    return result

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.config.settings import CourierSettings
-from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
-from postroom.errors import ConfigError, ConflictError, InputError, NotFoundError
+from postroom.diagnosis.smtp_test import SmtpTestReport
+from postroom.errors import ConfigError, ConflictError, InputError
 from postroom.presets import PRESETS
+from postroom.web.api import tenant_smtp_test
 from postroom.web.dashboard import tenant_form
 from postroom.web.dashboard.pages import (
     DashboardRoute,
@@ -171,15 +172,12 @@ async def save_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Resp
 async def test_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Response:
     """``test-smtp`` with the tenant's saved settings; the page shows the transcript."""
     form = await read_form(request)
-    settings = await registry(request).settings()
-    if tenant_id not in settings.tenant_names():
-        raise NotFoundError(f"no tenant {tenant_id!r}")
     to = form_value(form, "to")
     report: SmtpTestReport | None = None
     error = None
     try:
-        report = await run_smtp_test(
-            settings.tenant(tenant_id), to=to or None, no_send=form.get("no_send") == "on"
+        report = await tenant_smtp_test(
+            registry(request), tenant_id, to=to or None, no_send=form.get("no_send") == "on"
         )
     except (InputError, ConfigError) as exc:
         error = str(exc)
