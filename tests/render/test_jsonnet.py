@@ -34,7 +34,7 @@ CTX = {
 LOOP = JsonnetBody("loop.jsonnet", "function(ctx) local f(n) = f(n + 1) tailstrict; f(0)")
 BIG = JsonnetBody(
     "big.jsonnet",
-    'function(ctx) local s = std.repeat("0123456789", 100); [s for i in std.range(1, 10000)]',
+    'function(ctx) local s = std.repeat("0123456789", 100); [s for i in std.range(1, 1000)]',
 )
 HUNGRY = JsonnetBody("hungry.jsonnet", 'function(ctx) std.length(std.repeat("x", 100000000))')
 ECHO = JsonnetBody("echo.jsonnet", "function(ctx) { to: ctx.recipient, n: 1 }")
@@ -105,10 +105,10 @@ async def test_an_endless_loop_is_stopped_at_the_time_limit(pool: JsonnetPool) -
     assert json.loads(await pool.evaluate(ECHO, CTX))["to"] == "you@example.org"
 
 
-async def test_ten_megabytes_of_output_is_refused(pool: JsonnetPool) -> None:
+async def test_a_megabyte_of_output_is_refused(pool: JsonnetPool) -> None:
     with pytest.raises(JsonnetError) as caught:
-        await pool.evaluate(BIG, CTX)
-    assert caught.value.limit in {"output", "memory", "time"}  # whichever comes first
+        await pool.evaluate(BIG, CTX)  # four times the 256 KiB limit, made in a blink
+    assert caught.value.limit in {"output", "memory"}
     assert json.loads(await pool.evaluate(ECHO, CTX))["n"] == 1
 
 

@@ -382,11 +382,11 @@ async def test_connection_refused_is_transient(
         ("function(ctx) local f(n) = f(n + 1) tailstrict; f(0)", "longer than 1s"),
         (
             'function(ctx) local s = std.repeat("0123456789", 100); '
-            "[s for i in std.range(1, 10000)]",
-            "of output|of memory|longer than",
+            "[s for i in std.range(1, 1000)]",
+            "of output|of memory",
         ),
     ],
-    ids=["loops-forever", "ten-megabytes"],
+    ids=["loops-forever", "a-megabyte"],
 )
 async def test_a_runaway_body_is_refused_and_the_worker_keeps_going(
     store: Store, make_settings: Callable[..., Settings], body: str, limit_words: str

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from postroom.config import Settings
 from postroom.models import NewMessage, Status, TemplateType
@@ -35,7 +38,7 @@ async def finish(store: Store, count: int) -> None:
 
 
 async def test_cleanup_deletes_only_what_is_finished_and_old(
-    any_store: Store, make_settings: Callable[..., Settings]
+    any_store: Store, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(retention="1s")
     await any_store.enqueue([new(n) for n in range(1200)], max_attempts=1, ttl=0)
@@ -43,24 +46,26 @@ async def test_cleanup_deletes_only_what_is_finished_and_old(
     await finish(any_store, 1201)
     await any_store.enqueue([new(9000)], max_attempts=1, ttl=0)  # still queued
     assert await retention.cleanup(any_store, settings) == 0  # nothing is a second old yet
+
+    batches: list[int] = []
+    delete_finished = any_store.delete_finished
+
+    async def counted(**kwargs: Any) -> int:
+        batches.append(await delete_finished(**kwargs))
+        return batches[-1]
+
+    monkeypatch.setattr(any_store, "delete_finished", counted)
     later = utcnow() + timedelta(seconds=2)
-    deleted = 0
-    while batch := await any_store.delete_finished(
-        before=later,
-        tenant="default",
-        keep_keyed_since=utcnow() - timedelta(hours=24),
-        batch=500,
-    ):
-        assert batch <= 500
-        deleted += batch
+    monkeypatch.setattr(retention, "utcnow", lambda: later)
+    assert await retention.cleanup(any_store, settings) == 1200
+    assert max(batches) <= retention.BATCH and len(batches) >= 3  # in batches
     left = await any_store.list_messages(MessageFilter(limit=10))
-    assert deleted == 1200
     assert sorted(m.recipient for m in left) == ["u5000@example.org", "u9000@example.org"]
-    # Past the 24 hours, the keyed message goes too.
-    gone = await any_store.delete_finished(
-        before=later, tenant=None, keep_keyed_since=later, batch=500
-    )
-    assert gone == 1
+    # Past the 24 hours, the keyed message goes too; the queued one stays.
+    monkeypatch.setattr(retention, "utcnow", lambda: later + timedelta(hours=25))
+    assert await retention.cleanup(any_store, settings) == 1
+    left = await any_store.list_messages(MessageFilter(limit=10))
+    assert [m.recipient for m in left] == ["u9000@example.org"]
 
 
 def test_cleanup_command(tmp_path: Path) -> None:
