@@ -10,18 +10,18 @@ diagnosis), 2 bad input or configuration.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from postroom.config.refresh_tokens import StoredRefreshToken
-from postroom.config.secrets import transform_secrets
-from postroom.config.settings import CourierSettings, Settings
-from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, InputError, OAuthError
-from postroom.store import Store
-from postroom.transports.oauth import TokenAnswer, poll_device_code, request_device_code
+
+if TYPE_CHECKING:
+    from postroom.config.settings import CourierSettings, Settings
+    from postroom.store import Store
+    from postroom.transports.oauth import TokenAnswer
+# The sign-in itself (the transports, the diagnosis) is imported by the command that runs
+# it, so that every other command starts faster.
 
 oauth_app = typer.Typer(help="OAuth2 sign-in for SMTP logins with XOAUTH2.", no_args_is_help=True)
 
@@ -50,6 +50,11 @@ def login(
 
 
 async def _login(settings: Settings, store: Store, tenant: str) -> str:
+    from postroom.config.refresh_tokens import StoredRefreshToken
+    from postroom.config.secrets import transform_secrets
+    from postroom.config.tenants import TenantRegistry
+    from postroom.transports.oauth import poll_device_code, request_device_code
+
     registry = TenantRegistry(settings, store)
     merged = await registry.settings()
     if tenant not in merged.tenant_names():
@@ -121,6 +126,8 @@ def _refresh_token(answer: TokenAnswer) -> str:
 
 
 def _failed(exc: OAuthError) -> NoReturn:
+    from postroom.diagnosis.classify import diagnose_error
+
     diagnosis = diagnose_error(exc)
     err.print(f"error: the sign-in failed: {diagnosis.code}", markup=False, style="bold red")
     if diagnosis.reply:
