@@ -287,8 +287,6 @@ def courier_from_form(
             request["auth"] = request_auth
     else:
         http.pop("request_config", None)
-    if not request and "request_config" in http:
-        http.pop("request_config")
     if not http:
         out.pop("http")
     return out
