@@ -466,7 +466,7 @@ class _Child:
 @dataclass(slots=True)
 class _Pending:
     body: JsonnetBody
-    ctx: Any
+    ctx: str  # the message's ctx as JSON text, taken when it was queued
     future: asyncio.Future[str]
     since: float  # loop time it started waiting
 
@@ -519,8 +519,8 @@ class JsonnetPool:
         if self._closed:
             raise RuntimeError("the Jsonnet pool is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        ctx_copy = json.loads(json.dumps(ctx, default=str))
-        self._pending.append(_Pending(body, ctx_copy, future, asyncio.get_running_loop().time()))
+        ctx_text = json.dumps(ctx, default=str)
+        self._pending.append(_Pending(body, ctx_text, future, asyncio.get_running_loop().time()))
         self._dispatch()
         return await future
 
@@ -603,7 +603,7 @@ class JsonnetPool:
             "name": body.name,
             "source": body.source,
             "root": body.root,
-            "ctxs": json.dumps([item.ctx for item in items]),
+            "ctxs": "[" + ",".join(item.ctx for item in items) + "]",
         }
         failure: JsonnetError
         try:
