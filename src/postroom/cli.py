@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
@@ -109,10 +110,21 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def with_api_tenants(settings: Settings) -> Settings:
-    """The settings plus the tenants saved through the admin API."""
+    """The settings plus the tenants saved through the admin API (a warning on stderr for
+    each saved tenant that cannot be used, and why)."""
     from postroom.config.tenants import TenantRegistry
 
-    return run_with_store(settings, lambda store: TenantRegistry(settings, store).settings())
+    async def load(store: Store) -> tuple[Settings, dict[str, str]]:
+        registry = TenantRegistry(settings, store)
+        merged = await registry.settings()
+        return merged, registry.broken_tenants()
+
+    merged, broken = run_with_store(settings, load)
+    for name, reason in broken.items():
+        err.print(
+            f"[yellow]warning:[/] tenant {name} cannot be used: {escape(reason)}", markup=True
+        )
+    return merged
 
 
 def print_json(value: Any) -> None:

@@ -8,6 +8,8 @@
     │   └── DuplicateRequestError     an idempotency key reused with a different request
     ├── NotFoundError                 no such message / tenant
     ├── ConflictError                 the thing is in the wrong state for the request (409)
+    ├── UnavailableError              something the request needs cannot be used right now,
+    │                                 e.g. a tenant whose saved settings are broken (503)
     ├── TemplateError                 a template failed to render (diagnosis ``template_error``)
     └── DeliveryError                 a transport could not hand a message off; carries the
         │                             stage, the server's reply and the underlying exception,
@@ -54,6 +56,11 @@ class NotFoundError(PostroomError):
 
 class ConflictError(PostroomError):
     """The request does not fit the current state (e.g. retrying a message that was sent)."""
+
+
+class UnavailableError(PostroomError):
+    """What the request needs cannot be used right now (a tenant whose saved settings are
+    broken); the operator must act, the caller may try again later."""
 
 
 class TemplateError(PostroomError):

@@ -160,23 +160,20 @@ def test_http_settings_with_write_only_auth_and_masked_headers() -> None:
         "http_key_value": "",
         "http_body": "function(ctx) {\r\n  to: ctx.recipient\r\n}",
     }
-    out = courier_from_form(fields, stored, stored_headers={"X-Api-Key": "hdr"})
+    out = courier_from_form(fields, stored)
     config = out["http"]["request_config"]
-    assert config["headers"] == {"Content-Type": "application/json", "X-Api-Key": "hdr"}
+    # The masked header goes back masked: the registry puts the stored value in its place.
+    assert config["headers"] == {"Content-Type": "application/json", "X-Api-Key": "***"}
     assert config["auth"]["config"] == {"name": "Authorization", "value": "***", "in": "header"}
     assert (
         config["method"] == "POST" and config["body"] == "function(ctx) {\n  to: ctx.recipient\n}\n"
     )
     assert "smtp" not in out
     with pytest.raises(InputError) as caught:
-        courier_from_form(
-            {**fields, "http_auth": "basic_auth", "http_user": "api"},
-            stored,
-            stored_headers={"X-Api-Key": "hdr"},
-        )
+        courier_from_form({**fields, "http_auth": "basic_auth", "http_user": "api"}, stored)
     assert caught.value.field == "http_password"
     with pytest.raises(InputError) as caught:
-        courier_from_form({**fields, "http_headers": "X-New: ***"}, stored, stored_headers={})
+        courier_from_form({**fields, "http_headers": "X-New: ***"}, stored)
     assert caught.value.field == "http_headers"
     none = courier_from_form(
         {**fields, "http_auth": "none", "http_body": "", "http_headers": ""}, stored

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -156,3 +162,62 @@ async def test_a_server_that_never_answers_times_out() -> None:
     diagnosis = diagnose_error(info.value)
     assert diagnosis.code == "connection_timeout"
     assert diagnosis.transient is True
+
+
+async def test_the_tls_probe_connects_to_the_checked_address_without_resolving_again(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a silent greeting, the probe for implicit TLS must reuse the address that was
+    resolved and checked; resolving the name again lets DNS point it elsewhere (rebinding)."""
+    loop = asyncio.get_running_loop()
+    with silent_server() as port, tls_listener(pki, "127.0.0.2", port):
+        answers = iter(["127.0.0.1", "127.0.0.2"])  # the second answer would be the rebind
+        asked: list[str] = []
+        real = loop.getaddrinfo
+
+        async def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+            asked.append(str(host))
+            return await real(next(answers), *args, **kwargs)
+
+        monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+        transport = SmtpTransport(
+            parse_smtp_uri(f"smtp://mail.example.org:{port}/"), SmtpSettings(timeout=0.5)
+        )
+        with pytest.raises(DeliveryError) as info:
+            await transport.send(envelope())
+        await transport.close()
+    assert asked == ["mail.example.org"]
+    assert diagnose_error(info.value).code != "tls_wrong_mode"
+
+
+@contextmanager
+def tls_listener(pki: Pki, host: str, port: int) -> Iterator[None]:
+    """A port on ``host`` that completes TLS handshakes (and then says nothing)."""
+    context = pki.server_context("mail.example.org")
+    sock = socket.socket()
+    sock.bind((host, port))
+    sock.listen(8)
+    sock.settimeout(0.1)
+    stop = threading.Event()
+    kept: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with contextlib.suppress(OSError):
+                conn.settimeout(2)
+                kept.append(context.wrap_socket(conn, server_side=True))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        for conn in kept:
+            conn.close()
+        sock.close()

@@ -1,9 +1,9 @@
 """``courier.http``: HTTP API delivery, shaped like Ory Kratos's ``courier.http``.
 
-Everything that can be checked before the first message is checked here, when the configuration
-loads: the URL, the method, the headers and content type, the auth block, and the Jsonnet body
-(it must compile, be a function of ``ctx``, and produce a flat object when the content type is
-form-encoded). Each problem names its key.
+Everything that can be checked without I/O is checked here: the URL, the method, the headers
+and content type, and the auth block. The Jsonnet body (it must compile, be a function of
+``ctx``, and produce a flat object when the content type is form-encoded) is checked by
+``config.bodies`` where the settings enter Postroom. Each problem names its key.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from postroom.config.durations import PositiveDuration
-from postroom.errors import ConfigError
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -32,7 +30,6 @@ AUTH_TYPES = ("api_key", "basic_auth")
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PLACEHOLDER = re.compile(r"\{[a-z][a-z_]*\}")
-_QUOTED_PLACEHOLDER = re.compile(r"""["']\{[a-z][a-z_]*\}["']""")
 _MANAGED_HEADERS = {"content-length", "host", "transfer-encoding", "connection"}
 
 # A login-code message: what a form-encoded body is tried with when the configuration loads.
@@ -216,30 +213,13 @@ class RequestConfig(_Strict):
 
     @field_validator("body")
     @classmethod
-    def _valid_body(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and not value.strip():
+    def _valid_body(cls, value: str | None) -> str | None:
+        # Only what needs no I/O: loading, compiling and trying the body happens where the
+        # settings enter Postroom (``config.bodies``), never while a settings object is built.
+        if value is None or not value.strip():
             return None
-        # Imported here: Jsonnet and the renderer cost a tenth of a second at every start.
-        from postroom.render.jsonnet import check_body, form_fields, load_body
-
-        context = info.context if isinstance(info.context, Mapping) else {}
-        allow_private = bool(context.get("allow_private_targets", True))
-        try:
-            body = load_body(value, allow_private_targets=allow_private)
-            placeholder = _QUOTED_PLACEHOLDER.search(body.source)
-            if placeholder:
-                raise ValueError(_placeholder_hint(placeholder.group()[1:-1]))
-            form = content_kind(info.data.get("headers") or {}) == "form"
-            checked = check_body(body, sample_ctx=SAMPLE_CTX if form else None)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        if form and checked.sample_output is not None:
-            try:
-                form_fields(checked.sample_output)
-            except ValueError as exc:
-                raise ValueError(
-                    f"the Content-Type is {FORM}, so {exc} (tried with a sample login-code message)"
-                ) from None
+        if value.startswith("http://"):
+            raise ValueError("a body URL must use https:// (the body is code that Postroom runs)")
         return value
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from postroom.config.bodies import check_file_bodies
 from postroom.config.settings import CourierSettings, Settings, TenantSettings
 from postroom.errors import ConfigError
 
@@ -206,6 +207,10 @@ def load_settings(
         raise ConfigError(f"invalid configuration{where}:\n  " + "\n  ".join(lines)) from None
     for name in settings.tenant_names():
         check_template_dir(settings.tenant(name), name)
+        where = "courier" if name == "default" else f"tenants.{name}.courier"
+        check_file_bodies(
+            settings.tenant(name).http.request_config, path=f"{where}.http.request_config"
+        )
     return Loaded(settings=settings, warnings=warnings, source=source)
 
 

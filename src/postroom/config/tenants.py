@@ -8,7 +8,9 @@ and is the only place that validates, encrypts and masks what the API saves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import logging
 import re
 import time
 from typing import Any
@@ -16,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from postroom.config.bodies import prepare_body, with_kept_body
 from postroom.config.loader import describe_validation_error
 from postroom.config.secrets import (
     Crypter,
@@ -25,8 +28,16 @@ from postroom.config.secrets import (
     transform_secrets,
 )
 from postroom.config.settings import CourierSettings, Settings, TenantSettings
-from postroom.errors import ConfigError, ConflictError, InputError, NotFoundError
+from postroom.errors import (
+    ConfigError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    UnavailableError,
+)
 from postroom.store import Store
+
+log = logging.getLogger("postroom.tenants")
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -64,8 +75,27 @@ def private_host(host: str) -> bool:
     return not address.is_global
 
 
+KEPT_BODY = "_kept_body"
+"""Key of a stored tenant that holds its ``https://`` body as fetched when it was saved
+(``{"url", "source"}``); never shown, never accepted from a caller."""
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a stored tenant cannot be used."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(describe_validation_error(e, CourierSettings) for e in exc.errors())
+    return str(exc) or type(exc).__name__
+
+
 class TenantRegistry:
-    """Tenants from the file and the store, merged into one :class:`Settings`."""
+    """Tenants from the file and the store, merged into one :class:`Settings`.
+
+    A saved tenant is validated (and its Jsonnet body fetched and checked) once, when it is
+    saved. Re-reading the store only decrypts and builds the settings, with no network and no
+    subprocess; a stored tenant that can no longer be used (a secret that does not decrypt,
+    a rule it breaks since an upgrade) is left out and reported by :meth:`broken`, so that it
+    fails only its own messages.
+    """
 
     def __init__(self, settings: Settings, store: Store, *, refresh: float = 1.0) -> None:
         self.file_settings = settings
@@ -76,6 +106,7 @@ class TenantRegistry:
         self._version: str | None = None
         self._checked = 0.0
         self._api_names: frozenset[str] = frozenset()
+        self._broken: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     def is_file_tenant(self, name: str) -> bool:
@@ -86,8 +117,26 @@ class TenantRegistry:
         """File tenants are the operator's own; API tenants only with the operator's flag."""
         return self.is_file_tenant(name) or self.file_settings.serve.allow_private_targets
 
+    def broken(self, name: str) -> str | None:
+        """Why the saved tenant ``name`` cannot be used (as of the last :meth:`settings`), or
+        None when it can (or does not exist)."""
+        return self._broken.get(name)
+
+    def broken_tenants(self) -> dict[str, str]:
+        """Every saved tenant that cannot be used, with why (as of the last :meth:`settings`)."""
+        return dict(self._broken)
+
+    def check_usable(self, name: str) -> None:
+        """Raise ``UnavailableError`` saying why when the saved tenant ``name`` is broken."""
+        reason = self._broken.get(name)
+        if reason is not None:
+            raise UnavailableError(
+                f"tenant {name!r} cannot take messages: its saved settings cannot be used "
+                f"({reason}); an operator must save them again"
+            )
+
     async def settings(self) -> Settings:
-        """The file settings with every API tenant added (re-read when they change)."""
+        """The file settings with every usable API tenant added (re-read when they change)."""
         if time.monotonic() - self._checked < self.refresh:
             return self._current
         async with self._lock:
@@ -97,17 +146,22 @@ class TenantRegistry:
             if version != self._version:
                 stored = await self.store.list_tenants()
                 tenants = dict(self.file_settings.tenants)
-                names = set()
+                names: set[str] = set()
+                broken: dict[str, str] = {}
                 for tenant in stored:
                     if self.is_file_tenant(tenant.id):
                         continue  # the file wins; the API refuses to save these anyway
-                    courier = self._decrypt(tenant.courier)
-                    tenants[tenant.id] = TenantSettings(
-                        courier=CourierSettings.model_validate(courier)
-                    )
+                    try:
+                        courier = self._effective(tenant.courier)
+                    except Exception as exc:  # one bad row must not take the others down
+                        broken[tenant.id] = _reason(exc)
+                        log.warning("tenant %s cannot be used: %s", tenant.id, broken[tenant.id])
+                        continue
+                    tenants[tenant.id] = TenantSettings(courier=courier)
                     names.add(tenant.id)
                 self._current = self.file_settings.model_copy(update={"tenants": tenants})
                 self._api_names = frozenset(names)
+                self._broken = broken
                 self._version = version
             self._checked = time.monotonic()
             return self._current
@@ -119,27 +173,39 @@ class TenantRegistry:
     def _decrypt(self, courier: dict[str, Any]) -> dict[str, Any]:
         return transform_secrets(courier, self.crypter.decrypt)
 
+    def _effective(self, stored: dict[str, Any]) -> CourierSettings:
+        """The settings a stored courier section stands for: decrypted, its fetched body in
+        place of the URL, validated without any I/O."""
+        courier = self._decrypt({k: v for k, v in stored.items() if k != KEPT_BODY})
+        return CourierSettings.model_validate(with_kept_body(courier, stored.get(KEPT_BODY)))
+
     # -- what the API shows --------------------------------------------------------------
 
     async def describe(self, name: str) -> dict[str, Any]:
-        """A tenant's courier section with credentials masked; raise ``NotFoundError``."""
+        """A tenant's courier section with credentials masked; raise ``NotFoundError``.
+
+        A saved tenant that cannot be used carries ``error``: why, in one line."""
         settings = await self.settings()
-        if name not in settings.tenant_names():
+        if name not in settings.tenant_names() and name not in self._broken:
             raise NotFoundError(f"no tenant {name!r}")
         source = "file" if self.is_file_tenant(name) else "api"
         if source == "api":
             stored = await self.store.get_tenant(name)
             if stored is None:
                 raise NotFoundError(f"no tenant {name!r}")
-            courier = stored.courier
+            courier = {k: v for k, v in stored.courier.items() if k != KEPT_BODY}
         else:
             courier = settings.tenant(name).model_dump(mode="json", exclude_defaults=True)
-        return {"id": name, "source": source, "courier": mask_secrets(courier)}
+        out = {"id": name, "source": source, "courier": mask_secrets(courier)}
+        if name in self._broken:
+            out["error"] = self._broken[name]
+        return out
 
     async def list(self) -> list[dict[str, Any]]:
-        """Every tenant, masked, ``default`` first."""
+        """Every tenant, masked, ``default`` first (saved tenants that cannot be used too)."""
         settings = await self.settings()
-        return [await self.describe(name) for name in settings.tenant_names()]
+        names = [*settings.tenant_names(), *sorted(self._broken)]
+        return [await self.describe(name) for name in names]
 
     async def tenants_for_token(self, token: str) -> set[str]:
         """The tenants whose intake tokens include ``token``."""
@@ -155,33 +221,45 @@ class TenantRegistry:
     async def save(self, name: str, courier: Any) -> dict[str, Any]:
         """Validate, encrypt and store an API tenant; return it masked.
 
-        Raise ``ConflictError`` for a file tenant, ``InputError`` for an invalid body.
+        The Jsonnet body is loaded and checked here, off the event loop (an ``https://`` body
+        is fetched now, through the guarded client, and kept with the tenant). Raise
+        ``ConflictError`` for a file tenant, ``InputError`` naming the field for an invalid
+        body or a kept credential whose target changed.
         """
         self._check_name(name)
         if not isinstance(courier, dict):
             raise InputError("the body must be a JSON object: a tenant's courier section")
         stored = await self.store.get_tenant(name)
-        plain = keep_masked(courier, self._decrypt(stored.courier) if stored else {})
+        before: dict[str, Any] = {}
+        if stored is not None:
+            with contextlib.suppress(ConfigError):  # undecryptable: every secret is asked for
+                before = self._decrypt({k: v for k, v in stored.courier.items() if k != KEPT_BODY})
+        plain = keep_masked(courier, before)
         self._refuse_file_paths(plain)
         try:
-            validated = CourierSettings.model_validate(
-                plain,
-                # An https:// body is fetched while validating: not from private addresses.
-                context={"allow_private_targets": self.allows_private_targets(name)},
-            )
+            validated = CourierSettings.model_validate(plain)
         except ValidationError as exc:
-            lines = [describe_validation_error(e, CourierSettings) for e in exc.errors()]
-            raise InputError("invalid tenant settings: " + "; ".join(lines)) from None
-        if not self.allows_private_targets(name):
+            raise InputError("invalid tenant settings: " + _reason(exc)) from None
+        allow_private = self.allows_private_targets(name)
+        if not allow_private:
             self._refuse_private_targets(validated)
+        try:
+            fetched = await prepare_body(
+                validated.http.request_config, allow_private_targets=allow_private
+            )
+        except ConfigError as exc:
+            raise InputError(str(exc), field="http.request_config.body") from None
         plain["intake_tokens"] = validated.intake_tokens
         try:
             encrypted = transform_secrets(plain, self.crypter.encrypt)
         except ConfigError as exc:
             raise InputError(str(exc)) from None
+        if fetched is not None:
+            encrypted[KEPT_BODY] = {"url": validated.http.request_config.body, "source": fetched}
         await self.store.put_tenant(name, encrypted)
         self.invalidate()
-        return {"id": name, "source": "api", "courier": mask_secrets(encrypted)}
+        shown = {k: v for k, v in encrypted.items() if k != KEPT_BODY}
+        return {"id": name, "source": "api", "courier": mask_secrets(shown)}
 
     async def delete(self, name: str) -> None:
         """Delete an API tenant; ``ConflictError`` for a file tenant."""
@@ -229,6 +307,9 @@ class TenantRegistry:
         url = getattr(getattr(http, "request_config", None), "url", None)
         if isinstance(url, str):
             hosts.append(("http.request_config.url", urlsplit(url).hostname or ""))
+        body = courier.http.request_config.body
+        if body is not None and body.startswith("https://"):
+            hosts.append(("http.request_config.body", urlsplit(body).hostname or ""))
         oauth2 = courier.smtp.oauth2
         if oauth2.token_url is not None:
             hosts.append(("smtp.oauth2.token_url", urlsplit(oauth2.token_url).hostname or ""))

@@ -243,6 +243,15 @@ _ENTRIES: tuple[Entry, ...] = (
         "configuration file if reaching an internal server is intended.",
     ),
     Entry(
+        "settings_invalid",
+        True,
+        "The tenant's saved settings cannot be used right now (for example a stored credential "
+        "no longer decrypts, or the settings break a rule of this Postroom version), so nothing "
+        "was sent; other tenants are not affected.",
+        "Save the tenant's settings again (the dashboard's tenant page or PUT /admin/tenants/<id>) "
+        "or restore the secret in secrets.default; the message is retried until it expires.",
+    ),
+    Entry(
         "expired",
         False,
         "The message was not handed off before courier.message_ttl ran out, so it was given up: "

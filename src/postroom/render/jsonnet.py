@@ -193,7 +193,7 @@ def load_body(raw: str | None, *, allow_private_targets: bool = True) -> Jsonnet
             raise ConfigError("the base64:// body is not valid base64") from None
         return JsonnetBody(name="base64-body.jsonnet", source=_decode(data, "the base64:// body"))
     if raw.startswith("https://"):
-        source = _run_blocking(_fetch(raw, allow_private_targets=allow_private_targets))
+        source = _run_blocking(fetch_body(raw, allow_private_targets=allow_private_targets))
         return JsonnetBody(name=describe_source(raw), source=source)
     if raw.startswith("http://"):
         raise ConfigError("a body URL must use https:// (the body is code that Postroom runs)")
@@ -206,7 +206,9 @@ def _run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _fetch(url: str, *, allow_private_targets: bool) -> str:
+async def fetch_body(url: str, *, allow_private_targets: bool) -> str:
+    """Fetch an ``https://`` body through the guarded client (private addresses refused unless
+    ``allow_private_targets``); raise :class:`ConfigError` naming the URL without its query."""
     # Imported here: transports depend on the configuration, which depends on this module.
     from postroom.transports.http import fetch_limited
 

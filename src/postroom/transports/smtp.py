@@ -141,6 +141,7 @@ class SmtpConnection:
         self.tokens = tokens
         self.client: aiosmtplib.SMTP | None = None
         self.delivered = 0
+        self._peer: Target | None = None  # the checked address open() connected to
 
     @property
     def usable(self) -> bool:
@@ -200,15 +201,17 @@ class SmtpConnection:
         targets = await self._step(
             "dns", resolve, detail=lambda a: f"{uri.host} -> {', '.join(t.address for t in a)}"
         )
-        addresses = [(t.family, (t.address, t.port)) for t in targets]
 
         async def connect() -> socket.socket:
             last: BaseException | None = None
-            for family, addr in addresses:
-                sock = socket.socket(family, socket.SOCK_STREAM)
+            for target in targets:
+                sock = socket.socket(target.family, socket.SOCK_STREAM)
                 sock.setblocking(False)
                 try:
-                    await asyncio.wait_for(loop.sock_connect(sock, addr), timeout)
+                    await asyncio.wait_for(
+                        loop.sock_connect(sock, (target.address, target.port)), timeout
+                    )
+                    self._peer = target
                     return sock
                 except (OSError, TimeoutError) as exc:
                     sock.close()
@@ -312,11 +315,14 @@ class SmtpConnection:
         probe.check_hostname = False
         probe.verify_mode = ssl.CERT_NONE
         wait = min(self.settings.timeout, 5.0)
+        target = self._peer  # resolved and checked by open(): never resolved again
+        if target is None:
+            return False
         try:
             _reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
-                    self.uri.host,
-                    self.uri.port,
+                    target.address,
+                    target.port,
                     ssl=probe,
                     server_hostname=self.uri.tls_name,
                     ssl_handshake_timeout=wait,

@@ -71,7 +71,9 @@ async def _view(request: Request, message: Message) -> dict[str, Any]:
 async def _enqueue(request: Request, caller: Caller, send: SendRequest) -> JSONResponse:
     if not caller.may_enqueue_for(send.tenant):
         raise HTTPException(403, f"this token may not enqueue messages for tenant {send.tenant!r}")
-    settings = await _tenants(request).settings()
+    registry = _tenants(request)
+    settings = await registry.settings()
+    registry.check_usable(send.tenant)
     [(message, created)] = await enqueue(_store(request), settings, [send])
     if created:
         metrics: Metrics = request.app.state.metrics

@@ -52,6 +52,7 @@ def create_app(
                 app.state.store, settings, tenants=app.state.tenants, metrics=app.state.metrics
             )
             task = asyncio.create_task(worker.run(stop))
+        app.state.worker_task = task
         try:
             yield
         finally:
@@ -83,13 +84,18 @@ def create_app(
 
     @app.get("/health/ready", tags=["health"])
     async def ready() -> JSONResponse:
-        """The database answers."""
+        """The database answers, and the in-process worker (unless ``--no-worker``) runs."""
         try:
             await app.state.store.ping()
         except Exception as exc:
             return JSONResponse(
                 {"status": "unavailable", "reason": f"database: {type(exc).__name__}"},
                 status_code=503,
+            )
+        task: asyncio.Task[object] | None = getattr(app.state, "worker_task", None)
+        if task is not None and task.done():
+            return JSONResponse(
+                {"status": "unavailable", "reason": "the worker is not running"}, status_code=503
             )
         return JSONResponse({"status": "ok"})
 

@@ -18,6 +18,7 @@ from postroom.errors import (
     DuplicateRequestError,
     InputError,
     NotFoundError,
+    UnavailableError,
 )
 
 log = logging.getLogger("postroom.web")
@@ -30,6 +31,7 @@ _MESSAGES = {
     404: "The requested resource could not be found.",
     405: "The method is not allowed for this resource.",
     409: "The request could not be completed due to a conflict.",
+    503: "The service is temporarily unavailable for this request.",
     413: "The request body is too large.",
     500: "An internal server error occurred, please contact the system administrator.",
 }
@@ -60,6 +62,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (ConfigError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (UnavailableError, 503),
 )
 
 

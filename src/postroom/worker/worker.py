@@ -140,6 +140,20 @@ class Worker:
         try:
             route = self._route(message.tenant)
         except KeyError:
+            broken = self.tenants.broken(message.tenant) if self.tenants else None
+            if broken is not None:
+                # Only this tenant's messages fail (retried, in case an operator saves its
+                # settings again in time); every other tenant carries on.
+                diagnosis = diagnose(
+                    "settings_invalid",
+                    cause=f"Tenant {message.tenant!r} cannot send: its saved settings cannot be "
+                    f"used ({broken}).",
+                )
+                courier = self.settings.courier  # the default tenant's backoff
+                self._finish(
+                    retry.after_failure(message, diagnosis, courier, now=utcnow()), message
+                )
+                return
             diagnosis = diagnose(
                 "unknown",
                 cause=f"The message belongs to tenant {message.tenant!r}, "
@@ -371,6 +385,11 @@ class Worker:
                     # The database went away (restart, failover): keep what is in flight,
                     # and try again shortly; nothing is lost, leases cover the rest.
                     log.warning("the store is unavailable, retrying in 1s: %s", exc)
+                    await self._sleep(stop, 1.0)
+                except Exception:
+                    # Anything else (a bug, one tenant's settings) must not end the worker
+                    # while intake keeps accepting messages: log it and carry on.
+                    log.exception("the worker's loop failed; retrying in 1s")
                     await self._sleep(stop, 1.0)
         finally:
             await self._shutdown(shutdown_deadline)

@@ -10,12 +10,11 @@ values that look like credentials are masked the same way. Everything the form d
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from postroom.config.secrets import MASK
+from postroom.config.secrets import MASK, is_credential_name
 from postroom.config.smtp_uri import Security, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.presets import PRESETS, Preset, encode_credential
@@ -34,9 +33,6 @@ STRATEGIES: dict[str, str] = {
 }
 HTTP_METHODS = ("POST", "PUT", "PATCH")
 HTTP_AUTH = {"none": "None", "api_key": "API key (header or cookie)", "basic_auth": "Basic auth"}
-SENSITIVE_HEADER = re.compile(
-    r"authorization|api[-_]?key|token|secret|password|passwd|cookie|signature|credential", re.I
-)
 
 
 @dataclass
@@ -86,8 +82,7 @@ def _security(uri_security: Security, verify: bool) -> str:
 def header_lines(headers: Mapping[str, str]) -> str:
     """``Name: value`` lines, credential-looking values masked."""
     return "\n".join(
-        f"{name}: {MASK if SENSITIVE_HEADER.search(name) else value}"
-        for name, value in headers.items()
+        f"{name}: {MASK if is_credential_name(name) else value}" for name, value in headers.items()
     )
 
 
@@ -187,7 +182,9 @@ def build_connection_uri(
 
 
 def parse_headers(text: str, stored: Mapping[str, str]) -> dict[str, str]:
-    """``Name: value`` lines -> a dict; a masked value keeps the stored one."""
+    """``Name: value`` lines -> a dict. A masked value stays ``***`` (the registry keeps the
+    stored value in its place) and is refused when ``stored`` (the masked stored headers) has
+    no such header."""
     headers: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -196,13 +193,11 @@ def parse_headers(text: str, stored: Mapping[str, str]) -> dict[str, str]:
         name, value = name.strip(), value.strip()
         if not colon or not name:
             raise InputError(f"line {number} is not 'Name: value'", field="http_headers")
-        if value == MASK:
-            if name not in stored:
-                raise InputError(
-                    f"line {number}: {name} reads {MASK} but no value is stored; type it",
-                    field="http_headers",
-                )
-            value = stored[name]
+        if value == MASK and name not in stored:
+            raise InputError(
+                f"line {number}: {name} reads {MASK} but no value is stored; type it",
+                field="http_headers",
+            )
         headers[name] = value
     return headers
 
@@ -214,12 +209,7 @@ def _set(node: dict[str, Any], key: str, value: str) -> None:
         node.pop(key, None)
 
 
-def courier_from_form(
-    form: Mapping[str, str],
-    stored: Mapping[str, Any],
-    *,
-    stored_headers: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+def courier_from_form(form: Mapping[str, str], stored: Mapping[str, Any]) -> dict[str, Any]:
     """The courier section to save: the stored one (masked) with the form's fields applied.
 
     Raise :class:`InputError` naming the field for what the form can tell is wrong; the
@@ -273,7 +263,8 @@ def courier_from_form(
         if method not in HTTP_METHODS:
             raise InputError("choose POST, PUT or PATCH", field="http_method")
         request["method"] = method
-        headers = parse_headers(form.get("http_headers", ""), stored_headers or {})
+        stored_headers = _dict(stored, "http", "request_config", "headers")
+        headers = parse_headers(form.get("http_headers", ""), stored_headers)
         if headers:
             request["headers"] = headers
         else:

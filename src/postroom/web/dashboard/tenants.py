@@ -65,6 +65,20 @@ async def tenant_list(request: Request, _viewer: Viewer) -> Response:
                     f"{r.count:,} {r.unit} per {duration(r.per)}"
                     for r in courier.effective_rate_limits
                 ],
+                "error": "",
+            }
+        )
+    for name, reason in tenants.broken_tenants().items():
+        rows.append(
+            {
+                "id": name,
+                "file": False,
+                "strategy": "",
+                "preset": "",
+                "target": "",
+                "from_address": "",
+                "limits": [],
+                "error": reason,
             }
         )
     return render(request, "tenants.html", title="Tenants", nav="tenants", rows=rows)
@@ -83,11 +97,13 @@ async def _tenant_page(
     if tenant_id is not None:
         described = await tenants.describe(tenant_id)
         source = described["source"]
+        extra.setdefault("error", described.get("error"))
         if form is None:
             form = tenant_form.form_from_courier(described["courier"])
     form = form or TenantForm()
     settings = await tenants.settings()
-    courier = settings.tenant(tenant_id) if tenant_id is not None else None
+    usable = tenant_id is not None and tenant_id in settings.tenant_names()
+    courier = settings.tenant(tenant_id) if usable and tenant_id is not None else None
     preset = PRESETS.get(form.preset)
     extra.setdefault("report", None)
     extra.setdefault("test_to", "")
@@ -131,20 +147,15 @@ async def _save(request: Request, tenant_id: str | None) -> Response:
     tenants = registry(request)
     name = tenant_id if tenant_id is not None else form_value(form, "id")
     stored_courier: dict[str, Any] = {}
-    stored_headers: dict[str, str] = {}
     if tenant_id is not None:
         stored_courier = (await tenants.describe(tenant_id))["courier"]
-        raw = await tenants.store.get_tenant(tenant_id)
-        if raw is not None:
-            headers = raw.courier.get("http", {}).get("request_config", {}).get("headers", {})
-            stored_headers = dict(headers) if isinstance(headers, dict) else {}
     try:
         if tenant_id is None:
             if not name:
                 raise InputError("give the new tenant an id", field="id")
             if name in (await tenants.settings()).tenant_names():
                 raise InputError(f"a tenant {name!r} exists already; edit it instead", field="id")
-        courier = tenant_form.courier_from_form(form, stored_courier, stored_headers=stored_headers)
+        courier = tenant_form.courier_from_form(form, stored_courier)
         await tenants.save(name, courier)
     except (InputError, ConfigError, ConflictError) as exc:
         shown = tenant_form.form_from_submission(
