@@ -11,6 +11,7 @@ import base64
 import copy
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -86,15 +87,37 @@ def _key(secret: str) -> bytes:
     return base64.urlsafe_b64encode(digest)
 
 
+TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+"""An intake token's stored form: ``sha256:`` and 64 lowercase hex digits."""
+
+
 def hash_token(token: str) -> str:
-    """The stored form of an intake token (tokens are random, so a plain SHA-256 suffices)."""
-    if token.startswith("sha256:"):
-        return token
+    """The SHA-256 of a token as stored (tokens are random, so a plain SHA-256 suffices).
+
+    Always hashed, even when ``token`` itself looks like a stored hash: a hash read from a
+    database backup or a configuration file is never a credential.
+    """
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
+def stored_token(value: str) -> str:
+    """The stored form of a configured intake token: an entry that is already a hash
+    (``sha256:`` and 64 hex digits) as it is, anything else hashed. Raise ``ValueError`` for
+    an entry that starts with ``sha256:`` but is no such hash (it could never match)."""
+    if not value.startswith("sha256:"):
+        return hash_token(value)
+    if not TOKEN_HASH.fullmatch(value.lower()):
+        raise ValueError(
+            "an intake token starting with 'sha256:' is read as the token's stored hash and "
+            "must be 'sha256:' and 64 hex digits (the SHA-256 of the token); give the token "
+            "itself otherwise"
+        )
+    return value.lower()
+
+
 def token_matches(token: str, hashes: Sequence[str]) -> bool:
-    """Constant-time check of a presented token against stored hashes."""
+    """Constant-time check of a presented token against stored hashes; the presented token
+    is always hashed first, so presenting a stored hash matches nothing."""
     presented = hash_token(token)
     found = False
     for stored in hashes:

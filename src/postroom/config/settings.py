@@ -19,7 +19,7 @@ from pydantic import (
 from postroom.config.durations import Duration, PositiveDuration
 from postroom.config.http import HttpSettings
 from postroom.config.oauth2 import OAuth2Settings
-from postroom.config.secrets import hash_token
+from postroom.config.secrets import stored_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
@@ -189,11 +189,12 @@ class CourierSettings(_Strict):
     @field_validator("intake_tokens")
     @classmethod
     def _hashed_tokens(cls, value: list[str]) -> list[str]:
-        # Stored hashed: a plain token in the file is hashed as it is read.
+        # Stored hashed: a plain token in the file is hashed as it is read; a sha256: entry
+        # is already the hash (presented tokens are always hashed, see token_matches).
         for token in value:
             if len(token) < 16 and not token.startswith("sha256:"):
                 raise ValueError("an intake token must be at least 16 characters long")
-        return [hash_token(token) for token in value]
+        return [stored_token(token) for token in value]
 
     @model_validator(mode="after")
     def _smtp_needs_a_uri(self) -> CourierSettings:
