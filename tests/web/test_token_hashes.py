@@ -18,8 +18,7 @@ from postroom.config import Settings
 from postroom.config.loader import load_settings
 from postroom.errors import ConfigError
 
-from test_api import assert_error
-from web_support import AUTH, serving
+from web_support import AUTH, assert_error, serving
 
 FILE_TOKEN = "file-tenant-intake-token-0123456789"
 FILE_HASH = "sha256:" + hashlib.sha256(FILE_TOKEN.encode()).hexdigest()
