@@ -42,7 +42,7 @@ async def sign_in(request: Request) -> Response:
             "(or SERVE_ADMIN_TOKEN), or run `postroom serve --dev` on a loopback address."
         )
     elif token and sessions.is_admin_token(request, token):
-        sessions.replace_session(request, sessions.new_session(signed_in=True))
+        await sessions.sign_in(request)
         return redirect(target)
     else:
         await asyncio.sleep(FAILED_SIGN_IN_DELAY)
@@ -65,5 +65,5 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     """End the session."""
     await read_form(request)
-    sessions.replace_session(request, None)
+    await sessions.sign_out(request)
     return redirect("/sign-in?notice=signed-out")
