@@ -26,7 +26,14 @@ def serving(settings: Settings, **kwargs: Any) -> Iterator[str]:
     app = create_app(settings, **kwargs)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,  # as `postroom serve`: the app trusts serve.trusted_proxies
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -5,6 +5,7 @@ Validation lives here; reading files and the environment lives in ``loader``.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -234,6 +235,13 @@ class CourierSettings(_Strict):
         ]
 
 
+def _proxy_list(value: object) -> object:
+    """``SERVE_TRUSTED_PROXIES`` arrives as text: comma-separated addresses or networks."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class ServeSettings(_Strict):
     """``serve``."""
 
@@ -241,6 +249,24 @@ class ServeSettings(_Strict):
     port: int = Field(default=4436, ge=0, le=65535)
     admin_token: str | None = None
     allow_private_targets: bool = False
+    trusted_proxies: Annotated[list[str], BeforeValidator(_proxy_list)] = Field(
+        default_factory=list
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        # Networks in CIDR form, so that a peer is trusted by address, never by name.
+        out = []
+        for entry in value:
+            try:
+                out.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network; write addresses or CIDR "
+                    "networks of your reverse proxies, like [127.0.0.1, 10.0.0.0/8]"
+                ) from None
+        return out
 
 
 class SecretsSettings(_Strict):

@@ -69,4 +69,7 @@ class GracefulServer(uvicorn.Server):
 
 def run_server(app: FastAPI, *, host: str, port: int) -> None:
     """Serve ``app`` until SIGTERM or Ctrl-C; the app's lifespan stops its worker cleanly."""
-    GracefulServer(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+    # The app reads X-Forwarded-For itself, from serve.trusted_proxies only: uvicorn's own
+    # default would trust any local peer's header.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    GracefulServer(config).run()
