@@ -108,6 +108,14 @@ def store_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'postroom.db'}"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The DSN of a fresh, empty SQL database, once per SQL backend (nothing migrated)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_dsn"))
+    return f"sqlite:///{tmp_path / 'old.db'}"
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     """A migrated SQLite store under tmp_path."""

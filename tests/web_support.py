@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 from postroom.config import Settings
@@ -25,7 +26,14 @@ def serving(settings: Settings, **kwargs: Any) -> Iterator[str]:
     app = create_app(settings, **kwargs)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,  # as `postroom serve`: the app trusts serve.trusted_proxies
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -41,3 +49,12 @@ def serving(settings: Settings, **kwargs: Any) -> Iterator[str]:
 
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def assert_error(response: httpx.Response, code: int) -> dict[str, Any]:
+    """Assert an error answer of status ``code`` in the JSON error shape; return its object."""
+    assert response.status_code == code, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == code and error["status"] and error["reason"] and error["message"]
+    return dict(error)

@@ -432,21 +432,13 @@ def serve(
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
     from postroom.web.app import create_app
-    from postroom.web.server import run_server
+    from postroom.web.server import check_listen, run_server
 
     with user_errors():
         settings = settings_from(config)
         bind = host or settings.serve.host
         listen_port = settings.serve.port if port is None else port
-        loopback = bind in {"127.0.0.1", "::1", "localhost"} or bind.startswith("127.")
-        if dev and not loopback:
-            raise InputError("--dev listens on loopback only (127.0.0.1 or ::1)", field="--host")
-        if not loopback and not settings.serve.admin_token:
-            raise ConfigError(
-                f"refusing to listen on {bind} without an admin token; set serve.admin_token "
-                "(or SERVE_ADMIN_TOKEN), or listen on 127.0.0.1",
-                path="serve.admin_token",
-            )
+        check_listen(bind, dev=dev, admin_token=settings.serve.admin_token)
         _log_to_stderr()
         admin_token = settings.serve.admin_token
         if not dev and not admin_token:

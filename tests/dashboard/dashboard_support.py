@@ -20,9 +20,13 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 class Dash:
     """A client that keeps the session cookie, like a browser."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, *, local_address: str | None = None) -> None:
         self.base = base
-        self.http = httpx.Client(base_url=base, follow_redirects=False, timeout=30)
+        # local_address: connect from another loopback address, as another client would.
+        transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
+        self.http = httpx.Client(
+            base_url=base, follow_redirects=False, timeout=30, transport=transport
+        )
 
     def csrf(self, path: str) -> str:
         """The CSRF token of the form on ``path``."""

@@ -1,18 +1,22 @@
 """Signing in to the dashboard over a real socket: the session cookie, CSRF on every form,
-sign-out, and no sign-in with ``--dev``."""
+sign-out (which ends the session at once, on every server sharing the database, for any copy
+of the cookie), failed sign-ins locking the form for that address, and no sign-in with
+``--dev``."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from postroom.config import Settings
 from postroom.web.dashboard import session as sessions
+from postroom.web.throttle import FAILURES
 
 from dashboard_support import Dash, dash_client_fixture  # noqa: F401 (the fixture dash_client)
-from web_support import ADMIN, AUTH, serving
+from web_support import ADMIN, AUTH, assert_error, serving
 
 PAGES = ["/", "/messages", "/tenants", "/tenants/default", "/tenants/new", "/outbox"]
 
@@ -132,6 +136,69 @@ def test_a_new_admin_token_signs_everyone_out(
         again = dash_client(base)
         again.http.cookies.set(sessions.COOKIE, value)
         assert again.http.get("/").status_code == 303
+
+
+def test_sign_out_ends_the_session_for_a_copy_of_the_cookie_too(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        copied = dash.http.cookies[sessions.COOKIE]  # a stolen cookie, or a shared computer
+        thief = dash_client(base)
+        thief.http.cookies.set(sessions.COOKIE, copied)
+        assert thief.http.get("/messages").status_code == 200
+        assert dash.submit("/", "/sign-out").status_code == 303
+        answer = thief.http.get("/messages")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/sign-in")
+        # Signing in again makes a new session; the old cookie stays worthless.
+        dash.sign_in()
+        assert dash.http.get("/messages").status_code == 200
+        assert thief.http.get("/messages").status_code == 303
+
+
+def test_a_sign_out_on_one_server_ends_the_session_on_every_server(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash], pg_dsn: str
+) -> None:
+    # Two `serve` processes behind a load balancer, sharing one PostgreSQL database.
+    settings = settings_with(dsn=pg_dsn)
+    with serving(settings, run_worker=False) as one, serving(settings, run_worker=False) as two:
+        dash = dash_client(one)
+        dash.sign_in()
+        cookie = dash.http.cookies[sessions.COOKIE]
+        elsewhere = dash_client(two)
+        elsewhere.http.cookies.set(sessions.COOKIE, cookie)
+        assert elsewhere.http.get("/").status_code == 200
+        assert elsewhere.submit("/", "/sign-out").status_code == 303
+        assert dash.http.get("/").status_code == 303  # at once, on the other server
+
+
+def test_failed_sign_ins_lock_the_form_for_that_address_only(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False) as base:
+        dash = dash_client(base)
+        csrf = dash.csrf("/sign-in")
+
+        def sign_in(token: str) -> httpx.Response:
+            return dash.http.post("/sign-in", data={"csrf": csrf, "token": token, "next": "/"})
+
+        with ThreadPoolExecutor(FAILURES) as pool:  # each wrong token waits for its answer
+            answers = list(pool.map(sign_in, [f"guess-{n}" for n in range(FAILURES)]))
+        assert [a.status_code for a in answers] == [401] * FAILURES
+        locked = sign_in(ADMIN)
+        assert locked.status_code == 429
+        assert "Too many failed sign-ins from your address" in locked.text
+        assert "minutes" in locked.text and int(locked.headers["retry-after"]) > 0
+        assert dash.http.get("/").status_code == 303  # not signed in
+        # The same address is locked out of the API too: one count per address.
+        assert_error(dash.http.get("/admin/courier/messages", headers=AUTH), 429)
+        other = Dash(base, local_address="127.0.0.2")
+        try:
+            assert other.sign_in().status_code == 303
+            assert other.http.get("/").status_code == 200
+        finally:
+            other.close()
 
 
 def test_dev_mode_needs_no_sign_in_but_forms_still_carry_csrf(

@@ -3,15 +3,15 @@ database is already at the newest revision, and upgrades it when it is not."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import timedelta
 
-import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
+from test_store_contract import new
 
-from postroom.store import open_store
+from postroom.store import open_store, utcnow
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url
 
 
@@ -23,13 +23,6 @@ def alembic_config() -> Config:
 
 def test_the_quick_head_check_agrees_with_alembic() -> None:
     assert newest_migration() == ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("pg_dsn"))
-    return f"sqlite:///{tmp_path / 'old.db'}"
 
 
 async def test_a_database_of_an_older_version_is_upgraded(sql_dsn: str) -> None:
@@ -74,4 +67,46 @@ async def test_a_database_that_already_has_the_rate_event_column_is_upgraded(
         await store.close()
     indexes = {i["name"] for i in inspect(engine).get_indexes("rate_events")}
     assert "ix_rate_events_message" in indexes
+    engine.dispose()
+
+
+async def test_a_database_of_0007_with_data_gains_the_sessions_table(sql_dsn: str) -> None:
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0007")
+    assert "sessions" not in inspect(engine).get_table_names()
+    store = open_store(sql_dsn)  # the 0007 tables are what this code writes messages to
+    try:
+        [(message, _)] = await store.enqueue([new(1)], max_attempts=3, ttl=0)
+        await store.put_tenant("acme", {"message_retries": 2})
+        await store.migrate()
+        assert (await store.get(message.id)).recipient == message.recipient
+        tenant = await store.get_tenant("acme")
+        assert tenant is not None and tenant.courier == {"message_retries": 2}
+        await store.start_session("s" * 64, expires_at=utcnow() + timedelta(hours=1))
+        assert await store.session_active("s" * 64)
+    finally:
+        await store.close()
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == newest_migration() == "0008"
+    engine.dispose()
+
+
+async def test_expired_sessions_are_deleted_when_a_session_starts(sql_dsn: str) -> None:
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    store = open_store(sql_dsn)
+    try:
+        await store.migrate()
+        for n in range(3):
+            await store.start_session(f"old{n}", expires_at=utcnow() - timedelta(seconds=1))
+        await store.start_session("live", expires_at=utcnow() + timedelta(hours=1))
+    finally:
+        await store.close()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM sessions")).scalars().all() == ["live"]
     engine.dispose()

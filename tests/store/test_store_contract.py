@@ -208,3 +208,22 @@ async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> N
     assert done.send_count == 1
     assert [d.status for d in done.dispatches] == [DispatchStatus.SUCCESS]
     assert done.lease_owner is None
+
+
+async def test_a_dashboard_session_lives_until_it_ends_or_expires(store_dsn: str) -> None:
+    one, two = open_store(store_dsn), open_store(store_dsn)  # two processes, one database
+    await one.migrate()
+    signed_in, old, never = "a" * 64, "b" * 64, "c" * 64
+    try:
+        await one.start_session(signed_in, expires_at=utcnow() + timedelta(hours=12))
+        await one.start_session(old, expires_at=utcnow() - timedelta(seconds=1))
+        assert await two.session_active(signed_in)
+        assert not await two.session_active(old)  # past its expiry
+        assert not await two.session_active(never)
+        await two.end_session(signed_in)  # signing out on the other process ...
+        assert not await one.session_active(signed_in)  # ... ends it here at once
+        await one.end_session(signed_in)  # ending it twice is no error
+        await one.end_session(never)
+    finally:
+        await one.close()
+        await two.close()

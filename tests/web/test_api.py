@@ -15,21 +15,13 @@ import pytest
 from postroom.config import Settings
 
 from smtp_servers import smtp_server
-from web_support import AUTH, serving
+from web_support import AUTH, assert_error, serving
 
 LOGIN = {
     "recipient": "jane@example.org",
     "template_type": "login_code_valid",
     "template_data": {"login_code": "246810"},
 }
-
-
-def assert_error(response: httpx.Response, code: int) -> dict[str, Any]:
-    assert response.status_code == code, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == code and error["status"] and error["reason"] and error["message"]
-    return dict(error)
 
 
 def test_admin_routes_need_the_admin_token(settings_with: Callable[..., Settings]) -> None:

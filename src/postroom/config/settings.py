@@ -5,6 +5,7 @@ Validation lives here; reading files and the environment lives in ``loader``.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -19,7 +20,7 @@ from pydantic import (
 from postroom.config.durations import Duration, PositiveDuration
 from postroom.config.http import HttpSettings
 from postroom.config.oauth2 import OAuth2Settings
-from postroom.config.secrets import hash_token
+from postroom.config.secrets import stored_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
@@ -189,11 +190,12 @@ class CourierSettings(_Strict):
     @field_validator("intake_tokens")
     @classmethod
     def _hashed_tokens(cls, value: list[str]) -> list[str]:
-        # Stored hashed: a plain token in the file is hashed as it is read.
+        # Stored hashed: a plain token in the file is hashed as it is read; a sha256: entry
+        # is already the hash (presented tokens are always hashed, see token_matches).
         for token in value:
             if len(token) < 16 and not token.startswith("sha256:"):
                 raise ValueError("an intake token must be at least 16 characters long")
-        return [hash_token(token) for token in value]
+        return [stored_token(token) for token in value]
 
     @model_validator(mode="after")
     def _smtp_needs_a_uri(self) -> CourierSettings:
@@ -233,6 +235,13 @@ class CourierSettings(_Strict):
         ]
 
 
+def _proxy_list(value: object) -> object:
+    """``SERVE_TRUSTED_PROXIES`` arrives as text: comma-separated addresses or networks."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class ServeSettings(_Strict):
     """``serve``."""
 
@@ -240,6 +249,24 @@ class ServeSettings(_Strict):
     port: int = Field(default=4436, ge=0, le=65535)
     admin_token: str | None = None
     allow_private_targets: bool = False
+    trusted_proxies: Annotated[list[str], BeforeValidator(_proxy_list)] = Field(
+        default_factory=list
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        # Networks in CIDR form, so that a peer is trusted by address, never by name.
+        out = []
+        for entry in value:
+            try:
+                out.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network; write addresses or CIDR "
+                    "networks of your reverse proxies, like [127.0.0.1, 10.0.0.0/8]"
+                ) from None
+        return out
 
 
 class SecretsSettings(_Strict):

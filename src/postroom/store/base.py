@@ -218,6 +218,18 @@ class Store(Protocol):
     ) -> StoredOAuthToken:
         """Keep ``refresh_token`` (already encrypted) for ``tenant``, replacing any before."""
 
+    async def start_session(self, session_id: str, *, expires_at: datetime) -> None:
+        """Record a signed-in dashboard session (``session_id`` is already a hash, unique)
+        until ``expires_at``, for every process sharing the store; sessions past their expiry
+        are deleted at the same time."""
+
+    async def session_active(self, session_id: str) -> bool:
+        """True while the session is started, not ended and not past its expiry."""
+
+    async def end_session(self, session_id: str) -> None:
+        """End a session at once, for every process sharing the store (no error when there is
+        no such session)."""
+
     async def take_slot(
         self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
     ) -> datetime | None:

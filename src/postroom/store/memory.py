@@ -44,6 +44,7 @@ class MemoryStore:
         self._dispatches: dict[str, list[Dispatch]] = {}
         self._tenants: dict[str, StoredTenant] = {}
         self._oauth_tokens: dict[str, StoredOAuthToken] = {}
+        self._sessions: dict[str, datetime] = {}  # dashboard session -> its expiry
         self._tenant_changes = 0
         # Per tenant: (time, message id until its hand-off), as the SQL store keeps them.
         self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
@@ -351,6 +352,21 @@ class MemoryStore:
         kept = StoredOAuthToken(tenant, refresh_token, origin, utcnow())
         self._oauth_tokens[tenant] = kept
         return kept
+
+    async def start_session(self, session_id: str, *, expires_at: datetime) -> None:
+        """Record a dashboard session; forget the expired ones."""
+        now = utcnow()
+        self._sessions = {k: v for k, v in self._sessions.items() if v > now}
+        self._sessions[session_id] = expires_at
+
+    async def session_active(self, session_id: str) -> bool:
+        """True while the session is recorded and not expired."""
+        expires_at = self._sessions.get(session_id)
+        return expires_at is not None and expires_at > utcnow()
+
+    async def end_session(self, session_id: str) -> None:
+        """Forget the session."""
+        self._sessions.pop(session_id, None)
 
     async def take_slot(
         self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str

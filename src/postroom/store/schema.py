@@ -138,3 +138,15 @@ rate_events = Table(
     Index("ix_rate_events_tenant_time", "tenant", "taken_at"),
     Index("ix_rate_events_message", "message_id"),
 )
+
+# Signed-in dashboard sessions (migration 0008): a session counts only while its row is here, so
+# a sign-out on one `serve` process ends it on every process sharing the database. ``id`` is a
+# keyed hash of the cookie's session id, never the id itself.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_sessions_expires", "expires_at"),
+)

@@ -65,6 +65,7 @@ from postroom.store.schema import (
     messages,
     oauth_tokens,
     rate_events,
+    sessions,
     tenants,
 )
 
@@ -700,6 +701,44 @@ class SqlStore:
             return StoredOAuthToken(tenant, refresh_token, origin, now)
 
         return await self._run(put)
+
+    # -- dashboard sessions -------------------------------------------------------------
+
+    async def start_session(self, session_id: str, *, expires_at: datetime) -> None:
+        """Record a signed-in dashboard session; delete the expired ones."""
+
+        def start() -> None:
+            now = utcnow()
+            with self._writer.begin() as conn:
+                conn.execute(sessions.delete().where(sessions.c.expires_at <= now))
+                conn.execute(
+                    sessions.insert().values(id=session_id, created_at=now, expires_at=expires_at)
+                )
+
+        await self._run(start)
+
+    async def session_active(self, session_id: str) -> bool:
+        """True while the session is recorded and not expired."""
+
+        def active() -> bool:
+            with self._reader.connect() as conn:
+                found = conn.execute(
+                    select(sessions.c.id).where(
+                        sessions.c.id == session_id, sessions.c.expires_at > utcnow()
+                    )
+                ).first()
+            return found is not None
+
+        return await self._run(active)
+
+    async def end_session(self, session_id: str) -> None:
+        """Delete the session."""
+
+        def end() -> None:
+            with self._writer.begin() as conn:
+                conn.execute(sessions.delete().where(sessions.c.id == session_id))
+
+        await self._run(end)
 
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each status (every status present, zeros included)."""

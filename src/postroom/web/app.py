@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from postroom import __version__
 from postroom.config import Settings
@@ -20,6 +21,7 @@ from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
 from postroom.web import api, dashboard
 from postroom.web.errors import BodyLimit, install_error_handlers
+from postroom.web.throttle import Throttle
 from postroom.worker import Worker, retention
 
 
@@ -73,8 +75,11 @@ def create_app(
     app.state.dev = dev
     app.state.admin_token = admin_token or settings.serve.admin_token
     app.state.metrics = Metrics()
+    app.state.throttle = Throttle()
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
+    if settings.serve.trusted_proxies:  # the client is then the right-most untrusted hop
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.serve.trusted_proxies)
     app.include_router(api.router)
 
     @app.get("/health/alive", tags=["health"])

@@ -1,12 +1,60 @@
-"""Running the app under uvicorn."""
+"""Running the app under uvicorn, and what ``serve`` checks before it listens."""
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+
+from postroom.errors import ConfigError, InputError
+
+MIN_ADMIN_TOKEN = 32
+"""Characters an admin token needs when ``serve`` listens beyond loopback."""
+MAKE_A_TOKEN = (
+    "make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` or "
+    "`openssl rand -base64 32`"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is a loopback address (127.0.0.0/8, ::1) or the word
+    ``localhost``; any other name is not, whatever it starts with."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(host: str, *, dev: bool, admin_token: str | None) -> None:
+    """Refuse to listen where the admin token would not protect enough: ``--dev`` (no
+    sign-in) beyond loopback, and beyond loopback without an admin token of
+    :data:`MIN_ADMIN_TOKEN` characters or more. Raise ``InputError`` or ``ConfigError``."""
+    if is_loopback(host):
+        return
+    if dev:
+        raise InputError(
+            f"--dev listens on loopback only (127.0.0.1, ::1 or localhost), not {host!r}",
+            field="--host",
+        )
+    if not admin_token:
+        raise ConfigError(
+            f"refusing to listen on {host} without an admin token; set serve.admin_token "
+            f"(or SERVE_ADMIN_TOKEN) to a random string of {MIN_ADMIN_TOKEN}+ characters "
+            f"({MAKE_A_TOKEN}), or listen on 127.0.0.1",
+            path="serve.admin_token",
+        )
+    if len(admin_token) < MIN_ADMIN_TOKEN:
+        raise ConfigError(
+            f"is {len(admin_token)} characters long; listening on {host}, beyond loopback, "
+            f"needs {MIN_ADMIN_TOKEN} or more: {MAKE_A_TOKEN}, and set it as "
+            "serve.admin_token (or SERVE_ADMIN_TOKEN)",
+            path="serve.admin_token",
+        )
 
 
 class GracefulServer(uvicorn.Server):
@@ -21,4 +69,7 @@ class GracefulServer(uvicorn.Server):
 
 def run_server(app: FastAPI, *, host: str, port: int) -> None:
     """Serve ``app`` until SIGTERM or Ctrl-C; the app's lifespan stops its worker cleanly."""
-    GracefulServer(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+    # The app reads X-Forwarded-For itself, from serve.trusted_proxies only: uvicorn's own
+    # default would trust any local peer's header.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    GracefulServer(config).run()

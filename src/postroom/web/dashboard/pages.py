@@ -195,6 +195,7 @@ class DashboardRoute(APIRoute):
         async def route(request: Request) -> Response:
             request.state.dashboard_started = time.perf_counter()
             try:
+                await sessions.load(request)
                 response = await handler(request)
             except sessions.SignInRequired:
                 target = request.url.path

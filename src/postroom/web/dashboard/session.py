@@ -4,9 +4,11 @@ A session is a signed cookie (``postroom_session``: HttpOnly, SameSite=Strict, S
 HTTPS) holding a random session id, whether the holder signed in, and when it expires; never
 the admin token. It is signed with HMAC-SHA256 under a key derived from the admin token, so
 changing the token signs everyone out; without a token (``serve --dev``) the key is random per
-process. Every visitor gets a session, signed in or not, so that the sign-in form too carries a
-CSRF token: an HMAC of the session id, checked on every POST together with the browser's
-``Sec-Fetch-Site`` header.
+process. A signed-in session also lives in the store (a keyed hash of its id): it counts only
+while its row is there, so signing out ends it at once on every ``serve`` sharing the database,
+even for someone who kept a copy of the cookie. Every visitor gets a session, signed in or not,
+so that the sign-in form too carries a CSRF token: an HMAC of the session id, checked on every
+POST together with the browser's ``Sec-Fetch-Site`` header.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request, Response
+
+from postroom.store import Store
 
 COOKIE = "postroom_session"
 LIFETIME = 12 * 3600
@@ -106,15 +111,30 @@ def csrf_token(session: Session, key: bytes) -> str:
     return _b64(hmac.new(key, f"csrf:{session.sid}".encode(), hashlib.sha256).digest())
 
 
-def current(request: Request) -> Session:
-    """This request's session; a visitor without a valid one gets a new anonymous session,
-    whose cookie is set on the response (see :func:`apply_cookie`)."""
-    cached: Session | None = getattr(request.state, "dashboard_session", None)
-    if cached is not None:
-        return cached
+def stored_id(session: Session, key: bytes) -> str:
+    """What the store keeps of a signed-in session: a keyed hash of its id, so a database
+    backup holds no usable id, and a new admin token (a new key) matches no old session."""
+    return hmac.new(key, f"session:{session.sid}".encode(), hashlib.sha256).hexdigest()
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def load(request: Request) -> Session:
+    """Read this request's session once, before its page runs: a valid cookie, signed in only
+    while the store still holds the session; otherwise a new anonymous session, whose cookie
+    is set on the response (see :func:`apply_cookie`)."""
     key = signing_key(request)
     raw = request.cookies.get(COOKIE)
     session = decode(raw, key) if raw else None
+    if (
+        session is not None
+        and session.signed_in
+        and not await _store(request).session_active(stored_id(session, key))
+    ):
+        session = None  # signed out (here or on another server), or a new admin token
     if session is None:
         session = new_session(signed_in=False)
         request.state.dashboard_set_cookie = session
@@ -122,9 +142,36 @@ def current(request: Request) -> Session:
     return session
 
 
-def replace_session(request: Request, session: Session | None) -> None:
-    """Make ``session`` this browser's session from the response on (None: sign out)."""
-    request.state.dashboard_session = session
+def current(request: Request) -> Session:
+    """This request's session, as :func:`load` read it."""
+    session: Session | None = getattr(request.state, "dashboard_session", None)
+    if session is None:
+        raise RuntimeError("the dashboard session is read by load() before a page runs")
+    return session
+
+
+async def sign_in(request: Request) -> None:
+    """Start a new signed-in session (a new id, recorded in the store) for this browser."""
+    session = new_session(signed_in=True)
+    expires_at = datetime.fromtimestamp(session.expires, UTC)
+    await _store(request).start_session(
+        stored_id(session, signing_key(request)), expires_at=expires_at
+    )
+    _replace(request, session)
+
+
+async def sign_out(request: Request) -> None:
+    """End this browser's session: removed from the store, so the cookie is worth nothing on
+    any server from now on, and cleared in the browser."""
+    session = current(request)
+    if session.signed_in:
+        await _store(request).end_session(stored_id(session, signing_key(request)))
+    _replace(request, None)
+
+
+def _replace(request: Request, session: Session | None) -> None:
+    """Make ``session`` this browser's session from the response on (None: no session)."""
+    request.state.dashboard_session = session or new_session(signed_in=False)
     request.state.dashboard_set_cookie = session if session is not None else False
 
 

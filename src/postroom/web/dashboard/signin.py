@@ -15,6 +15,7 @@ from postroom.web.dashboard.pages import (
     redirect,
     render,
 )
+from postroom.web.throttle import client_of, throttle_of, wait_text
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -36,34 +37,47 @@ async def sign_in(request: Request) -> Response:
     form = await read_form(request)
     target = local_path(form.get("next"))
     token = form_value(form, "token")
+    throttle, client = throttle_of(request), client_of(request)
+    wait = throttle.retry_after(client)
+    status = 401
     if request.app.state.admin_token is None:
         error = (
             "This server has no admin token, so nobody can sign in. Set serve.admin_token "
             "(or SERVE_ADMIN_TOKEN), or run `postroom serve --dev` on a loopback address."
         )
+    elif wait:
+        status = 429
+        error = (
+            f"Too many failed sign-ins from your address. Wait {wait_text(wait)}, then sign in "
+            "again with the admin token."
+        )
     elif token and sessions.is_admin_token(request, token):
-        sessions.replace_session(request, sessions.new_session(signed_in=True))
+        await sessions.sign_in(request)
         return redirect(target)
     else:
+        throttle.failed(client)
         await asyncio.sleep(FAILED_SIGN_IN_DELAY)
         error = (
             "That is not this server's admin token. It is serve.admin_token in the "
             "configuration (or SERVE_ADMIN_TOKEN), or the token `postroom serve` printed at "
             "start when none is configured."
         )
-    return render(
+    page = render(
         request,
         "sign_in.html",
-        status=401,
+        status=status,
         title="Sign in",
         next=local_path(form.get("next"), ""),
         error=error,
     )
+    if wait:
+        page.headers["Retry-After"] = str(wait)
+    return page
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     """End the session."""
     await read_form(request)
-    sessions.replace_session(request, None)
+    await sessions.sign_out(request)
     return redirect("/sign-in?notice=signed-out")
