@@ -19,7 +19,7 @@ from postroom.config.tenants import TenantRegistry
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
 from postroom.web import api, dashboard
-from postroom.web.errors import BodyLimit, install_error_handlers
+from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.worker import Worker, retention
 
 
@@ -74,6 +74,7 @@ def create_app(
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(NoNulInUrl)
     app.include_router(api.router)
 
     @app.get("/health/alive", tags=["health"])
