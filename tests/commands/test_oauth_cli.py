@@ -173,6 +173,32 @@ def test_a_declined_sign_in_fails_with_the_diagnosis(tmp_path: Path, pki: Any) -
     assert "postroom oauth login" in result.stderr
 
 
+def test_what_the_provider_says_is_printed_as_plain_text(tmp_path: Path, pki: Any) -> None:
+    hostile = "[/] [bold]x\x1b[2J\x1b]0;owned\x07"
+    with oauth_endpoint(
+        pki.server_context(),
+        decline_device=True,
+        user_code=f"PSTRM-42{hostile}",
+        verification_uri=f"https://microsoft.com/devicelogin{hostile}",
+        decline_description=f"AADSTS70019: declined {hostile}",
+    ) as (provider, _http):
+        config = write_config(tmp_path, courier={"smtp": device_smtp(provider, 2525)})
+        result = postroom(
+            tmp_path,
+            "oauth",
+            "login",
+            "--config",
+            str(config),
+            env={"SSL_CERT_FILE": str(pki.ca_file)},
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    output = result.stdout + result.stderr
+    assert "\x1b" not in output and "\x07" not in output
+    assert "PSTRM-42[/] [bold]x\\x1b[2J\\x1b]0;owned\\x07" in result.stdout
+    assert "declined [/] [bold]x\\x1b[2J" in result.stderr
+
+
 def test_login_needs_a_device_code_tenant_and_a_secret(tmp_path: Path) -> None:
     client_credentials = {
         "connection_uri": "smtp://sender%40example.org@smtp.office365.com:587/",
