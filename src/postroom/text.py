@@ -40,15 +40,19 @@ def _name(char: str) -> str:
 
 
 _BREAK = re.compile(f"[{re.escape(''.join(sorted(HEADER_BREAKS)))}]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _surrogate_problem(text: str) -> str | None:
     """A lone surrogate has no UTF-8 form: it is not text (JSON's ``\\ud800`` can make one)."""
-    found = _SURROGATE.search(text)
-    if found is None:
+    if text.isascii():
         return None
-    return f"contains a lone surrogate {_name(found.group())}, which is not valid Unicode text"
+    try:
+        text.encode("utf-8")  # in C, and it fails only on a surrogate
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains a lone surrogate {_name(text[exc.start])}, which is not valid Unicode text"
+        )
+    return None
 
 
 def header_line_problem(value: str) -> str | None:
