@@ -82,6 +82,10 @@ class OAuthProvider:
     subjects: tuple[str, ...] = ("sender@example.org",)
     refuse_new: bool = False
     decline_device: bool = False
+    # What the device code endpoint says (a test makes it hostile).
+    user_code: str = "PSTRM-42"
+    verification_uri: str = "https://microsoft.com/devicelogin"
+    decline_description: str = "AADSTS70019: declined"
     key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
@@ -227,8 +231,8 @@ class OAuthProvider:
             200,
             {
                 "device_code": code,
-                "user_code": "PSTRM-42",
-                "verification_uri": "https://microsoft.com/devicelogin",
+                "user_code": self.user_code,
+                "verification_uri": self.verification_uri,
                 "expires_in": 900,
                 "interval": 1,
                 "message": "To sign in, use a web browser ...",
@@ -248,7 +252,7 @@ class OAuthProvider:
         if polls == 1:
             return self._error(400, "authorization_pending", "AADSTS70016: pending")
         if self.decline_device:
-            return self._error(400, "authorization_declined", "AADSTS70019: declined")
+            return self._error(400, "authorization_declined", self.decline_description)
         return self._grant(self.subjects[0], refresh=True)
 
     def _jwt_bearer(self, form: dict[str, str]) -> Reply:

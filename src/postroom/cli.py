@@ -23,12 +23,15 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column, Table
+from rich.text import Text
 
 from postroom.config import Settings, load_settings
-from postroom.config.durations import parse_duration
+from postroom.config.durations import check_at_most, parse_duration
+from postroom.config.settings import MAX_RETENTION, MAX_TTL
 from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
 from postroom.models import Message, NewMessage, Status, message_json
 from postroom.store import MessageFilter, Store, open_store
+from postroom.text import data_problem, json_terminal_safe, terminal_safe
 
 T = TypeVar("T")
 
@@ -59,9 +62,24 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def plain(text: str, style: str = "", *, lines: bool = False) -> Text:
+    """``text`` for Rich to print as it is: no markup, no emoji codes, and every control
+    character escaped (:func:`~postroom.text.terminal_safe`); with ``lines``, line breaks
+    stay. Every command prints text that came from outside (a server reply, a stored
+    subject, a file's line) through this."""
+    return Text(terminal_safe(text, keep_newlines=lines), style=style)
+
+
+def labelled(
+    label: str, text: str, *, style: str = "", label_style: str = "", lines: bool = False
+) -> Text:
+    """``label`` (ours, styled) followed by outside ``text`` shown with :func:`plain`."""
+    return Text.assemble(Text(label, style=label_style), plain(text, style, lines=lines))
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` to stderr and exit."""
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(labelled("error: ", message, label_style="bold red", lines=True))
     raise typer.Exit(code)
 
 
@@ -82,7 +100,7 @@ def settings_from(config: Path | None) -> Settings:
     """Load the configuration and print its warnings to stderr."""
     loaded = load_settings(config)
     for warning in loaded.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", markup=True)
+        err.print(labelled("warning: ", warning, label_style="yellow"))
     return loaded.settings
 
 
@@ -128,8 +146,8 @@ def with_api_tenants(settings: Settings) -> Settings:
 
 
 def print_json(value: Any) -> None:
-    """Print JSON to stdout, unstyled."""
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    """Print JSON to stdout, unstyled; characters a terminal acts on are ``\\u`` escapes."""
+    sys.stdout.write(json_terminal_safe(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
 
 
 # -- send ----------------------------------------------------------------------------
@@ -138,14 +156,9 @@ def print_json(value: Any) -> None:
 def _parse_data(raw: str | None) -> dict[str, Any]:
     if raw is None:
         return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"is not valid JSON ({exc.msg} at column {exc.colno}); "
-            """write it like '{"login_code": "123456"}'""",
-            field="--data",
-        ) from None
+    from postroom.intake.validate import parse_json
+
+    value = parse_json(raw, field="--data", hint="""; write it like '{"login_code": "123456"}'""")
     if not isinstance(value, dict):
         raise InputError('must be a JSON object, like \'{"login_code": "123456"}\'', field="--data")
     return value
@@ -153,48 +166,19 @@ def _parse_data(raw: str | None) -> dict[str, Any]:
 
 def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[NewMessage]:
     """Validate and render every line; refuse the file (or skip bad lines) as asked."""
-    from postroom.intake import SendRequest, prepare
+    from postroom.intake.bulk import read_bulk
 
-    good: list[NewMessage] = []
-    bad: list[str] = []
-    keys: dict[tuple[str, str], tuple[int, str | None]] = {}  # (tenant, key) -> line, hash
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}", field="--bulk") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                # Validate and render now: all or nothing.
-                new = prepare(SendRequest.from_mapping(json.loads(line)), settings)
-            except json.JSONDecodeError as exc:
-                bad.append(f"line {number}: not valid JSON ({exc.msg})")
-                continue
-            except InputError as exc:
-                bad.append(f"line {number}: {exc}")
-                continue
-            if new.idempotency_key is not None:
-                key = (new.tenant, new.idempotency_key)
-                earlier, digest = keys.setdefault(key, (number, new.request_hash))
-                if digest != new.request_hash:
-                    bad.append(
-                        f"line {number}: idempotency_key: {new.idempotency_key!r} is already "
-                        f"used on line {earlier} for a different message"
-                    )
-                    continue
-            good.append(new)
-    if bad and not skip_invalid:
-        listing = "\n  ".join(bad)
+    read = read_bulk(path, settings)
+    if read.bad and not skip_invalid:
+        listing = "\n  ".join(read.bad)
         raise InputError(
-            f"{len(bad)} invalid line(s), nothing was enqueued "
+            f"{len(read.bad)} invalid line(s), nothing was enqueued "
             f"(fix them, or pass --skip-invalid to enqueue the valid ones):\n  {listing}",
             field=str(path),
         )
-    for line in bad:
-        err.print(f"[yellow]skipped[/] {line}", markup=True)
-    return good
+    for line in read.bad:
+        err.print(labelled("skipped ", line, label_style="yellow"))
+    return read.good
 
 
 @app.command()
@@ -334,7 +318,7 @@ def worker(
     with user_errors():
         settings = settings_from(config)
         try:
-            wait = parse_duration(max_wait)
+            wait = check_at_most(parse_duration(max_wait), MAX_TTL)
         except ValueError as exc:
             raise InputError(str(exc), field="--max-wait") from None
         _log_to_stderr()
@@ -396,7 +380,7 @@ def cleanup(
         age = None
         if older_than is not None:
             try:
-                age = parse_duration(older_than)
+                age = check_at_most(parse_duration(older_than), MAX_RETENTION)
             except ValueError as exc:
                 raise InputError(str(exc), field="--older-than") from None
         deleted = run_with_store(
@@ -457,11 +441,18 @@ def serve(
         run_server(application, host=bind, port=listen_port)
 
 
+class _TerminalSafeFormatter(logging.Formatter):
+    """Log lines quote servers and callers: their control characters are escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record), keep_newlines=True)
+
+
 def _log_to_stderr() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=os.environ.get("POSTROOM_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=os.environ.get("POSTROOM_LOG_LEVEL", "INFO").upper(), handlers=[handler]
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -510,12 +501,12 @@ def messages_list(
             table.add_row(
                 m.id,
                 m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                m.tenant,
-                m.recipient,
+                plain(m.tenant),
+                plain(m.recipient),
                 m.template_type.value,
                 _status_text(m),
                 str(m.send_count),
-                m.last_error.code if m.last_error else "",
+                plain(m.last_error.code) if m.last_error else "",
             )
         if not rows:
             out.print("no messages")
@@ -556,7 +547,7 @@ def messages_show(
             "waiting_for",
         ):
             if data.get(key) is not None:
-                out.print(f"[bold]{key:>16}[/]  {data[key]}", markup=True)
+                out.print(labelled(f"{key:>16}  ", str(data[key]), label_style="bold"))
         if message.last_error:
             _print_diagnosis("last error", message.last_error.to_json())
         for number, dispatch in enumerate(reversed(message.dispatches), start=1):
@@ -567,14 +558,11 @@ def messages_show(
 
 
 def _print_diagnosis(title: str, error: dict[str, Any]) -> None:
-    out.print(
-        f"[bold red]{title:>16}[/]  {error['code']}"
-        f" ({'transient' if error.get('transient') else 'permanent'})",
-        markup=True,
-    )
+    kind = "transient" if error.get("transient") else "permanent"
+    out.print(labelled(f"{title:>16}  ", f"{error['code']} ({kind})", label_style="bold red"))
     for key in ("stage", "reply", "cause", "fix"):
         if error.get(key):
-            out.print(f"{key:>16}  {error[key]}")
+            out.print(labelled(f"{key:>16}  ", str(error[key])))
 
 
 def _status_text(m: Message) -> str:
@@ -597,8 +585,26 @@ _register_diagnose(app)
 _register_oauth(app)
 
 
+def _refuse_undecodable(argv: list[str]) -> None:
+    """Exit 2 naming the option when an argument is not UTF-8 (Python holds such bytes as
+    lone surrogates, which no database, header or terminal takes)."""
+    for index, arg in enumerate(argv):
+        found = data_problem(arg)
+        if found is None:
+            continue
+        if arg.startswith("-"):
+            option = arg.split("=", 1)[0]
+        elif index and argv[index - 1].startswith("-"):
+            option = argv[index - 1]
+        else:
+            option = f"argument {index + 1}"
+        err.print(labelled("error: ", f"{option}: {found[1]}", label_style="bold red"))
+        sys.exit(2)
+
+
 def main() -> None:
     """Console-script entry point."""
+    _refuse_undecodable(sys.argv[1:])
     app()
 
 

@@ -5,6 +5,7 @@ worker then gets access tokens from it and keeps the rotated one."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +157,11 @@ async def test_login_for_an_api_tenant_updates_its_settings(tmp_path: Path, pki:
     assert [login.ok for login in srv.handler.xoauth2] == [True]
 
 
-def test_a_declined_sign_in_fails_with_the_diagnosis(tmp_path: Path, pki: Any) -> None:
-    with oauth_endpoint(pki.server_context(), decline_device=True) as (provider, _http):
-        config = write_config(tmp_path, courier={"smtp": device_smtp(provider, 2525)})
-        result = postroom(
+def declined_login(tmp_path: Path, pki: Any, **provider: Any) -> subprocess.CompletedProcess[str]:
+    """`postroom oauth login` against an endpoint where the person declines the sign-in."""
+    with oauth_endpoint(pki.server_context(), decline_device=True, **provider) as (oauth, _):
+        config = write_config(tmp_path, courier={"smtp": device_smtp(oauth, 2525)})
+        return postroom(
             tmp_path,
             "oauth",
             "login",
@@ -167,10 +169,31 @@ def test_a_declined_sign_in_fails_with_the_diagnosis(tmp_path: Path, pki: Any) -
             str(config),
             env={"SSL_CERT_FILE": str(pki.ca_file)},
         )
+
+
+def test_a_declined_sign_in_fails_with_the_diagnosis(tmp_path: Path, pki: Any) -> None:
+    result = declined_login(tmp_path, pki)
     assert result.returncode == 1
     assert "oauth_token_rejected" in result.stderr
     assert "authorization_declined" in result.stderr
     assert "postroom oauth login" in result.stderr
+
+
+def test_what_the_provider_says_is_printed_as_plain_text(tmp_path: Path, pki: Any) -> None:
+    hostile = "[/] [bold]x\x1b[2J\x1b]0;owned\x07"
+    result = declined_login(
+        tmp_path,
+        pki,
+        user_code=f"PSTRM-42{hostile}",
+        verification_uri=f"https://microsoft.com/devicelogin{hostile}",
+        decline_description=f"AADSTS70019: declined {hostile}",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    output = result.stdout + result.stderr
+    assert "\x1b" not in output and "\x07" not in output
+    assert "PSTRM-42[/] [bold]x\\x1b[2J\\x1b]0;owned\\x07" in result.stdout
+    assert "declined [/] [bold]x\\x1b[2J" in result.stderr
 
 
 def test_login_needs_a_device_code_tenant_and_a_secret(tmp_path: Path) -> None:

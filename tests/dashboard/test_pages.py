@@ -5,6 +5,7 @@ form, the outbox."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import time
 from collections.abc import Callable
@@ -293,6 +294,30 @@ def test_message_list_pages_filters_and_fragments(
         missing = dash.http.get("/messages/no-such-id")
         assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
         assert dash.http.get("/tenants/nobody").status_code == 404
+
+
+def test_crafted_page_tokens_and_a_nul_filter_are_400_not_500(
+    pg_dsn: str, settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    def token(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    crafted = [
+        token("2024-01-01T00:00:00|00000000-0000-0000-0000-000000000000"),  # naive
+        token("0001-01-01T00:00:00+14:00|x"),  # before year 1 in UTC
+        token("9999-12-31T23:59:59-14:00|x"),  # after year 9999 in UTC
+        token("2024-01-01T00:00:00+00:00|\x00"),
+    ]
+    with serving(settings_with(dsn=pg_dsn), run_worker=False) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        dash.enqueue()
+        for page_token in crafted:
+            page = dash.http.get("/messages", params={"page": page_token})
+            assert page.status_code == 400, page.text
+            assert "start again from the newest" in page.text
+        assert dash.http.get("/messages", params={"recipient": "\x00"}).status_code == 400
+        assert len(ROW.findall(dash.http.get("/messages").text)) == 1
 
 
 def test_retry_confirms_past_the_ttl_and_cancel_abandons(

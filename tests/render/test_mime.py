@@ -13,6 +13,7 @@ import pytest
 from postroom.errors import InputError
 from postroom.models import RenderedEmail
 from postroom.render.mime import build_mime
+from postroom.text import HEADER_BREAKS
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
 RENDERED = RenderedEmail(
@@ -144,6 +145,33 @@ def test_line_breaks_in_a_header_are_refused_naming_the_field(
         build(rendered, **kwargs)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}:")
+
+
+@pytest.mark.parametrize("char", sorted(HEADER_BREAKS), ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"subject": "Hi{}Bcc: x@evil.test"}, "subject"),
+        ({"sender_name": "Example{}Bcc: x@evil.test"}, "from_name"),
+        ({"headers": {"X-Tag": "a{}Bcc: x@evil.test"}}, "headers.X-Tag"),
+        ({"recipient": "jane@example.org{}"}, "recipient"),
+        ({"reply_to": "support@example.org{}"}, "reply_to"),
+    ],
+)
+def test_every_character_that_splits_a_header_is_refused_when_building_mime(
+    overrides: dict[str, Any], field: str, char: str
+) -> None:
+    # compat32 splits header values on str.splitlines(): each of these starts a new header.
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value.format(char)
+
+    kwargs = {key: fill(value) for key, value in overrides.items()}
+    rendered = RenderedEmail(subject=kwargs.pop("subject", "Hi"), text="t", html="<p>t</p>")
+    with pytest.raises(InputError) as info:
+        build(rendered, **kwargs)
+    assert info.value.field == field
 
 
 @pytest.mark.parametrize(

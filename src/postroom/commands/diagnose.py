@@ -42,14 +42,14 @@ def register(app: typer.Typer) -> None:
     app.command("explain")(explain)
 
 
-def _plain(text: str, *, style: str | None = None, stderr: bool = False) -> None:
-    """Print text as it is: server replies contain brackets that are not markup."""
-    (err if stderr else out).print(text, markup=False, style=style, highlight=False)
+def _plain(text: str, *, style: str = "", stderr: bool = False, lines: bool = False) -> None:
+    """Print text as it is (see ``cli.plain``): server replies contain brackets that are not
+    markup, and may contain control characters meant for the terminal."""
+    (err if stderr else out).print(plain(text, style, lines=lines))
 
 
 def _warn(text: str) -> None:
-    err.print("[yellow]warning:[/] ", markup=True, end="")
-    _plain(text, stderr=True)
+    err.print(labelled("warning: ", text, label_style="yellow"))
 
 
 # -- presets ------------------------------------------------------------------------------
@@ -125,10 +125,10 @@ def _print_preset(preset: Preset) -> None:
         body = config.pop("body", None)
         _plain("")
         _plain("request_config:", style="bold")
-        _plain(json.dumps(config, indent=2))
+        _plain(json.dumps(config, indent=2), lines=True)
         if isinstance(body, str):
             _plain("body (Jsonnet):", style="bold")
-            _plain(body.rstrip("\n"))
+            _plain(body.rstrip("\n"), lines=True)
     if preset.steps:
         _plain("")
         _plain("Set-up", style="bold")
@@ -268,7 +268,7 @@ def _print_report(report: SmtpTestReport) -> None:
         line = f"  {mark} {step.stage:<{_STAGE_WIDTH}} {step.ms:8.1f} ms"
         if step.detail and (step.ok or not step.reply):
             line += f"  {step.detail}"
-        _plain(line, style=None if step.ok else style)
+        _plain(line, style="" if step.ok else style)
         if not step.ok and step.reply:
             _plain(f"      reply  {step.reply}", style="red")
     _print_server(report)
@@ -375,7 +375,9 @@ from postroom.cli import (  # noqa: E402
     ConfigOpt,
     JsonOpt,
     err,
+    labelled,
     out,
+    plain,
     print_json,
     run_with_store,
     settings_from,

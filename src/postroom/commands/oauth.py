@@ -75,9 +75,9 @@ async def _login(settings: Settings, store: Store, tenant: str) -> str:
     try:
         code = await request_device_code(oauth, timeout=courier.smtp.timeout)
         minutes = max(int(code.expires_in // 60), 1)
+        # The address and the code come from the provider's answer: printed as plain text.
         out.print(
-            f"To sign in, open {code.verification_uri} and enter the code {code.user_code}",
-            markup=False,
+            plain(f"To sign in, open {code.verification_uri} and enter the code {code.user_code}")
         )
         user = courier.smtp.xoauth2_user()
         who = f" as {user}" if user else " as the mailbox that sends"
@@ -95,9 +95,9 @@ async def _login(settings: Settings, store: Store, tenant: str) -> str:
         return "in the database (table oauth_tokens), since the configuration file is read-only"
     stored = await store.get_tenant(tenant)
     assert stored is not None  # an API tenant, listed a moment ago
-    plain: dict[str, Any] = transform_secrets(stored.courier, registry.crypter.decrypt)
-    plain.setdefault("smtp", {}).setdefault("oauth2", {})["refresh_token"] = refresh_token
-    await registry.save(tenant, plain)
+    decrypted: dict[str, Any] = transform_secrets(stored.courier, registry.crypter.decrypt)
+    decrypted.setdefault("smtp", {}).setdefault("oauth2", {})["refresh_token"] = refresh_token
+    await registry.save(tenant, decrypted)
     return "in the tenant's settings (smtp.oauth2.refresh_token)"
 
 
@@ -129,11 +129,11 @@ def _failed(exc: OAuthError) -> NoReturn:
     from postroom.diagnosis.classify import diagnose_error
 
     diagnosis = diagnose_error(exc)
-    err.print(f"error: the sign-in failed: {diagnosis.code}", markup=False, style="bold red")
+    err.print(plain(f"error: the sign-in failed: {diagnosis.code}", "bold red"))
     if diagnosis.reply:
-        err.print(f"  reply  {diagnosis.reply}", markup=False)
-    err.print(f"  cause  {diagnosis.cause}", markup=False)
-    err.print(f"  fix    {diagnosis.fix}", markup=False)
+        err.print(plain(f"  reply  {diagnosis.reply}"))
+    err.print(plain(f"  cause  {diagnosis.cause}"))
+    err.print(plain(f"  fix    {diagnosis.fix}"))
     raise typer.Exit(1)
 
 
@@ -143,6 +143,7 @@ from postroom.cli import (  # noqa: E402
     ConfigOpt,
     err,
     out,
+    plain,
     run_with_store,
     settings_from,
     user_errors,

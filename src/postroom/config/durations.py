@@ -15,19 +15,25 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 def parse_duration(value: object) -> float:
     """Return the duration in seconds; raise ``ValueError`` naming the accepted forms.
 
-    A bare number is seconds. Compound forms like ``1h30m`` are accepted.
+    A bare number is seconds. Compound forms like ``1h30m`` are accepted. The result is a
+    finite number of seconds, never negative.
     """
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 1h or 30d, not a boolean")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError("expected a duration such as 30s, 5m, 1h or 30d, not infinity")
-        if value < 0:
+    if isinstance(value, int | float):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
+        if math.isnan(seconds) or (isinstance(value, float) and math.isinf(value)):
+            shown = "NaN" if math.isnan(seconds) else "infinity"
+            raise ValueError(f"expected a duration such as 30s, 5m, 1h or 30d, not {shown}")
+        if seconds < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _finite(seconds)
     text = str(value).strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
+        return _finite(float(text))
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:
@@ -36,7 +42,13 @@ def parse_duration(value: object) -> float:
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 1h or 30d")
-    return total
+    return _finite(total)
+
+
+def _finite(seconds: float) -> float:
+    if math.isinf(seconds):
+        raise ValueError("is too long to be a duration; write it like 30s, 5m, 1h or 30d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -49,6 +61,26 @@ def format_duration(seconds: float) -> str:
             out.append(f"{rest // size}{unit}")
             rest %= size
     return "".join(out) or "0s"
+
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+
+
+def check_at_most(seconds: float, limit: float) -> float:
+    """Return ``seconds`` when it is at most ``limit``; else raise ``ValueError`` naming the
+    limit (a duration past it would overflow the dates it is added to, or mean a mistake)."""
+    if seconds > limit:
+        raise ValueError(
+            f"{format_duration(seconds)} is too long; the longest allowed is "
+            f"{format_duration(limit)}"
+        )
+    return seconds
+
+
+def at_most(limit: float) -> AfterValidator:
+    """A pydantic validator for ``Annotated[Duration, at_most(30 * DAY)]``: the setting's
+    longest allowed value, named in the error."""
+    return AfterValidator(lambda seconds: check_at_most(seconds, limit))
 
 
 def _positive(seconds: float) -> float:

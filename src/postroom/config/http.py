@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from postroom.config.durations import PositiveDuration
+from postroom.config.durations import MINUTE, PositiveDuration, at_most
+from postroom.config.model import SettingsModel
+from postroom.text import header_line_problem
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -44,7 +45,7 @@ SAMPLE_CTX: dict[str, Any] = {
 }
 
 
-class _Strict(BaseModel):
+class _Strict(SettingsModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -85,8 +86,9 @@ class HttpAuthConfig(_Strict):
     @field_validator("name", "value", "user", "password")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and any(c in value for c in "\r\n\0"):
-            raise ValueError("contains a line break or NUL; it must be one line")
+        problem = None if value is None else header_line_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         if value is not None and _PLACEHOLDER.fullmatch(value.split(" ")[-1]):
             raise ValueError(_placeholder_hint(value.split(" ")[-1]))
         return value
@@ -196,8 +198,9 @@ class RequestConfig(_Strict):
         for name, text in value.items():
             if not _TOKEN.match(name):
                 raise ValueError(f"{name!r} is not a valid header name")
-            if not isinstance(text, str) or any(c in text for c in "\r\n\0"):
-                raise ValueError(f"{name}: the value must be one line of text")
+            problem = header_line_problem(text)
+            if problem is not None:
+                raise ValueError(f"{name}: the value {problem}")
             if name.lower() in _MANAGED_HEADERS:
                 raise ValueError(f"{name} is set by Postroom; remove it")
             placeholder = _PLACEHOLDER.search(text)
@@ -227,4 +230,4 @@ class HttpSettings(_Strict):
     """``courier.http``: the request to make for every message, and how long to wait."""
 
     request_config: RequestConfig = Field(default_factory=RequestConfig)
-    timeout: PositiveDuration = 10.0
+    timeout: Annotated[PositiveDuration, at_most(10 * MINUTE)] = 10.0

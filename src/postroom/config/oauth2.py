@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from postroom.config.model import SettingsModel
 from postroom.errors import ConfigError
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
@@ -94,7 +95,7 @@ def check_token_url(url: str) -> str:
     return url.strip()
 
 
-class OAuth2Settings(BaseModel):
+class OAuth2Settings(SettingsModel):
     """``courier.smtp.oauth2``: XOAUTH2 login instead of a password (see SPEC.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

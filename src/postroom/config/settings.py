@@ -9,7 +9,6 @@ import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -17,16 +16,24 @@ from pydantic import (
     model_validator,
 )
 
-from postroom.config.durations import Duration, PositiveDuration
+from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
 from postroom.config.http import HttpSettings
+from postroom.config.model import SettingsModel
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import stored_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
+from postroom.text import header_line_problem
+
+MAX_TTL = 30 * DAY
+"""The longest ``courier.message_ttl``, and so the longest wait before a retry that a message
+could still live to see (``retry.initial``, ``retry.max``, ``worker --max-wait``)."""
+MAX_RETENTION = 3650 * DAY
+"""The longest ``courier.retention`` (and ``cleanup --older-than``): ten years."""
 
 
-class _Strict(BaseModel):
+class _Strict(SettingsModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -39,7 +46,7 @@ class SmtpSettings(_Strict):
     reply_to: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     local_name: str | None = None
-    timeout: PositiveDuration = 30.0
+    timeout: Annotated[PositiveDuration, at_most(10 * MINUTE)] = 30.0
     client_cert_path: str | None = None
     client_key_path: str | None = None
     oauth2: OAuth2Settings = Field(default_factory=OAuth2Settings)
@@ -59,6 +66,9 @@ class SmtpSettings(_Strict):
     def _plain_address(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        problem = header_line_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}; write one address like no-reply@example.org")
         try:
             header_address(value, field="address")
         except InputError:
@@ -84,8 +94,9 @@ class SmtpSettings(_Strict):
     @field_validator("from_name", "local_name")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
-        if value is not None and ("\r" in value or "\n" in value):
-            raise ValueError("contains a line break (CR or LF); it must be one line")
+        problem = None if value is None else header_line_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -122,15 +133,17 @@ class SmtpSettings(_Strict):
 class RetrySettings(_Strict):
     """``courier.retry``: exponential backoff with jitter between attempts."""
 
-    initial: Duration = 2.0
-    max: Duration = 300.0
+    initial: Annotated[Duration, at_most(MAX_TTL)] = 2.0
+    max: Annotated[Duration, at_most(MAX_TTL)] = 300.0
 
 
 class WorkerSettings(_Strict):
     """``courier.worker``."""
 
     concurrency: int = Field(default=8, ge=1, le=256)
-    lease: PositiveDuration = 60.0  # 0 would let a second worker take a message being sent
+    lease: Annotated[PositiveDuration, at_most(HOUR)] = (
+        60.0  # 0 would let a second worker take a message being sent
+    )
 
 
 def _list_from_text(value: object) -> object:
@@ -151,7 +164,7 @@ class RateLimitSettings(_Strict):
     """One entry of ``courier.rate_limits``: at most ``count`` per ``per``."""
 
     count: int = Field(gt=0)
-    per: PositiveDuration
+    per: Annotated[PositiveDuration, at_most(31 * DAY)]
     unit: Literal["messages", "recipients"] = "messages"
 
 
@@ -166,8 +179,8 @@ class CourierSettings(_Strict):
     expose_message_bodies: bool = False
     message_retries: int = Field(default=5, ge=0, le=100)
     retry: RetrySettings = Field(default_factory=RetrySettings)
-    message_ttl: Duration = 3600.0
-    retention: Duration = 30 * 86400.0
+    message_ttl: Annotated[Duration, at_most(MAX_TTL)] = 3600.0
+    retention: Annotated[Duration, at_most(MAX_RETENTION)] = 30 * DAY
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     intake_tokens: list[str] = Field(default_factory=list, repr=False)
     preset: str | None = None

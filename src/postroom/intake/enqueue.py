@@ -25,6 +25,7 @@ from postroom.models import Message, NewMessage, TemplateType
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
 from postroom.store import Store, utcnow
+from postroom.text import check_data
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON
 _DUPLICATE = "was already used for a different message; use a new key for a new message"
@@ -70,8 +71,20 @@ class SendRequest:
 def prepare(request: SendRequest, settings: Settings) -> NewMessage:
     """Validate and render one request into the exact message that will be sent.
 
-    Raise :class:`InputError` naming the field for anything invalid.
+    Raise :class:`InputError` naming the field for anything invalid: also for text that is
+    not text (a NUL, a lone surrogate), NaN or Infinity, or data nested too deeply, anywhere.
     """
+    for name, value in (
+        ("to", request.to),
+        ("tenant", request.tenant),
+        ("template", request.template_type),
+        ("data", request.data),
+        ("subject", request.subject),
+        ("text", request.text),
+        ("html", request.html),
+        ("idempotency_key", request.idempotency_key),
+    ):
+        check_data(value, field=name)
     recipient = validate_address(request.to, field="to")
     if request.tenant not in settings.tenant_names():
         raise InputError(
@@ -112,6 +125,8 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
     except TemplateError as exc:
         raise InputError(str(exc), field="template") from exc
     validate_text(rendered.subject, field="subject", limit=MAX_SUBJECT, one_line=True)
+    for part in (rendered.text, rendered.html or ""):
+        check_data(part, field="template")
     mime = build_mime(
         rendered,
         sender=courier.smtp.from_address,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from postroom.errors import InputError
 from postroom.models import TemplateType
+from postroom.text import check_data, header_line_problem
 
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_BODY = 1_000_000  # characters, per part
@@ -21,13 +23,15 @@ def validate_address(value: Any, *, field: str = "recipient") -> str:
     """Return the address stripped of surrounding space, or raise :class:`InputError`.
 
     Accepts ``local@domain`` (internationalised domains too); refuses display names, several
-    addresses, line breaks and anything that is not one mailbox.
+    addresses, line breaks (any that would split a header), NUL, lone surrogates and anything
+    that is not one mailbox.
     """
     if not isinstance(value, str) or not value.strip():
         raise InputError("an email address is required, like you@example.org", field=field)
     address = value.strip()
-    if "\r" in value or "\n" in value:  # even at the end: a line break is never harmless here
-        raise InputError("contains a line break (CR or LF); give one address", field=field)
+    problem = header_line_problem(value)  # even at the end: a line break is never harmless here
+    if problem is not None:
+        raise InputError(f"{problem}; give one address, like you@example.org", field=field)
     local, at, domain = address.rpartition("@")
     if at and not local.isascii() and "@" not in local and not any(c.isspace() for c in local):
         raise InputError(
@@ -91,11 +95,29 @@ def validate_required_data(template_type: TemplateType, data: dict[str, Any]) ->
 
 
 def validate_text(value: Any, *, field: str, limit: int, one_line: bool = False) -> str:
-    """Return a string within ``limit`` characters (one line when asked), or raise."""
+    """Return a string within ``limit`` characters that is text (no NUL, no lone surrogate)
+    and, when asked, one header line; or raise :class:`InputError` naming ``field``."""
     if not isinstance(value, str):
         raise InputError("must be a string", field=field)
-    if one_line and ("\r" in value or "\n" in value):
-        raise InputError("contains a line break (CR or LF); it must be one line", field=field)
+    problem = header_line_problem(value) if one_line else None
+    if problem is not None:
+        raise InputError(problem, field=field)
+    check_data(value, field=field)
     if len(value) > limit:
         raise InputError(f"is {len(value)} characters long; the limit is {limit}", field=field)
     return value
+
+
+def parse_json(text: str, *, field: str | None = None, hint: str = "") -> Any:
+    """The JSON value of ``text``; raise :class:`InputError` naming ``field`` and saying what is
+    wrong and where (``hint`` follows, e.g. an example). NaN and Infinity are parsed here and
+    refused with the rest of the data by :func:`postroom.text.check_data`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = f"{exc.msg} at column {exc.colno}"
+    except ValueError as exc:  # such as an integer with more digits than Python converts
+        problem = str(exc)
+    except RecursionError:
+        problem = "nested too deeply"
+    raise InputError(f"is not valid JSON ({problem}){hint}", field=field)

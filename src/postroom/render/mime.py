@@ -17,6 +17,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from postroom.errors import InputError
 from postroom.models import RenderedEmail
+from postroom.text import check_header_line
 
 # Headers Postroom sets itself (or that would change who receives the message or how it is
 # decoded); configured headers may not replace them.
@@ -37,14 +38,6 @@ _OWN = {
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 
 
-def check_header_value(name: str, value: str) -> None:
-    """Refuse CR or LF in a header value (header injection)."""
-    if "\r" in value or "\n" in value:
-        raise InputError(
-            "contains a line break (CR or LF); header values must be one line", field=name
-        )
-
-
 def check_configured_header(name: str, value: str) -> None:
     """Refuse a configured header that is not one valid line or that Postroom sets itself."""
     if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
@@ -52,7 +45,7 @@ def check_configured_header(name: str, value: str) -> None:
             f"{name!r} is not a valid header name; use letters, digits and dashes, like X-Campaign",
             field="headers",
         )
-    check_header_value(f"headers.{name}", value)
+    check_header_line(value, field=f"headers.{name}")
     if name.lower() in _OWN:
         raise InputError(
             "is set by Postroom and cannot be configured; configure from_address, from_name "
@@ -119,15 +112,16 @@ def build_mime(
 ) -> bytes:
     """Return the RFC 5322 bytes: multipart/alternative when there is HTML, CRLF line ends.
 
-    Raise :class:`InputError` for CR/LF in any header value or a header Postroom sets itself.
+    Raise :class:`InputError` for a line break (any that ``str.splitlines()`` knows), NUL or a
+    lone surrogate in any header value, or for a header Postroom sets itself.
     """
-    check_header_value("subject", email.subject)
-    check_header_value("recipient", recipient)
-    check_header_value("from_address", sender)
+    check_header_line(email.subject, field="subject")
+    check_header_line(recipient, field="recipient")
+    check_header_line(sender, field="from_address")
     if sender_name:
-        check_header_value("from_name", sender_name)
+        check_header_line(sender_name, field="from_name")
     if reply_to:
-        check_header_value("reply_to", reply_to)
+        check_header_line(reply_to, field="reply_to")
     # The compat32 classes: the same RFC 5322 output as EmailMessage for what we build, about
     # four times faster (MIME is serialised once per message, at enqueue).
     sender_box = header_address(sender, field="from_address")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -23,6 +23,7 @@ from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
 from postroom.models import Message, Status, message_json
 from postroom.store import MessageFilter, Store
+from postroom.text import data_problem
 from postroom.web.auth import Caller, require_admin, require_intake
 
 router = APIRouter()
@@ -114,11 +115,16 @@ def _page_token(message: Message) -> str:
 
 
 def _parse_page_token(token: str) -> tuple[datetime, str]:
+    """The ``(created_at, id)`` a page token carries (a UTC time); raise :class:`InputError`
+    for anything :func:`_page_token` would not have written."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         created, _, message_id = raw.partition("|")
-        return datetime.fromisoformat(created), message_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None or data_problem(message_id) is not None:
+            raise ValueError("not one of ours")
+        return when.astimezone(UTC), message_id
+    except (ValueError, OverflowError, binascii.Error):  # UnicodeDecodeError is a ValueError
         raise InputError("is not a page token this server gave out", field="page_token") from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +21,7 @@ from postroom.errors import (
     NotFoundError,
     UnavailableError,
 )
+from postroom.text import terminal_safe
 
 log = logging.getLogger("postroom.web")
 MAX_BODY = 1024 * 1024
@@ -38,13 +40,15 @@ _MESSAGES = {
 
 
 def error_body(code: int, reason: str) -> dict[str, Any]:
-    """SPEC.md's error object."""
+    """SPEC.md's error object; control characters and lone surrogates in ``reason`` are
+    escaped."""
     status = HTTPStatus(code)
     return {
         "error": {
             "code": code,
             "status": status.phrase,
-            "reason": reason,
+            # Reasons quote what the caller sent: printable, and always encodable as UTF-8.
+            "reason": terminal_safe(reason, keep_newlines=True),
             "message": _MESSAGES.get(code, status.description or status.phrase),
         }
     }
@@ -130,6 +134,24 @@ class BodyLimit:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         reason = f"the request body is larger than {self.limit // 1024} KiB"
         await error_response(413, reason)(scope, receive, send)
+
+
+class NoNulInUrl:
+    """Answer 400 for a URL whose path or query holds a NUL (``%00``): no message id, tenant
+    or filter holds one, and PostgreSQL refuses it in a query instead of finding nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "")
+            or b"\x00" in unquote_to_bytes(scope.get("query_string", b""))
+        ):
+            reason = "the URL contains a NUL character (%00); no id, name or filter holds one"
+            await error_response(400, reason)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _replay(receive: Receive, chunks: list[bytes], last: Message | None) -> Receive:
