@@ -52,6 +52,7 @@ SPEC_CODES = (
     "http_error",
     "template_error",
     "target_forbidden",
+    "settings_invalid",
     "expired",
     "cancelled",
     "protocol_error",
@@ -894,7 +895,7 @@ def test_detect_provider() -> None:
 
 def test_catalogue_has_exactly_the_spec_codes_in_order() -> None:
     assert tuple(CODES) == SPEC_CODES
-    assert len(CODES) == 32
+    assert len(CODES) == 33
 
 
 @pytest.mark.parametrize("code", SPEC_CODES)
