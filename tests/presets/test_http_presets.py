@@ -4,11 +4,15 @@ provider documents (checked against a real local server standing in for the prov
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from postroom.config import load_settings
 from postroom.config.http import HttpSettings
+from postroom.errors import ConfigError
 from postroom.presets import PRESETS, get_preset
 from postroom.presets.http import HTTP_PRESETS, fill_request_config
 from postroom.transports.base import Envelope
@@ -75,15 +79,34 @@ def test_a_filled_preset_loads(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "placeholder"),
     [
-        ("sendgrid-http", "{from_address}"),
+        ("sendgrid-http", "{api_key}"),
         ("mailgun-http", "{domain}"),
         ("postmark-http", "{server_token}"),
     ],
 )
-def test_an_unfilled_preset_is_refused_with_the_placeholder(name: str, placeholder: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        HttpSettings.model_validate({"request_config": get_preset(name).request_config})
+def test_an_unfilled_preset_is_refused_with_the_placeholder(
+    name: str, placeholder: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file(tmp_path, get_preset(name).request_config), environ={})
     assert placeholder in str(caught.value)
+
+
+def test_a_placeholder_left_in_the_body_is_refused_when_the_settings_load(tmp_path: Path) -> None:
+    # Every other placeholder filled: the body's own {from_address} is named.
+    config = fill_request_config(get_preset("sendgrid-http"), VALUES)
+    config["body"] = get_preset("sendgrid-http").request_config["body"]
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file(tmp_path, config), environ={})
+    assert "{from_address}" in str(caught.value)
+    assert "courier.http.request_config.body" in str(caught.value)
+
+
+def config_file(tmp_path: Path, request_config: Any) -> Path:
+    path = tmp_path / "postroom.yaml"
+    courier = {"delivery_strategy": "http", "http": {"request_config": request_config}}
+    path.write_text(yaml.safe_dump({"courier": courier}), encoding="utf-8")
+    return path
 
 
 async def test_sendgrid_http_posts_v3_mail_send_with_a_bearer_key() -> None:
