@@ -164,11 +164,13 @@ def _parse_data(raw: str | None) -> dict[str, Any]:
     return value
 
 
-def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[NewMessage]:
+def _read_bulk(
+    path: Path, skip_invalid: bool, settings: Settings, priority: str
+) -> list[NewMessage]:
     """Validate and render every line; refuse the file (or skip bad lines) as asked."""
     from postroom.intake.bulk import read_bulk
 
-    read = read_bulk(path, settings)
+    read = read_bulk(path, settings, priority=priority)
     if read.bad and not skip_invalid:
         listing = "\n  ".join(read.bad)
         raise InputError(
@@ -210,6 +212,14 @@ def send(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="With --bulk: enqueue the valid lines anyway.")
     ] = False,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            help="urgent, normal or bulk (default: by template type; bulk with --bulk, where "
+            "a line's own priority key wins).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -219,7 +229,7 @@ def send(
         if bulk is not None:
             if to or template or subject or text:
                 raise InputError("give either --bulk or a single message, not both", field="--bulk")
-            _send_bulk(settings, bulk, skip_invalid)
+            _send_bulk(settings, bulk, skip_invalid, priority or "bulk")
             return
         if to is None:
             raise InputError("is required, e.g. --to you@example.org", field="--to")
@@ -238,6 +248,7 @@ def send(
             html=html,
             tenant=tenant,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
         courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
         message, _created = run_with_store(
@@ -250,10 +261,13 @@ def send(
             sys.stdout.write(message.id + "\n")
 
 
-def _send_bulk(settings: Settings, path: Path, skip_invalid: bool) -> None:
+def _send_bulk(settings: Settings, path: Path, skip_invalid: bool, priority: str) -> None:
     from postroom.intake import enqueue_prepared
+    from postroom.intake.bulk import ttl_warnings
 
-    prepared = _read_bulk(path, skip_invalid, settings)
+    prepared = _read_bulk(path, skip_invalid, settings, priority)
+    for warning in ttl_warnings(prepared, settings):
+        err.print(labelled("warning ", warning, label_style="yellow"))
     chunk = 500
 
     async def work(store: Store) -> tuple[int, int]:

@@ -146,6 +146,14 @@ class WorkerSettings(_Strict):
     )
 
 
+class RecipientLimitSettings(_Strict):
+    """``courier.recipient_limits``: per tenant and recipient (case-insensitive), over urgent
+    and normal messages (bulk and ``test`` are not counted); 0 turns a limit off."""
+
+    cooldown: Annotated[Duration, at_most(DAY)] = 0.0  # per template type
+    per_hour: int = Field(default=0, ge=0, le=100_000)
+
+
 def _list_from_text(value: object) -> object:
     """``COURIER_RATE_LIMITS`` arrives as text: read it as YAML/JSON (a list of mappings)."""
     if isinstance(value, str):
@@ -187,6 +195,13 @@ class CourierSettings(_Strict):
     rate_limits: Annotated[list[RateLimitSettings], BeforeValidator(_list_from_text)] = Field(
         default_factory=list
     )
+    # Priority lanes: the share of each rate-limit window bulk mail may take, how long a
+    # normal message waits before it counts as urgent, and how long bulk mail may wait.
+    bulk_share: float = Field(default=0.8, gt=0.0, le=1.0)
+    priority_aging: Annotated[Duration, at_most(MAX_TTL)] = 5 * MINUTE
+    bulk_ttl: Annotated[Duration, at_most(MAX_TTL)] = 7 * DAY
+    dedupe_window: Annotated[Duration, at_most(DAY)] = 60.0
+    recipient_limits: RecipientLimitSettings = Field(default_factory=RecipientLimitSettings)
 
     @field_validator("preset")
     @classmethod

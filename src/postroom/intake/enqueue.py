@@ -13,6 +13,7 @@ from typing import Any
 
 from postroom.config import Settings
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
+from postroom.intake.priority import content_hash, enqueue_rules, parse_priority
 from postroom.intake.validate import (
     MAX_BODY,
     MAX_SUBJECT,
@@ -43,13 +44,24 @@ class SendRequest:
     html: str | None = None
     tenant: str = "default"
     idempotency_key: str | None = None
+    priority: str | None = None  # None: the template type's default
 
     @classmethod
     def from_mapping(cls, raw: Any) -> SendRequest:
         """Build from a JSON object with SPEC.md's bulk keys; raise :class:`InputError`."""
         if not isinstance(raw, dict):
             raise InputError("each line must be a JSON object")
-        allowed = {"to", "template", "data", "subject", "text", "html", "tenant", "idempotency_key"}
+        allowed = {
+            "to",
+            "template",
+            "data",
+            "subject",
+            "text",
+            "html",
+            "tenant",
+            "idempotency_key",
+            "priority",
+        }
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise InputError(
@@ -65,6 +77,7 @@ class SendRequest:
             html=raw.get("html"),
             tenant=raw.get("tenant") or "default",
             idempotency_key=raw.get("idempotency_key"),
+            priority=raw.get("priority"),
         )
 
 
@@ -83,6 +96,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         ("text", request.text),
         ("html", request.html),
         ("idempotency_key", request.idempotency_key),
+        ("priority", request.priority),
     ):
         check_data(value, field=name)
     recipient = validate_address(request.to, field="to")
@@ -136,6 +150,8 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         headers=courier.smtp.headers,
         date=utcnow(),
     )
+    priority = parse_priority(request.priority, template_type=template_type)
+    parts = (rendered.subject, rendered.text, rendered.html or "")
     return NewMessage(
         tenant=request.tenant,
         recipient=recipient,
@@ -147,6 +163,8 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         mime=mime,
         idempotency_key=key,
         request_hash=_request_hash(request),
+        priority=priority,
+        content_hash=content_hash(request.tenant, recipient, template_type, parts),
     )
 
 
@@ -160,6 +178,8 @@ def _request_hash(request: SendRequest) -> str:
             request.text,
             request.html,
             request.tenant,
+            # Only when given: keys stored before lanes existed keep matching their retries.
+            *([request.priority] if request.priority is not None else []),
         ],
         sort_keys=True,
         default=str,
@@ -205,6 +225,7 @@ async def enqueue_prepared(
             [prepared[i] for i in indexes],
             max_attempts=courier.message_retries + 1,
             ttl=courier.message_ttl,
+            rules=enqueue_rules(courier),
         )
         for index, result in zip(indexes, stored, strict=True):
             out[index] = result

@@ -16,7 +16,8 @@ def from_ory(payload: Any, *, tenant: str) -> SendRequest:
     """Turn Ory's payload into a request: Postroom's own template for a known type with the
     payload's values, or the payload's ``subject`` and ``body`` for ``stub`` and unknown types.
 
-    Raise :class:`InputError` naming the missing or wrong field.
+    An optional ``priority`` (urgent, normal or bulk) chooses the lane. Raise
+    :class:`InputError` naming the missing or wrong field.
     """
     if not isinstance(payload, dict):
         raise InputError("the body must be a JSON object (Ory's HTTP email delivery payload)")
@@ -24,14 +25,19 @@ def from_ory(payload: Any, *, tenant: str) -> SendRequest:
     if not isinstance(recipient, str) or not recipient:
         raise InputError("is required", field="recipient")
     template_type = payload.get("template_type")
+    priority = payload.get("priority")
+    if priority is not None and not isinstance(priority, str):
+        raise InputError("must be urgent, normal or bulk", field="priority")
     if isinstance(template_type, str) and template_type in _TEMPLATES:
         data = {
             key: value
             for key, value in payload.items()
-            if key not in {"recipient", "template_type", "to", "subject", "body"}
+            if key not in {"recipient", "template_type", "to", "subject", "body", "priority"}
             and value is not None
         }
-        return SendRequest(to=recipient, template_type=template_type, data=data, tenant=tenant)
+        return SendRequest(
+            to=recipient, template_type=template_type, data=data, tenant=tenant, priority=priority
+        )
     subject, body = payload.get("subject"), payload.get("body")
     if not isinstance(subject, str) or not isinstance(body, str):
         raise InputError(
@@ -39,4 +45,4 @@ def from_ory(payload: Any, *, tenant: str) -> SendRequest:
             "carry 'subject' and 'body' (add them to your Jsonnet payload)",
             field="template_type",
         )
-    return SendRequest(to=recipient, subject=subject, text=body, tenant=tenant)
+    return SendRequest(to=recipient, subject=subject, text=body, tenant=tenant, priority=priority)

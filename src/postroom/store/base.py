@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
+from postroom.models import Diagnosis, Message, NewMessage, Priority, Status, WaitingFor
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,36 @@ class Completion:
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     reclaimed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRules:
+    """What :meth:`Store.enqueue` enforces besides idempotency keys, for one tenant.
+
+    ``bulk_ttl``: the time to live of ``bulk`` messages (None: the ``ttl`` of the others).
+    ``dedupe_window``: seconds within which a message with the same ``content_hash`` as a
+    queued, in-flight or sent one is folded into it (0: off). ``cooldown`` (seconds, per
+    recipient and template type) and ``per_hour`` (per recipient): the per-recipient limits
+    over urgent and normal messages, ``test`` messages exempt (0: off).
+    """
+
+    bulk_ttl: float | None = None
+    dedupe_window: float = 0.0
+    cooldown: float = 0.0
+    per_hour: int = 0
+
+
+NO_RULES = EnqueueRules()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotWait:
+    """A hand-off slot that :meth:`Store.take_slot` did not give: when one may be free, and
+    why there was none (``rate_limit``: the window is full; ``priority``: what is left is kept
+    for more urgent mail)."""
+
+    free_at: datetime
+    waiting_for: WaitingFor
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +95,7 @@ class MessageFilter:
     recipient: str | None = None
     tenant: str | None = None
     template_type: str | None = None
+    priority: Priority | None = None
     limit: int = 50
     before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
 
@@ -138,12 +169,22 @@ class Store(Protocol):
         """Create or upgrade the schema to the newest version."""
 
     async def enqueue(
-        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        rules: EnqueueRules = NO_RULES,
     ) -> list[tuple[Message, bool]]:
         """Store messages durably in one transaction; return each with ``created``.
 
         A message whose (tenant, idempotency key) already exists is not stored again: the
         existing one is returned with ``created`` False. ``ttl`` 0 means never expires.
+        Without a key, a message whose ``content_hash`` matches one created within
+        ``rules.dedupe_window`` that is not abandoned is folded: that one is returned with
+        ``created`` False and its ``folded_duplicates`` counted up; two concurrent enqueues
+        never both store. Then the per-recipient limits of ``rules`` are checked: over one,
+        :class:`~postroom.errors.RecipientLimitError` is raised and nothing is stored.
         """
 
     async def claim(
@@ -153,11 +194,17 @@ class Store(Protocol):
         limit: int,
         lease: float,
         completions: Sequence[Completion] = (),
+        tenants: Mapping[str, float] | None = None,
     ) -> list[Message]:
         """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
 
         ``completions`` are recorded first, as :meth:`complete` would, in the same
         transaction: a busy worker writes the results of one batch as it takes the next.
+        ``tenants`` maps each tenant to its ``priority_aging`` in seconds: their due
+        messages are taken lane by lane (normal ones due longer than their aging first, then
+        urgent, normal, bulk), each in due order, and within a lane the room is shared
+        evenly between the tenants, so that one tenant's flood cannot starve another. Due
+        messages of tenants not named follow, in due order. Returned most urgent first.
         """
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
@@ -231,11 +278,24 @@ class Store(Protocol):
         no such session)."""
 
     async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        *,
+        message_id: str,
+        lane: Priority = Priority.URGENT,
+        bulk_share: float = 1.0,
+    ) -> SlotWait | None:
         """Take one hand-off slot of ``tenant`` under ``limits`` ((count, per seconds) pairs),
-        shared by every worker of every process. Return None when taken, else the time the
-        next slot frees up (nothing is taken then)."""
+        shared by every worker of every process. Return None when taken, else when the next
+        slot may free up and why (nothing is taken then).
+
+        ``urgent`` and ``normal`` take any free slot; when none is free, an ``urgent``
+        message books the next one, which no other message can take, and its next call gets
+        it (a ``normal`` message past its aging is passed as ``urgent``). ``bulk``
+        takes a slot only while the window is below ``bulk_share`` of each count (always one
+        bulk slot per window), and at most a sixtieth of that per sixtieth of the window, so
+        that slots keep freeing up for urgent mail."""
 
     async def delete_finished(
         self, *, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int

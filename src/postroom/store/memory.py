@@ -7,32 +7,39 @@ import asyncio
 import contextlib
 import copy
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from postroom.errors import ConflictError, NotFoundError
+from postroom.errors import ConflictError, NotFoundError, RecipientLimitError
 from postroom.models import (
     Diagnosis,
     Dispatch,
     DispatchStatus,
     Message,
     NewMessage,
+    Priority,
     Status,
+    TemplateType,
+    WaitingFor,
 )
 from postroom.store.base import (
+    NO_RULES,
     Activity,
     ActivityCount,
     Completion,
+    EnqueueRules,
     FailureCount,
     MessageFilter,
+    SlotWait,
     StoredOAuthToken,
     StoredTenant,
     activity_edges,
     new_id,
 )
-from postroom.store.sql import slot_free_at, utcnow
+from postroom.store.lanes import cooldown_error, counted, per_hour_error, pick_lanes, slot_wait
+from postroom.store.sql import utcnow
 
 
 class MemoryStore:
@@ -46,8 +53,9 @@ class MemoryStore:
         self._oauth_tokens: dict[str, StoredOAuthToken] = {}
         self._sessions: dict[str, datetime] = {}  # dashboard session -> its expiry
         self._tenant_changes = 0
-        # Per tenant: (time, message id until its hand-off), as the SQL store keeps them.
-        self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
+        # Per tenant: (time, message id until its hand-off, lane), as the SQL store keeps them.
+        self._rate: dict[str, list[tuple[datetime, str | None, Priority]]] = {}
+        self._hashes: dict[str, str | None] = {}  # message id -> content hash
         self._last = datetime.min.replace(tzinfo=UTC)
         self._wake = asyncio.Event()
         # (next attempt, created, id) of queued messages; stale entries are skipped at claim.
@@ -58,54 +66,126 @@ class MemoryStore:
         """Nothing to create."""
 
     async def enqueue(
-        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        rules: EnqueueRules = NO_RULES,
     ) -> list[tuple[Message, bool]]:
-        """Store messages; an existing (tenant, idempotency key) returns the earlier one."""
+        """Store messages; an existing (tenant, idempotency key) returns the earlier one, a
+        duplicate within the dedupe window folds, a recipient over a limit refuses all."""
         start = utcnow()
         out: list[tuple[Message, bool]] = []
-        for new in messages:
-            if new.idempotency_key is not None:
-                found = next(
-                    (
-                        m
-                        for m in self._messages.values()
-                        if m.tenant == new.tenant and m.idempotency_key == new.idempotency_key
-                    ),
-                    None,
-                )
-                if found is not None:
-                    out.append((found, False))
-                    continue
-            # Strictly increasing, so newest-first keeps the order of arrival.
-            now = max(start, self._last + timedelta(microseconds=1))
-            self._last = now
-            message = Message(
-                id=new_id(),
-                tenant=new.tenant,
-                status=Status.QUEUED,
-                recipient=new.recipient,
-                template_type=new.template_type,
-                template_data=copy.deepcopy(new.template_data),
-                subject=new.subject,
-                body=new.body,
-                html_body=new.html_body,
-                mime=new.mime,
-                send_count=0,
-                max_attempts=max_attempts,
-                idempotency_key=new.idempotency_key,
-                created_at=now,
-                updated_at=now,
-                next_attempt_at=start,
-                expires_at=start + timedelta(seconds=ttl) if ttl > 0 else None,
-                waiting_for=None,
-                last_error=None,
-                request_hash=new.request_hash,
-            )
-            self._put(message)
-            self._dispatches[message.id] = []
-            out.append((message, True))
+        stored: list[Message] = []
+        try:
+            for new in messages:
+                out.append(self._enqueue_one(new, start, max_attempts, ttl, rules, stored))
+        except RecipientLimitError:
+            for message in stored:  # all or nothing
+                del self._messages[message.id]
+                del self._dispatches[message.id]
+            raise
         self._wake.set()
         return out
+
+    def _enqueue_one(
+        self,
+        new: NewMessage,
+        start: datetime,
+        max_attempts: int,
+        ttl: float,
+        rules: EnqueueRules,
+        stored: list[Message],
+    ) -> tuple[Message, bool]:
+        if new.idempotency_key is not None:
+            found = next(
+                (
+                    m
+                    for m in self._messages.values()
+                    if m.tenant == new.tenant and m.idempotency_key == new.idempotency_key
+                ),
+                None,
+            )
+            if found is not None:
+                return found, False
+        into = self._fold_into(new, rules, start)
+        if into is not None:
+            into = replace(into, folded_duplicates=into.folded_duplicates + 1)
+            self._messages[into.id] = into
+            return into, False
+        self._check_limits(new, rules, start)
+        if new.priority is Priority.BULK and rules.bulk_ttl is not None:
+            ttl = rules.bulk_ttl
+        # Strictly increasing, so newest-first keeps the order of arrival.
+        now = max(start, self._last + timedelta(microseconds=1))
+        self._last = now
+        message = Message(
+            id=new_id(),
+            tenant=new.tenant,
+            status=Status.QUEUED,
+            recipient=new.recipient,
+            template_type=new.template_type,
+            template_data=copy.deepcopy(new.template_data),
+            subject=new.subject,
+            body=new.body,
+            html_body=new.html_body,
+            mime=new.mime,
+            send_count=0,
+            max_attempts=max_attempts,
+            idempotency_key=new.idempotency_key,
+            created_at=now,
+            updated_at=now,
+            next_attempt_at=start,
+            expires_at=start + timedelta(seconds=ttl) if ttl > 0 else None,
+            waiting_for=None,
+            last_error=None,
+            request_hash=new.request_hash,
+            priority=new.priority,
+        )
+        self._put(message)
+        self._hashes[message.id] = new.content_hash
+        self._dispatches[message.id] = []
+        stored.append(message)
+        return message, True
+
+    def _fold_into(self, new: NewMessage, rules: EnqueueRules, now: datetime) -> Message | None:
+        if rules.dedupe_window <= 0 or new.content_hash is None or new.idempotency_key:
+            return None
+        since = now - timedelta(seconds=rules.dedupe_window)
+        found = [
+            m
+            for m in self._messages.values()
+            if self._hashes.get(m.id) == new.content_hash
+            and m.created_at > since
+            and m.status is not Status.ABANDONED
+        ]
+        return max(found, key=lambda m: m.created_at) if found else None
+
+    def _check_limits(self, new: NewMessage, rules: EnqueueRules, now: datetime) -> None:
+        if not counted(new, rules):
+            return
+        who = new.recipient.lower()
+        mine = [
+            m
+            for m in self._messages.values()
+            if m.tenant == new.tenant
+            and m.recipient.lower() == who
+            and m.priority is not Priority.BULK
+            and m.template_type is not TemplateType.TEST
+            and m.created_at > now - timedelta(hours=1)
+        ]
+        same = [
+            m.created_at
+            for m in mine
+            if m.template_type is new.template_type
+            and m.created_at > now - timedelta(seconds=rules.cooldown)
+        ]
+        if rules.cooldown > 0 and same:
+            raise cooldown_error(new, rules, max(same) + timedelta(seconds=rules.cooldown) - now)
+        if rules.per_hour > 0 and len(mine) >= rules.per_hour:
+            times = sorted((m.created_at for m in mine), reverse=True)
+            raise per_hour_error(new, rules, times[rules.per_hour - 1] + timedelta(hours=1) - now)
 
     def _put(self, message: Message) -> None:
         """Keep ``message``; index it as due or as leased."""
@@ -124,9 +204,10 @@ class MemoryStore:
         limit: int,
         lease: float,
         completions: Sequence[Completion] = (),
+        tenants: Mapping[str, float] | None = None,
     ) -> list[Message]:
         """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
-        then due ones, oldest first."""
+        then due ones lane by lane, shared between tenants (see ``Store.claim``)."""
         await self.complete(completions, worker=worker)
         now = utcnow()
         expired = [
@@ -135,12 +216,19 @@ class MemoryStore:
             if (m := self._messages[mid]).lease_until is not None and m.lease_until < now
         ]
         chosen = sorted(expired, key=lambda m: m.lease_until or now)[:limit]
-        while self._due and len(chosen) < limit and self._due[0][0] <= now:
+        due: list[Message] = []
+        while self._due and self._due[0][0] <= now:
             due_at, _created, mid = heapq.heappop(self._due)
             found = self._messages.get(mid)
             # Entries go stale when a message is claimed, cancelled, deleted or rescheduled.
             if found and found.status is Status.QUEUED and found.next_attempt_at == due_at:
-                chosen.append(found)
+                due.append(found)
+        picked = pick_lanes(due, limit - len(chosen), tenants or {}, now)
+        chosen += picked
+        taken = {m.id for m in picked}
+        for message in due:  # back in the heap, for a later claim
+            if message.id not in taken and message.next_attempt_at is not None:
+                heapq.heappush(self._due, (message.next_attempt_at, message.created_at, message.id))
         claimed = []
         for message in chosen:
             leased = replace(
@@ -154,7 +242,7 @@ class MemoryStore:
             )
             self._put(leased)
             claimed.append(leased)
-        return sorted(claimed, key=lambda m: m.created_at)
+        return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
 
     def _held(self, message_id: str, worker: str) -> Message | None:
         message = self._messages.get(message_id)
@@ -192,7 +280,10 @@ class MemoryStore:
         attempted = {c.message_id for c in completions if c.attempted}
         if attempted:  # a hand-off counts from when it happened, not from its slot
             for events in self._rate.values():
-                events[:] = [(now, None) if mid in attempted else (t, mid) for t, mid in events]
+                events[:] = [
+                    (now, None, lane) if mid in attempted else (t, mid, lane)
+                    for t, mid, lane in events
+                ]
         for c in completions:
             message = self._messages[c.message_id]
             changes: dict[str, Any] = {
@@ -240,6 +331,7 @@ class MemoryStore:
             and (query.recipient is None or m.recipient == query.recipient)
             and (query.tenant is None or m.tenant == query.tenant)
             and (query.template_type is None or m.template_type.value == query.template_type)
+            and (query.priority is None or m.priority is query.priority)
             and (query.before is None or (m.created_at, m.id) < query.before)
         ]
         rows.sort(key=lambda m: (m.created_at, m.id), reverse=True)
@@ -369,19 +461,30 @@ class MemoryStore:
         self._sessions.pop(session_id, None)
 
     async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
-        """Take a hand-off slot of ``tenant`` under ``limits``."""
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        *,
+        message_id: str,
+        lane: Priority = Priority.URGENT,
+        bulk_share: float = 1.0,
+    ) -> SlotWait | None:
+        """Take (or book) a hand-off slot of ``tenant``; see ``Store.take_slot``."""
         if not limits:
             return None
         now = utcnow()
         longest = max(per for _count, per in limits)
         events = self._rate.setdefault(tenant, [])
         events[:] = [e for e in events if e[0] > now - timedelta(seconds=longest)]
-        free_at = slot_free_at(sorted((e[0] for e in events), reverse=True), limits, now)
-        if free_at is None:
-            events.append((now, message_id))
-        return free_at
+        wait = slot_wait(
+            events, limits, message_id=message_id, lane=lane, share=bulk_share, now=now
+        )
+        booking = wait is None or (
+            lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT
+        )
+        if booking and not any(mid == message_id for _t, mid, _lane in events):
+            events.append((wait.free_at if wait else now, message_id, lane))
+        return wait
 
     async def delete_finished(
         self, *, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int

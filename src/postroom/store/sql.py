@@ -12,7 +12,7 @@ import contextlib
 import functools
 import itertools
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -37,23 +37,34 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Row, make_url
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
-from postroom.errors import ConfigError, ConflictError, NotFoundError, PostroomError
+from postroom.errors import (
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    PostroomError,
+    RecipientLimitError,
+)
 from postroom.models import (
     Diagnosis,
     Dispatch,
     DispatchStatus,
     Message,
     NewMessage,
+    Priority,
     Status,
     TemplateType,
     WaitingFor,
 )
+from postroom.store import lanes
 from postroom.store.base import (
+    NO_RULES,
     Activity,
     ActivityCount,
     Completion,
+    EnqueueRules,
     FailureCount,
     MessageFilter,
+    SlotWait,
     StoredOAuthToken,
     StoredTenant,
     activity_edges,
@@ -90,6 +101,7 @@ class _EnqueueGroup:
     messages: Sequence[NewMessage]
     max_attempts: int
     ttl: float
+    rules: EnqueueRules
     result: asyncio.Future[list[tuple[Message, bool]]]
 
 
@@ -227,14 +239,28 @@ class SqlStore:
 
     # -- intake -----------------------------------------------------------------------
 
-    def _enqueue_sync(self, groups: Sequence[_EnqueueGroup]) -> list[list[tuple[Message, bool]]]:
+    def _enqueue_sync(
+        self, groups: Sequence[_EnqueueGroup]
+    ) -> list[list[tuple[Message, bool]] | RecipientLimitError]:
         """Store several callers' messages in one transaction (one fsync for all of them)."""
         # One microsecond apart, so that newest-first lists keep the order of arrival.
         start, tick = utcnow(), itertools.count()
-        results: list[list[tuple[Message, bool]]] = []
+        results: list[list[tuple[Message, bool]] | RecipientLimitError] = []
         with self._writer.begin() as conn:
+            if self.postgres:  # duplicates and recipient limits: one enqueue at a time
+                batch = [
+                    new
+                    for group in groups
+                    for new in group.messages
+                    if lanes.counted(new, group.rules) or group.rules.dedupe_window > 0
+                ]
+                for key in lanes.advisory_keys(batch):
+                    conn.execute(lanes.LOCK, {"key": key})
             for group in groups:
-                results.append(self._insert_group(conn, group, start, tick))
+                try:
+                    results.append(self._insert_group(conn, group, start, tick))
+                except RecipientLimitError as exc:  # that caller's answer; the others go on
+                    results.append(exc)
             if self.postgres:  # wakes idle workers in every process, at commit
                 conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         return results
@@ -242,10 +268,11 @@ class SqlStore:
     def _insert_group(
         self, conn: Connection, group: _EnqueueGroup, start: datetime, tick: Iterator[int]
     ) -> list[tuple[Message, bool]]:
-        batch, max_attempts, ttl = group.messages, group.max_attempts, group.ttl
-        expires = start + timedelta(seconds=ttl) if ttl > 0 else None
+        batch, max_attempts, rules = group.messages, group.max_attempts, group.rules
         out: list[tuple[Message, bool]] = []
-        rows: list[dict[str, Any]] = []
+        pending = lanes.Pending({}, [])
+        rows = pending.rows
+        folded: dict[int, dict[str, Any] | Row[Any]] = {}
         for new in batch:
             if new.idempotency_key is not None:
                 existing = conn.execute(
@@ -257,6 +284,14 @@ class SqlStore:
                 if existing is not None:
                     out.append((_message(existing), False))
                     continue
+            into = lanes.fold(conn, new, rules, start, pending)
+            if into is not None:
+                folded[len(out)] = into
+                out.append((_message(into), False))
+                continue
+            lanes.check_recipient_limits(conn, new, rules, start, pending)
+            ttl = rules.bulk_ttl if new.priority is Priority.BULK else None
+            ttl = group.ttl if ttl is None else ttl
             now = start + timedelta(microseconds=next(tick))
             row = {
                 "id": new_id(),
@@ -277,20 +312,32 @@ class SqlStore:
                 "created_at": now,
                 "updated_at": now,
                 "next_attempt_at": start,
-                "expires_at": expires,
+                "expires_at": start + timedelta(seconds=ttl) if ttl > 0 else None,
                 "waiting_for": None,
                 "last_error": None,
                 "lease_owner": None,
                 "lease_until": None,
+                "priority": new.priority.value,
+                "folded_duplicates": 0,
+                "content_hash": new.content_hash,
             }
             rows.append(row)
+            if new.content_hash is not None:
+                pending.by_hash.setdefault(new.content_hash, row)
             out.append((_message(row), True))
         if rows:
             conn.execute(messages.insert(), rows)
+        for index, into in folded.items():  # with the count of what folded in after it
+            out[index] = (_message(into), False)
         return out
 
     async def enqueue(
-        self, messages_: Sequence[NewMessage], *, max_attempts: int, ttl: float
+        self,
+        messages_: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        rules: EnqueueRules = NO_RULES,
     ) -> list[tuple[Message, bool]]:
         """Store messages durably in one transaction; see :class:`Store`.
 
@@ -298,7 +345,7 @@ class SqlStore:
         transaction that carries its messages, so nobody is answered before the disk has them.
         """
         group = _EnqueueGroup(
-            messages_, max_attempts, ttl, asyncio.get_running_loop().create_future()
+            messages_, max_attempts, ttl, rules, asyncio.get_running_loop().create_future()
         )
         self._enqueue_waiting.append(group)
         if self._enqueue_task is None or self._enqueue_task.done():
@@ -324,7 +371,7 @@ class SqlStore:
                     raise
                 continue
             for group, result in zip(groups, results, strict=True):
-                group.result.set_result(result)
+                _settle(group, result)
             self._wake.set()
 
     async def _commit_alone(self, group: _EnqueueGroup) -> None:
@@ -338,25 +385,32 @@ class SqlStore:
             except Exception as exc:
                 group.result.set_exception(exc)
                 return
-            group.result.set_result(result)
+            _settle(group, result)
             self._wake.set()
             return
 
     # -- the worker's verbs -----------------------------------------------------------
 
     def _claim_sync(
-        self, worker: str, limit: int, lease: float, completions: Sequence[Completion]
+        self,
+        worker: str,
+        limit: int,
+        lease: float,
+        completions: Sequence[Completion],
+        tenants: Mapping[str, float] | None,
     ) -> list[Message]:
         with self._state.begin() as conn:
             if completions:
                 self._record(conn, completions, worker)
             now = utcnow()
             params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
-            # Messages of dead workers first (rare), then the due ones, in one transaction.
+            # Messages of dead workers first (rare), then the due ones lane by lane, in one
+            # transaction.
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
-                rows += conn.execute(_TAKE_DUE, {**params, "n": limit - len(rows)})
-        return sorted((_message(r) for r in rows), key=lambda m: m.created_at)
+                rows += lanes.claim_lanes(conn, params, room=limit - len(rows), tenants=tenants)
+        claimed = [_message(r) for r in rows]
+        return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
 
     async def claim(
         self,
@@ -365,9 +419,12 @@ class SqlStore:
         limit: int,
         lease: float,
         completions: Sequence[Completion] = (),
+        tenants: Mapping[str, float] | None = None,
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
-        claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions))
+        claimed = await self._run(
+            lambda: self._claim_sync(worker, limit, lease, completions, tenants)
+        )
         self._wake_for(completions)
         return claimed
 
@@ -554,49 +611,49 @@ class SqlStore:
     # -- rate limits ------------------------------------------------------------------
 
     def _take_slot_sync(
-        self, tenant: str, limits: Sequence[tuple[int, float]], message_id: str
-    ) -> datetime | None:
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        message_id: str,
+        lane: Priority,
+        bulk_share: float,
+    ) -> SlotWait | None:
         now = utcnow()
-        longest = max(per for _count, per in limits)
         with self._state.begin() as conn:
             if self.postgres:  # serialise the tenant's check-and-take across processes
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                     {"key": f"postroom-rate:{tenant}"},
                 )
-            recent = [
-                t
-                for (t,) in conn.execute(
-                    select(rate_events.c.taken_at)
-                    .where(
-                        rate_events.c.tenant == tenant,
-                        rate_events.c.taken_at > now - timedelta(seconds=longest),
-                    )
-                    .order_by(rate_events.c.taken_at.desc())
-                )
-            ]
-            free_at = slot_free_at(recent, limits, now)
-            if free_at is not None:
-                return free_at
-            conn.execute(
-                rate_events.insert().values(tenant=tenant, taken_at=now, message_id=message_id)
+            wait = lanes.take_slot(
+                conn,
+                tenant,
+                limits,
+                message_id=message_id,
+                lane=lane,
+                bulk_share=bulk_share,
+                now=now,
             )
-            if len(recent) % 100 == 0:  # now and then, forget what no window can see
-                conn.execute(
-                    rate_events.delete().where(
-                        rate_events.c.tenant == tenant,
-                        rate_events.c.taken_at <= now - timedelta(seconds=longest),
-                    )
-                )
-        return None
+            if random.random() < 0.01:  # now and then, forget what no window can see
+                longest = max(per for _count, per in limits)
+                lanes.forget_old_slots(conn, tenant, longest=longest, now=now)
+        return wait
 
     async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        *,
+        message_id: str,
+        lane: Priority = Priority.URGENT,
+        bulk_share: float = 1.0,
+    ) -> SlotWait | None:
         """Take a hand-off slot of ``tenant``; see :class:`Store`."""
         if not limits:
             return None
-        return await self._run(lambda: self._take_slot_sync(tenant, limits, message_id))
+        return await self._run(
+            lambda: self._take_slot_sync(tenant, limits, message_id, lane, bulk_share)
+        )
 
     # -- tenants ----------------------------------------------------------------------
 
@@ -821,6 +878,7 @@ class SqlStore:
                 ("tenant", query.tenant),
                 ("status", query.status.value if query.status is not None else None),
                 ("template_type", query.template_type),
+                ("priority", query.priority.value if query.priority is not None else None),
             )
             if value is not None
         }
@@ -1001,7 +1059,6 @@ def _take(kind: Status, column: Any) -> Any:
 
 
 _TAKE_EXPIRED = _take(Status.PROCESSING, messages.c.lease_until)
-_TAKE_DUE = _take(Status.QUEUED, messages.c.next_attempt_at)
 
 _MARK_SENT = (
     update(messages)
@@ -1096,7 +1153,17 @@ def _message(row: Row[Any] | dict[str, Any], attempts: tuple[Dispatch, ...] = ()
         request_hash=m["request_hash"],
         reclaimed_from=m.get("reclaimed_from"),
         dispatches=attempts,
+        priority=Priority(m.get("priority") or Priority.URGENT.value),
+        folded_duplicates=int(m.get("folded_duplicates") or 0),
     )
+
+
+def _settle(group: _EnqueueGroup, result: list[tuple[Message, bool]] | Exception) -> None:
+    """Answer one enqueue caller with its messages, or with the limit that refused them."""
+    if isinstance(result, Exception):
+        group.result.set_exception(result)
+    else:
+        group.result.set_result(result)
 
 
 def _tenant(row: Row[Any]) -> StoredTenant:

@@ -21,7 +21,7 @@ from postroom.errors import InputError, NotFoundError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
-from postroom.models import Message, Status, message_json
+from postroom.models import Message, Priority, Status, message_json
 from postroom.store import MessageFilter, Store
 from postroom.text import data_problem
 from postroom.web.auth import Caller, require_admin, require_intake
@@ -43,6 +43,7 @@ class EnqueueBody(BaseModel):
     subject: str | None = None
     body: str | None = None
     html_body: str | None = None
+    priority: str | None = None  # urgent, normal or bulk; default by template type
 
 
 def _store(request: Request) -> Store:
@@ -105,6 +106,7 @@ async def create_message(
         html=body.html_body,
         tenant=body.tenant,
         idempotency_key=idempotency_key,
+        priority=body.priority,
     )
     return await _enqueue(request, caller, send)
 
@@ -137,6 +139,7 @@ async def list_messages(
     recipient: str | None = None,
     tenant: str | None = None,
     template_type: str | None = None,
+    priority: Priority | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 250,
     page_token: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -147,6 +150,7 @@ async def list_messages(
         recipient=recipient,
         tenant=tenant,
         template_type=template_type,
+        priority=priority,
         limit=page_size + 1,
         before=before,
     )
@@ -158,6 +162,7 @@ async def list_messages(
         ("recipient", recipient),
         ("tenant", tenant),
         ("template_type", template_type),
+        ("priority", priority.value if priority else None),
     ):
         if value is not None:
             params[key] = value

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from postroom.config import Settings
 from postroom.config.refresh_tokens import refresh_token_keeper
@@ -24,7 +26,7 @@ from postroom.diagnosis.catalogue import diagnose
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
-from postroom.models import Message, Status
+from postroom.models import Message, Priority, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Store, StoreUnavailable, utcnow
 from postroom.transports import Envelope, Transport, make_transport
@@ -46,6 +48,15 @@ class _Route:
     courier: CourierSettings
     limits: list[tuple[int, float]]
     sender: str
+
+    def lane(self, message: Message, now: datetime) -> Priority:
+        """The lane a message takes a slot in: a normal message that has waited longer than
+        ``priority_aging`` counts as urgent, so a flood of codes cannot starve it."""
+        aging = self.courier.priority_aging
+        waited = (now - message.created_at).total_seconds()
+        if message.priority is Priority.NORMAL and aging > 0 and waited > aging:
+            return Priority.URGENT
+        return message.priority
 
 
 @dataclass(slots=True)
@@ -81,7 +92,9 @@ class Worker:
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
         self._routes: dict[str, _Route] = {}
-        self._ready: asyncio.Queue[Message] = asyncio.Queue()  # claimed, not yet started
+        # Claimed, not yet started: most urgent lane first, then in the order claimed.
+        self._ready: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
@@ -114,7 +127,7 @@ class Worker:
     async def _sender(self) -> None:
         """One of ``concurrency`` loops, each sending one message at a time."""
         while True:
-            message = await self._ready.get()
+            _rank, _n, message = await self._ready.get()
             try:
                 await self._attempt(message)
             except Exception:  # _attempt records failures itself; keep the loop alive
@@ -165,15 +178,20 @@ class Worker:
             )
             return
         courier = route.courier
-        if retry.is_expired(message, now=utcnow()):
+        now = utcnow()
+        if retry.is_expired(message, now=now):
             self._finish(retry.expired(message, courier), message)
             return
         if route.limits:
-            free_at = await self.store.take_slot(
-                message.tenant, route.limits, message_id=message.id
+            wait = await self.store.take_slot(
+                message.tenant,
+                route.limits,
+                message_id=message.id,
+                lane=route.lane(message, now),
+                bulk_share=courier.bulk_share,
             )
-            if free_at is not None:
-                self._finish(retry.rate_limited(message, free_at), message)
+            if wait is not None:
+                self._finish(retry.rate_limited(message, wait), message)
                 return
         envelope = Envelope(
             message_id=message.id,
@@ -302,6 +320,11 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
 
+    def _lanes(self) -> dict[str, float]:
+        """Every tenant with its ``priority_aging``: claims share the room between them."""
+        names = self.settings.tenant_names()
+        return {name: self.settings.tenant(name).priority_aging for name in names}
+
     def _stocked(self) -> bool:
         """More claimed messages than connections: no claim until a send finishes."""
         return len(self._held) > self.concurrency
@@ -317,7 +340,11 @@ class Worker:
         self._claims += 1
         try:
             claimed = await self.store.claim(
-                worker=self.worker_id, limit=room, lease=self.lease, completions=done
+                worker=self.worker_id,
+                limit=room,
+                lease=self.lease,
+                completions=done,
+                tenants=self._lanes(),
             )
         except BaseException:
             self._pending[:0] = done  # the writer tries them again
@@ -325,7 +352,7 @@ class Worker:
             raise
         for message in claimed:
             self._held.add(message.id)
-            self._ready.put_nowait(message)
+            self._ready.put_nowait((message.priority.rank, next(self._order), message))
         return len(claimed)
 
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
@@ -443,7 +470,7 @@ class Worker:
         """Let the sends under way finish within ``deadline``; release everything else."""
         unstarted = []
         while not self._ready.empty():
-            message = self._ready.get_nowait()
+            _rank, _n, message = self._ready.get_nowait()
             self._held.discard(message.id)
             unstarted.append(message.id)
         with contextlib.suppress(TimeoutError):

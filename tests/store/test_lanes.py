@@ -1,0 +1,211 @@
+"""Priority lanes in the store, on every backend: claims by lane and shared between tenants,
+rate-limit slots kept for urgent mail, folded duplicates and per-recipient limits."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from test_store_contract import new
+
+from postroom.errors import RecipientLimitError
+from postroom.models import NewMessage, Priority, Status, TemplateType, WaitingFor
+from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
+from postroom.store.base import EnqueueRules
+
+LANES = {"default": 300.0, "acme": 300.0}
+
+
+def lane(n: int, priority: Priority, *, tenant: str = "default") -> NewMessage:
+    return replace(new(n, tenant=tenant), priority=priority, template_type=TemplateType.STUB)
+
+
+async def test_a_claim_takes_urgent_before_normal_before_bulk(any_store: Store) -> None:
+    await any_store.enqueue([lane(n, Priority.BULK) for n in range(20)], max_attempts=1, ttl=0)
+    await any_store.enqueue([lane(100, Priority.NORMAL)], max_attempts=1, ttl=0)
+    await any_store.enqueue([lane(200, Priority.URGENT)], max_attempts=1, ttl=0)
+    claimed = await any_store.claim(worker="w", limit=3, lease=60, tenants=LANES)
+    assert [m.priority for m in claimed] == [Priority.URGENT, Priority.NORMAL, Priority.BULK]
+    assert claimed[2].recipient == "user0@example.org"  # bulk in due order
+
+
+async def test_a_normal_message_past_its_aging_goes_before_urgent_ones(any_store: Store) -> None:
+    await any_store.enqueue([lane(1, Priority.NORMAL)], max_attempts=1, ttl=0)
+    await any_store.enqueue([lane(n, Priority.URGENT) for n in range(2, 6)], max_attempts=1, ttl=0)
+    # Aging 0.2 s: the normal message has waited longer by the time of the claim.
+    waited = utcnow()
+    while utcnow() - waited < timedelta(seconds=0.25):
+        await asyncio.sleep(0.01)
+    claimed = await any_store.claim(worker="w", limit=1, lease=60, tenants={"default": 0.2})
+    assert [m.priority for m in claimed] == [Priority.NORMAL]
+    young = await any_store.claim(worker="w", limit=1, lease=60, tenants={"default": 300})
+    assert [m.priority for m in young] == [Priority.URGENT]
+
+
+async def test_one_tenants_flood_does_not_starve_another_in_a_claim(any_store: Store) -> None:
+    flood = [lane(n, Priority.BULK, tenant="acme") for n in range(300)]
+    await any_store.enqueue(flood, max_attempts=1, ttl=0)
+    await any_store.enqueue(
+        [lane(1000 + n, Priority.BULK) for n in range(3)], max_attempts=1, ttl=0
+    )
+    claimed = await any_store.claim(worker="w", limit=10, lease=60, tenants=LANES)
+    tenants = [m.tenant for m in claimed]
+    # The flood came first in due order, yet the other tenant's messages all come along.
+    assert tenants.count("default") == 3 and tenants.count("acme") == 7
+
+
+async def test_tenants_not_named_are_still_claimed(any_store: Store) -> None:
+    await any_store.enqueue([lane(1, Priority.BULK, tenant="gone")], max_attempts=1, ttl=0)
+    [claimed] = await any_store.claim(worker="w", limit=5, lease=60, tenants=LANES)
+    assert claimed.tenant == "gone"
+
+
+async def test_bulk_keeps_a_share_of_the_window_for_urgent_mail(any_store: Store) -> None:
+    limits = [(10, 60.0)]
+    taken = 0
+    for n in range(12):
+        wait = await any_store.take_slot(
+            "default", limits, message_id=f"b{n}", lane=Priority.BULK, bulk_share=0.5
+        )
+        if wait is None:
+            taken += 1
+        else:
+            assert wait.waiting_for is WaitingFor.PRIORITY
+    assert taken == 1  # paced: one bulk slot per sixtieth of the window at a 0.5 share of 10
+    # Urgent mail takes what bulk may not.
+    for n in range(9):
+        urgent = f"u{n}"
+        assert await any_store.take_slot("default", limits, message_id=urgent) is None
+    full = await any_store.take_slot("default", limits, message_id="late", lane=Priority.NORMAL)
+    assert full is not None and full.waiting_for is WaitingFor.RATE_LIMIT
+
+
+async def test_an_urgent_message_books_the_next_free_slot(any_store: Store) -> None:
+    limits = [(1, 0.5)]
+    assert await any_store.take_slot("default", limits, message_id="first") is None
+    booked = await any_store.take_slot("default", limits, message_id="code")
+    assert booked is not None and booked.waiting_for is WaitingFor.RATE_LIMIT
+    while utcnow() < booked.free_at:
+        await asyncio.sleep(0.02)
+    # The slot that freed is the code's: a normal message asking first does not get it.
+    normal = await any_store.take_slot("default", limits, message_id="notice", lane=Priority.NORMAL)
+    assert normal is not None
+    assert await any_store.take_slot("default", limits, message_id="code") is None
+
+
+async def test_bulk_messages_live_for_the_bulk_ttl(any_store: Store) -> None:
+    rules = EnqueueRules(bulk_ttl=7 * 86400)
+    [(bulk, _), (code, _)] = await any_store.enqueue(
+        [lane(1, Priority.BULK), lane(2, Priority.URGENT)], max_attempts=1, ttl=60, rules=rules
+    )
+    assert bulk.expires_at is not None and code.expires_at is not None
+    assert (bulk.expires_at - bulk.created_at).days == 7
+    assert (code.expires_at - code.created_at).total_seconds() == pytest.approx(60, abs=1)
+
+
+def code(n: int = 0, *, to: str = "jane@example.org", kind: str = "login_code_valid") -> NewMessage:
+    return replace(
+        new(n),
+        recipient=to,
+        template_type=TemplateType(kind),
+        priority=Priority.URGENT,
+        content_hash=f"{to.lower()}:{kind}:{n}",
+    )
+
+
+FOLD = EnqueueRules(dedupe_window=60)
+
+
+async def test_the_same_content_within_the_window_folds_into_the_first(any_store: Store) -> None:
+    [(first, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    [(again, folded)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    assert created and not folded
+    assert again.id == first.id and again.folded_duplicates == 1
+    assert (await any_store.get(first.id)).folded_duplicates == 1
+    [(other, made)] = await any_store.enqueue([code(2)], max_attempts=1, ttl=0, rules=FOLD)
+    assert made and other.id != first.id
+    # Off (window 0): a new message each time.
+    [(_, fresh)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0)
+    assert fresh
+
+
+async def test_an_abandoned_message_is_never_what_a_duplicate_folds_into(
+    any_store: Store,
+) -> None:
+    [(first, _)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    await any_store.complete([Completion(first.id, Status.ABANDONED)], worker="w")
+    [(second, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    assert created and second.id != first.id
+
+
+async def test_concurrent_duplicates_make_one_message(store_dsn: str) -> None:
+    stores = [open_store(store_dsn) for _ in range(3)]
+    await stores[0].migrate()
+    try:
+        results = await asyncio.gather(
+            *(
+                s.enqueue([code(7)], max_attempts=1, ttl=0, rules=FOLD)
+                for s in stores
+                for _ in range(10)
+            )
+        )
+        ids = {message.id for [(message, _)] in results}
+        assert len(ids) == 1
+        assert sum(created for [(_, created)] in results) == 1
+        assert (await stores[0].get(ids.pop())).folded_duplicates == 29
+    finally:
+        for s in stores:
+            await s.close()
+
+
+LIMITS = EnqueueRules(dedupe_window=60, cooldown=30, per_hour=10)
+
+
+async def test_the_cooldown_refuses_a_second_code_and_says_when(any_store: Store) -> None:
+    await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=LIMITS)
+    with pytest.raises(RecipientLimitError) as refused:
+        await any_store.enqueue(
+            [code(2, to="JANE@example.org")], max_attempts=1, ttl=0, rules=LIMITS
+        )
+    assert refused.value.limit == "cooldown"
+    assert 29 <= refused.value.retry_after <= 30
+    assert "courier.recipient_limits.cooldown" in str(refused.value)
+    # The same content again is a duplicate, folded before the limit is looked at.
+    [(_, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=LIMITS)
+    assert not created
+    # Another template type, another recipient, a test message and bulk mail are not held.
+    other_kind = code(3, kind="verification_code_valid")
+    for message in (
+        other_kind,
+        code(4, to="joe@example.org"),
+        replace(code(5), template_type=TemplateType.TEST),
+    ):
+        [(_, made)] = await any_store.enqueue([message], max_attempts=1, ttl=0, rules=LIMITS)
+        assert made
+    [(_, made)] = await any_store.enqueue(
+        [replace(code(6), priority=Priority.BULK)], max_attempts=1, ttl=0, rules=LIMITS
+    )
+    assert made
+
+
+async def test_the_eleventh_message_in_an_hour_is_refused(any_store: Store) -> None:
+    rules = EnqueueRules(per_hour=10)
+    for n in range(10):
+        await any_store.enqueue([code(n)], max_attempts=1, ttl=0, rules=rules)
+    with pytest.raises(RecipientLimitError) as refused:
+        await any_store.enqueue([code(10)], max_attempts=1, ttl=0, rules=rules)
+    assert refused.value.limit == "per_hour"
+    assert 3590 <= refused.value.retry_after <= 3600
+    [(_, made)] = await any_store.enqueue(
+        [code(11, to="joe@example.org")], max_attempts=1, ttl=0, rules=rules
+    )
+    assert made
+    # Nothing was stored for the refused one.
+    assert len(await any_store.list_messages(_jane())) == 10
+
+
+def _jane() -> MessageFilter:
+    return MessageFilter(recipient="jane@example.org", limit=100)
