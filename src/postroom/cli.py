@@ -369,6 +369,7 @@ async def _update_queue_gauge(store: Store, metrics: Any) -> None:
     while True:
         try:
             metrics.set_queue(await store.count_by_status())
+            metrics.set_lanes(await store.lane_summary())
         except Exception:  # the next round tries again; a gauge must not stop the worker
             logging.getLogger("postroom.worker").debug("queue gauge update failed", exc_info=True)
         await asyncio.sleep(5)

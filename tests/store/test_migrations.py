@@ -11,7 +11,6 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.exc import SAWarning
-from test_store_contract import new
 
 from postroom.models import Priority
 from postroom.store import open_store, utcnow

@@ -177,9 +177,7 @@ async def test_rate_slots_are_shared_and_free_up(store_dsn: str) -> None:
         assert await two.take_slot("acme", limits, message_id="y", lane=Priority.NORMAL) is None
         # Two limits: the stricter one decides.
         assert await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="z") is None
-        later = await one.take_slot(
-            "b", [(10, 60), (1, 0.3)], message_id="w", lane=Priority.NORMAL
-        )
+        later = await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="w", lane=Priority.NORMAL)
         assert later is not None and later.free_at <= utcnow() + timedelta(seconds=0.3)
     finally:
         await one.close()

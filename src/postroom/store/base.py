@@ -232,6 +232,10 @@ class Store(Protocol):
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each status."""
 
+    async def lane_summary(self) -> dict[str, tuple[int, float]]:
+        """Per priority lane (every lane present): how many messages are queued, and how many
+        seconds the oldest due one has been due (0 when none is due)."""
+
     async def activity(self, *, since: datetime, step: timedelta) -> Activity:
         """What became of the messages created since ``since`` (for the dashboard's overview).
 

@@ -38,7 +38,9 @@ from postroom.store.base import (
     activity_edges,
     new_id,
 )
-from postroom.store.lanes import cooldown_error, counted, per_hour_error, pick_lanes, slot_wait
+from postroom.store.dedupe import cooldown_error, counted, per_hour_error
+from postroom.store.lanes import pick_lanes, summarise
+from postroom.store.slots import slot_wait
 from postroom.store.sql import utcnow
 
 
@@ -384,6 +386,18 @@ class MemoryStore:
         for message in self._messages.values():
             out[message.status.value] += 1
         return out
+
+    async def lane_summary(self) -> dict[str, tuple[int, float]]:
+        """Queued messages and the oldest due time per lane."""
+        rows: dict[str, tuple[int, datetime | None]] = {}
+        for m in self._messages.values():
+            if m.status is Status.QUEUED:
+                count, oldest = rows.get(m.priority.value, (0, None))
+                due = m.next_attempt_at
+                if due is not None and (oldest is None or due < oldest):
+                    oldest = due
+                rows[m.priority.value] = (count + 1, oldest)
+        return summarise([(lane, n, t) for lane, (n, t) in rows.items()], utcnow())
 
     async def activity(self, *, since: datetime, step: timedelta) -> Activity:
         """Messages created since ``since`` by tenant, status and time slice; failure codes."""

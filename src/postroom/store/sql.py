@@ -55,7 +55,7 @@ from postroom.models import (
     TemplateType,
     WaitingFor,
 )
-from postroom.store import lanes
+from postroom.store import dedupe, lanes, slots
 from postroom.store.base import (
     NO_RULES,
     Activity,
@@ -252,10 +252,10 @@ class SqlStore:
                     new
                     for group in groups
                     for new in group.messages
-                    if lanes.counted(new, group.rules) or group.rules.dedupe_window > 0
+                    if dedupe.counted(new, group.rules) or group.rules.dedupe_window > 0
                 ]
-                for key in lanes.advisory_keys(batch):
-                    conn.execute(lanes.LOCK, {"key": key})
+                for key in dedupe.advisory_keys(batch):
+                    conn.execute(dedupe.LOCK, {"key": key})
             for group in groups:
                 try:
                     results.append(self._insert_group(conn, group, start, tick))
@@ -270,7 +270,7 @@ class SqlStore:
     ) -> list[tuple[Message, bool]]:
         batch, max_attempts, rules = group.messages, group.max_attempts, group.rules
         out: list[tuple[Message, bool]] = []
-        pending = lanes.Pending({}, [])
+        pending = dedupe.Pending({}, [])
         rows = pending.rows
         folded: dict[int, dict[str, Any] | Row[Any]] = {}
         for new in batch:
@@ -284,12 +284,12 @@ class SqlStore:
                 if existing is not None:
                     out.append((_message(existing), False))
                     continue
-            into = lanes.fold(conn, new, rules, start, pending)
+            into = dedupe.fold(conn, new, rules, start, pending)
             if into is not None:
                 folded[len(out)] = into
                 out.append((_message(into), False))
                 continue
-            lanes.check_recipient_limits(conn, new, rules, start, pending)
+            dedupe.check_recipient_limits(conn, new, rules, start, pending)
             ttl = rules.bulk_ttl if new.priority is Priority.BULK else None
             ttl = group.ttl if ttl is None else ttl
             now = start + timedelta(microseconds=next(tick))
@@ -625,7 +625,7 @@ class SqlStore:
                     text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                     {"key": f"postroom-rate:{tenant}"},
                 )
-            wait = lanes.take_slot(
+            wait = slots.take_slot(
                 conn,
                 tenant,
                 limits,
@@ -636,7 +636,7 @@ class SqlStore:
             )
             if random.random() < 0.01:  # now and then, forget what no window can see
                 longest = max(per for _count, per in limits)
-                lanes.forget_old_slots(conn, tenant, longest=longest, now=now)
+                slots.forget_old_slots(conn, tenant, longest=longest, now=now)
         return wait
 
     async def take_slot(
@@ -810,6 +810,16 @@ class SqlStore:
             return out
 
         return await self._run(count)
+
+    async def lane_summary(self) -> dict[str, tuple[int, float]]:
+        """Queued messages and the oldest due time per lane; see :class:`Store`."""
+
+        def summary() -> dict[str, tuple[int, float]]:
+            with self._reader.connect() as conn:
+                rows = conn.execute(lanes.LANE_SUMMARY).all()
+            return lanes.summarise(rows, utcnow())
+
+        return await self._run(summary)
 
     def _activity_sync(self, since: datetime, step: timedelta) -> Activity:
         edges = activity_edges(since, step, utcnow())

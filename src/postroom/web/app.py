@@ -109,6 +109,7 @@ def create_app(
     async def metrics() -> Response:
         """Prometheus text format."""
         app.state.metrics.set_queue(await app.state.store.count_by_status())
+        app.state.metrics.set_lanes(await app.state.store.lane_summary())
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     dashboard.install(app)

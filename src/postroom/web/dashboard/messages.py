@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.errors import ConflictError, InputError, NotFoundError
-from postroom.models import REDACTED, Message, Status, TemplateType
+from postroom.models import REDACTED, Message, Priority, Status, TemplateType
 from postroom.store import MessageFilter
 from postroom.web import api
 from postroom.web.api import exposes_bodies
@@ -46,6 +46,7 @@ class Filters:
     status: str = ""
     template: str = ""
     recipient: str = ""
+    priority: str = ""
 
     def params(self) -> dict[str, str | None]:
         """As query parameters."""
@@ -54,6 +55,7 @@ class Filters:
             "status": self.status,
             "template": self.template,
             "recipient": self.recipient,
+            "priority": self.priority,
         }
 
     @property
@@ -81,18 +83,24 @@ async def message_list(
     status: str = "",
     template: str = "",
     recipient: str = "",
+    priority: str = "",
     page: str = "",
     fragment: str = "",
 ) -> Response:
     """Newest first, 50 a page; ``fragment=rows`` answers only the table rows (auto-refresh)."""
-    filters = Filters(tenant.strip(), status.strip(), template.strip(), recipient.strip())
+    filters = Filters(
+        tenant.strip(), status.strip(), template.strip(), recipient.strip(), priority.strip()
+    )
     error = None
     try:
         chosen_status = Status(filters.status) if filters.status else None
+        chosen_lane = Priority(filters.priority) if filters.priority else None
         before = api._parse_page_token(page) if page else None
     except (ValueError, InputError):
-        chosen_status, before = None, None
-        error = "That status or page is not one this list knows; start again from the newest."
+        chosen_status, chosen_lane, before = None, None, None
+        error = (
+            "That status, priority or page is not one this list knows; start again from the newest."
+        )
     if filters.template and filters.template not in {t.value for t in TemplateType}:
         error = f"There is no template type {filters.template!r}."
     rows: list[Message] = []
@@ -103,6 +111,7 @@ async def message_list(
                 recipient=filters.recipient or None,
                 tenant=filters.tenant or None,
                 template_type=filters.template or None,
+                priority=chosen_lane,
                 limit=PAGE_SIZE + 1,
                 before=before,
             )
@@ -128,6 +137,7 @@ async def message_list(
         tenants=settings.tenant_names(),
         statuses=[s.value for s in Status],
         templates=[t.value for t in TemplateType],
+        priorities=[p.value for p in Priority],
         first_page=not page,
         newest=query("/messages", **filters.params()),
         refresh=query("/messages", **filters.params(), fragment="rows"),
