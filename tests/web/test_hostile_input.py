@@ -269,3 +269,19 @@ def test_a_reply_that_is_not_utf8_is_shown_not_a_500(
     reply = shown.json()["dispatches"][-1]["error"]["reply"]
     assert reply == "550 5.7.1 Zugriff verweigert f\u00fcr diesen Absender"
     assert listed.status_code == 200
+
+
+def test_a_header_value_longer_than_a_mail_line_is_refused(
+    settings_with: Callable[..., Settings],
+) -> None:
+    with serving(settings_with()) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        longest = http.post(
+            MESSAGES, json={"recipient": "j@example.org", "subject": "s" * 998, "body": "b"}
+        )
+        too_long = http.post(
+            MESSAGES, json={"recipient": "j@example.org", "subject": "s" * 999, "body": "b"}
+        )
+        header = http.put("/admin/tenants/acme", json={"smtp": {"headers": {"X-Tag": "t" * 5000}}})
+    assert longest.status_code == 202, longest.text
+    assert "at most 998" in refused(too_long, "subject")
+    refused(header, "X-Tag", "at most 998")
