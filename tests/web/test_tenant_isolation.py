@@ -5,8 +5,8 @@ own messages, the worker outlives any failure, and readiness says when it does n
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable

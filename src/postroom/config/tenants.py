@@ -225,9 +225,17 @@ class TenantRegistry:
         names = [*settings.tenant_names(), *sorted(self._broken)]
         return [await self.describe(name) for name in names]
 
+    def known_tenants_for_token(self, token: str) -> set[str]:
+        """The tenants whose intake tokens include ``token`` in the settings as last read
+        (at most ``refresh`` seconds old), answered at once, without touching the store."""
+        return self._tenants_for_token(self._current, token)
+
     async def tenants_for_token(self, token: str) -> set[str]:
         """The tenants whose intake tokens include ``token``."""
-        settings = await self.settings()
+        return self._tenants_for_token(await self.settings(), token)
+
+    @staticmethod
+    def _tenants_for_token(settings: Settings, token: str) -> set[str]:
         return {
             name
             for name in settings.tenant_names()
