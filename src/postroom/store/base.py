@@ -60,6 +60,9 @@ class SlotWait:
 
     free_at: datetime
     waiting_for: WaitingFor
+    # Seconds over which messages held back like this one may be spread after ``free_at``
+    # (the window's length, for bulk mail), so thousands do not all come back at once.
+    spread: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

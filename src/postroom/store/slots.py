@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Integer, String, bindparam, func, select
@@ -94,6 +95,8 @@ def take_slot(
         )
         return None
     wait = max(waits, key=lambda w: w.free_at)
+    if lane is Priority.BULK:  # spread over the window: a big send is not claimed at once
+        wait = replace(wait, spread=max(per for _count, per in limits))
     if lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
         # Book the next free slot: counted from now on, so nothing else takes it.
         free_at = max(wait.free_at, now)
@@ -167,6 +170,8 @@ def slot_wait(
     if not waits:
         return None
     wait = max(waits, key=lambda w: w.free_at)
+    if lane is Priority.BULK:  # spread over the window: a big send is not claimed at once
+        wait = replace(wait, spread=max(per for _count, per in limits))
     if lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
         return SlotWait(max(wait.free_at, now), WaitingFor.RATE_LIMIT)
     return wait

@@ -93,11 +93,15 @@ def rate_limited(message: Message, wait: SlotWait) -> Completion:
     """Hold a message back until its tenant's rate limit has room for its lane: it stays
     queued (waiting for ``rate_limit``, or ``priority`` when the room is kept for more urgent
     mail), is not an attempt, and never fails because of a limit; its TTL still applies (the
-    TTL wins)."""
+    TTL wins). Held back for more urgent mail, it comes back at a random point of the
+    wait's spread, so that a large bulk send is not claimed all at once at every free slot."""
+    due = wait.free_at
+    if wait.spread > 0:
+        due += timedelta(seconds=random.uniform(0, wait.spread))
     return Completion(
         message_id=message.id,
         status=Status.QUEUED,
         attempted=False,
-        next_attempt_at=_capped(message, wait.free_at),
+        next_attempt_at=_capped(message, due),
         waiting_for=wait.waiting_for,
     )

@@ -29,6 +29,7 @@ from postroom.metrics import Metrics
 from postroom.models import Message, Priority, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Store, StoreUnavailable, utcnow
+from postroom.store.base import SlotWait
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
 
@@ -92,6 +93,7 @@ class Worker:
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
         self._routes: dict[str, _Route] = {}
+        self._bulk_held: dict[str, SlotWait] = {}  # per tenant: bulk refused a slot until
         # Claimed, not yet started: most urgent lane first, then in the order claimed.
         self._ready: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
         self._order = itertools.count()
@@ -183,14 +185,23 @@ class Worker:
             self._finish(retry.expired(message, courier), message)
             return
         if route.limits:
+            lane = route.lane(message, now)
+            held_back = self._bulk_held.get(message.tenant)
+            if lane is Priority.BULK and held_back is not None and now < held_back.free_at:
+                # Bulk mail of this tenant was just refused a slot: no other bulk message gets
+                # one before then, so spare the store the question.
+                self._finish(retry.rate_limited(message, held_back), message)
+                return
             wait = await self.store.take_slot(
                 message.tenant,
                 route.limits,
                 message_id=message.id,
-                lane=route.lane(message, now),
+                lane=lane,
                 bulk_share=courier.bulk_share,
             )
             if wait is not None:
+                if lane is Priority.BULK:
+                    self._bulk_held[message.tenant] = wait
                 self._finish(retry.rate_limited(message, wait), message)
                 return
         envelope = Envelope(
