@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from test_store_contract import new
 
 from postroom.errors import RecipientLimitError
 from postroom.models import NewMessage, Priority, Status, TemplateType, WaitingFor
 from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
 from postroom.store.base import EnqueueRules
+from postroom.store.sql import SqlStore
 
 LANES = {"default": 300.0, "acme": 300.0}
 
@@ -205,3 +209,29 @@ async def test_the_eleventh_message_in_an_hour_is_refused(any_store: Store) -> N
 
 def _jane() -> MessageFilter:
     return MessageFilter(recipient="jane@example.org", limit=100)
+
+
+async def test_a_rate_limit_check_counts_in_sql_and_reads_no_rows(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'slots.db'}")
+    await store.migrate()
+    assert isinstance(store, SqlStore)
+    limits = [(1000, 3600.0), (500, 60.0)]
+    try:
+        for n in range(500):  # a busy window
+            await store.take_slot("acme", limits, message_id=f"m{n}", lane=Priority.NORMAL)
+        seen: list[str] = []
+
+        def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            seen.append(" ".join(statement.split()))
+
+        event.listen(store._state, "before_cursor_execute", note)
+        wait = await store.take_slot("acme", limits, message_id="more", lane=Priority.NORMAL)
+        assert wait is not None  # the minute's 500 are taken
+    finally:
+        await store.close()
+    reads = [s for s in seen if s.startswith("SELECT") and "rate_events" in s]
+    # One count per window, the message's own booking (one row at most) and the one time
+    # that frees the next slot (LIMIT 1): never the window's rows.
+    assert sum("count(*)" in s for s in reads) == len(limits)
+    assert all("count(*)" in s or "LIMIT" in s or "message_id = ?" in s for s in reads), reads
+    assert len(reads) == len(limits) + 2
