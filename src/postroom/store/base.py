@@ -198,6 +198,7 @@ class Store(Protocol):
         lease: float,
         completions: Sequence[Completion] = (),
         tenants: Mapping[str, float] | None = None,
+        urgent_only: bool = False,
     ) -> list[Message]:
         """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
 
@@ -208,6 +209,8 @@ class Store(Protocol):
         urgent, normal, bulk), each in due order, and within a lane the room is shared
         evenly between the tenants, so that one tenant's flood cannot starve another. Due
         messages of tenants not named follow, in due order. Returned most urgent first.
+        ``urgent_only`` takes urgent messages and aged normal ones of the named tenants only
+        (what a worker busy with bulk mail looks for now and then).
         """
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:

@@ -87,6 +87,7 @@ def claim_lanes(
     *,
     room: int,
     tenants: Mapping[str, float] | None,
+    urgent_only: bool = False,
 ) -> list[Row[Any]]:
     """Lease up to ``room`` due messages, lane by lane; see ``Store.claim``."""
     now: datetime = params["now"]
@@ -97,13 +98,13 @@ def claim_lanes(
         first = next(_turn) % len(named)  # who goes first turns, so ties even out
         order = named[first:] + named[:first]
         plans = {tenant: _lanes(now, tenants[tenant]) for tenant in order}
-        for rank in range(4):
+        for rank in range(2 if urgent_only else 4):
             if room <= 0:
                 break
             taken = _share(conn, params, [(t, *plans[t][rank]) for t in order], room)
             rows += taken
             room -= len(taken)
-    if room > 0:
+    if room > 0 and not urgent_only:
         rows += conn.execute(
             _TAKE_OTHERS, {**params, "cutoff": now, "named": named, "n": room}
         ).all()
@@ -169,13 +170,18 @@ def summarise(rows: Sequence[Any], now: datetime) -> dict[str, tuple[int, float]
 
 
 def pick_lanes(
-    due: Sequence[Message], room: int, tenants: Mapping[str, float], now: datetime
+    due: Sequence[Message],
+    room: int,
+    tenants: Mapping[str, float],
+    now: datetime,
+    *,
+    urgent_only: bool = False,
 ) -> list[Message]:
     """The messages a claim of ``room`` takes from ``due``, by the rules of ``claim_lanes``."""
     picked: list[Message] = []
     taken: set[str] = set()
     order = sorted(due, key=lambda m: m.next_attempt_at or now)
-    for rank in range(4):
+    for rank in range(2 if urgent_only else 4):
         steps = []
         for tenant in tenants:
             lane, cutoff = _lanes(now, tenants[tenant])[rank]
@@ -199,6 +205,8 @@ def pick_lanes(
                 if len(picked) < room and message.id not in taken:
                     picked.append(message)
                     taken.add(message.id)
+    if urgent_only:
+        return picked
     others = [m for m in order if m.tenant not in tenants and m.id not in taken]
     return picked + others[: room - len(picked)]
 

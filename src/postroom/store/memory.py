@@ -207,6 +207,7 @@ class MemoryStore:
         lease: float,
         completions: Sequence[Completion] = (),
         tenants: Mapping[str, float] | None = None,
+        urgent_only: bool = False,
     ) -> list[Message]:
         """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
         then due ones lane by lane, shared between tenants (see ``Store.claim``)."""
@@ -225,7 +226,7 @@ class MemoryStore:
             # Entries go stale when a message is claimed, cancelled, deleted or rescheduled.
             if found and found.status is Status.QUEUED and found.next_attempt_at == due_at:
                 due.append(found)
-        picked = pick_lanes(due, limit - len(chosen), tenants or {}, now)
+        picked = pick_lanes(due, limit - len(chosen), tenants or {}, now, urgent_only=urgent_only)
         chosen += picked
         taken = {m.id for m in picked}
         for message in due:  # back in the heap, for a later claim

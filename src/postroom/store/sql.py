@@ -398,6 +398,7 @@ class SqlStore:
         lease: float,
         completions: Sequence[Completion],
         tenants: Mapping[str, float] | None,
+        urgent_only: bool,
     ) -> list[Message]:
         with self._state.begin() as conn:
             if completions:
@@ -408,7 +409,9 @@ class SqlStore:
             # transaction.
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
-                rows += lanes.claim_lanes(conn, params, room=limit - len(rows), tenants=tenants)
+                rows += lanes.claim_lanes(
+                    conn, params, room=limit - len(rows), tenants=tenants, urgent_only=urgent_only
+                )
         claimed = [_message(r) for r in rows]
         return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
 
@@ -420,10 +423,11 @@ class SqlStore:
         lease: float,
         completions: Sequence[Completion] = (),
         tenants: Mapping[str, float] | None = None,
+        urgent_only: bool = False,
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
         claimed = await self._run(
-            lambda: self._claim_sync(worker, limit, lease, completions, tenants)
+            lambda: self._claim_sync(worker, limit, lease, completions, tenants, urgent_only)
         )
         self._wake_for(completions)
         return claimed

@@ -37,6 +37,8 @@ log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
 PREFETCH = 6  # claimed messages per connection at most: one sending, the others ready
+# While stocked with less urgent mail, how often to look for urgent mail due.
+URGENT_PEEK = 0.1
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
 WRITE_DELAY = 0.02
@@ -97,6 +99,8 @@ class Worker:
         # Claimed, not yet started: most urgent lane first, then in the order claimed.
         self._ready: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
         self._order = itertools.count()
+        self._peeked = 0.0  # when the last look for urgent mail was, while stocked
+        self._ready_urgent = 0  # urgent messages claimed and not started
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
@@ -129,7 +133,8 @@ class Worker:
     async def _sender(self) -> None:
         """One of ``concurrency`` loops, each sending one message at a time."""
         while True:
-            _rank, _n, message = await self._ready.get()
+            rank, _n, message = await self._ready.get()
+            self._ready_urgent -= rank == 0
             try:
                 await self._attempt(message)
             except Exception:  # _attempt records failures itself; keep the loop alive
@@ -344,9 +349,15 @@ class Worker:
         """Keep claimed messages ready so the connections never wait for a claim: once no
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
+        urgent_only = False
         if self._stocked():
-            return 0
-        room = PREFETCH * self.concurrency - len(self._held)
+            # Stocked with less urgent mail: look for urgent mail now and then, so a code
+            # does not wait for the bulk already claimed to be sent.
+            loop = asyncio.get_running_loop()
+            if self._ready_urgent or loop.time() < self._peeked + URGENT_PEEK:
+                return 0
+            self._peeked, urgent_only = loop.time(), True
+        room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
         done, self._pending = self._pending, []
         self._claims += 1
         try:
@@ -356,6 +367,7 @@ class Worker:
                 lease=self.lease,
                 completions=done,
                 tenants=self._lanes(),
+                urgent_only=urgent_only,
             )
         except BaseException:
             self._pending[:0] = done  # the writer tries them again
@@ -364,6 +376,7 @@ class Worker:
         for message in claimed:
             self._held.add(message.id)
             self._ready.put_nowait((message.priority.rank, next(self._order), message))
+            self._ready_urgent += message.priority.rank == 0
         return len(claimed)
 
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
@@ -449,8 +462,10 @@ class Worker:
         if stop.is_set():
             return
         if self._stocked():
-            # Nothing is claimed before a send finishes: one event, no task per wait.
-            await self._nudge.wait()
+            # Nothing but urgent mail is claimed before a send finishes: one event, no task
+            # per wait, and a look for urgent mail every URGENT_PEEK.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), URGENT_PEEK)
             return
         stopper = asyncio.create_task(self._nudge.wait())
         waker = asyncio.create_task(self.store.wait(POLL_INTERVAL))
