@@ -57,6 +57,17 @@ async def test_one_tenants_flood_does_not_starve_another_in_a_claim(any_store: S
     assert tenants.count("default") == 3 and tenants.count("acme") == 7
 
 
+async def test_bulk_of_a_tenant_held_back_is_not_claimed(any_store: Store) -> None:
+    await any_store.enqueue([lane(1, Priority.BULK, tenant="acme")], max_attempts=1, ttl=0)
+    await any_store.enqueue([lane(2, Priority.BULK)], max_attempts=1, ttl=0)
+    claimed = await any_store.claim(
+        worker="w", limit=5, lease=60, tenants=LANES, hold_bulk=["acme"]
+    )
+    assert [m.tenant for m in claimed] == ["default"]
+    urgent = await any_store.claim(worker="w", limit=5, lease=60, tenants=LANES, urgent_only=True)
+    assert urgent == []  # bulk is never what a look for urgent mail takes
+
+
 async def test_tenants_not_named_are_still_claimed(any_store: Store) -> None:
     await any_store.enqueue([lane(1, Priority.BULK, tenant="gone")], max_attempts=1, ttl=0)
     [claimed] = await any_store.claim(worker="w", limit=5, lease=60, tenants=LANES)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -199,6 +199,7 @@ class Store(Protocol):
         completions: Sequence[Completion] = (),
         tenants: Mapping[str, float] | None = None,
         urgent_only: bool = False,
+        hold_bulk: Collection[str] = (),
     ) -> list[Message]:
         """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
 
@@ -210,7 +211,8 @@ class Store(Protocol):
         evenly between the tenants, so that one tenant's flood cannot starve another. Due
         messages of tenants not named follow, in due order. Returned most urgent first.
         ``urgent_only`` takes urgent messages and aged normal ones of the named tenants only
-        (what a worker busy with bulk mail looks for now and then).
+        (what a worker busy with bulk mail looks for now and then). The bulk mail of the
+        tenants in ``hold_bulk`` is not taken (its rate limit has no room for it yet).
         """
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:

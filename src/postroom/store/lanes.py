@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,6 +88,7 @@ def claim_lanes(
     room: int,
     tenants: Mapping[str, float] | None,
     urgent_only: bool = False,
+    hold_bulk: Collection[str] = (),
 ) -> list[Row[Any]]:
     """Lease up to ``room`` due messages, lane by lane; see ``Store.claim``."""
     now: datetime = params["now"]
@@ -101,7 +102,9 @@ def claim_lanes(
         for rank in range(2 if urgent_only else 4):
             if room <= 0:
                 break
-            taken = _share(conn, params, [(t, *plans[t][rank]) for t in order], room)
+            steps = [(t, *plans[t][rank]) for t in order]
+            steps = [s for s in steps if not (s[1] is Priority.BULK and s[0] in hold_bulk)]
+            taken = _share(conn, params, steps, room) if steps else []
             rows += taken
             room -= len(taken)
     if room > 0 and not urgent_only:
@@ -176,6 +179,7 @@ def pick_lanes(
     now: datetime,
     *,
     urgent_only: bool = False,
+    hold_bulk: Collection[str] = (),
 ) -> list[Message]:
     """The messages a claim of ``room`` takes from ``due``, by the rules of ``claim_lanes``."""
     picked: list[Message] = []
@@ -191,6 +195,7 @@ def pick_lanes(
                     for m in order
                     if m.tenant == tenant
                     and m.priority is lane
+                    and not (lane is Priority.BULK and tenant in hold_bulk)
                     and m.id not in taken
                     and (m.next_attempt_at or now) < cutoff
                 ]

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import copy
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -208,6 +208,7 @@ class MemoryStore:
         completions: Sequence[Completion] = (),
         tenants: Mapping[str, float] | None = None,
         urgent_only: bool = False,
+        hold_bulk: Collection[str] = (),
     ) -> list[Message]:
         """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
         then due ones lane by lane, shared between tenants (see ``Store.claim``)."""
@@ -226,7 +227,14 @@ class MemoryStore:
             # Entries go stale when a message is claimed, cancelled, deleted or rescheduled.
             if found and found.status is Status.QUEUED and found.next_attempt_at == due_at:
                 due.append(found)
-        picked = pick_lanes(due, limit - len(chosen), tenants or {}, now, urgent_only=urgent_only)
+        picked = pick_lanes(
+            due,
+            limit - len(chosen),
+            tenants or {},
+            now,
+            urgent_only=urgent_only,
+            hold_bulk=hold_bulk,
+        )
         chosen += picked
         taken = {m.id for m in picked}
         for message in due:  # back in the heap, for a later claim

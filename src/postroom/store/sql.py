@@ -12,7 +12,7 @@ import contextlib
 import functools
 import itertools
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -399,6 +399,7 @@ class SqlStore:
         completions: Sequence[Completion],
         tenants: Mapping[str, float] | None,
         urgent_only: bool,
+        hold_bulk: Collection[str],
     ) -> list[Message]:
         with self._state.begin() as conn:
             if completions:
@@ -410,7 +411,12 @@ class SqlStore:
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
                 rows += lanes.claim_lanes(
-                    conn, params, room=limit - len(rows), tenants=tenants, urgent_only=urgent_only
+                    conn,
+                    params,
+                    room=limit - len(rows),
+                    tenants=tenants,
+                    urgent_only=urgent_only,
+                    hold_bulk=hold_bulk,
                 )
         claimed = [_message(r) for r in rows]
         return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
@@ -424,10 +430,13 @@ class SqlStore:
         completions: Sequence[Completion] = (),
         tenants: Mapping[str, float] | None = None,
         urgent_only: bool = False,
+        hold_bulk: Collection[str] = (),
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
         claimed = await self._run(
-            lambda: self._claim_sync(worker, limit, lease, completions, tenants, urgent_only)
+            lambda: self._claim_sync(
+                worker, limit, lease, completions, tenants, urgent_only, hold_bulk
+            )
         )
         self._wake_for(completions)
         return claimed

@@ -341,6 +341,11 @@ class Worker:
         names = self.settings.tenant_names()
         return {name: self.settings.tenant(name).priority_aging for name in names}
 
+    def _holding(self) -> list[str]:
+        """Tenants whose bulk mail was refused a slot a moment ago: not claimed until then."""
+        now = utcnow()
+        return [tenant for tenant, wait in self._bulk_held.items() if now < wait.free_at]
+
     def _stocked(self) -> bool:
         """More claimed messages than connections: no claim until a send finishes."""
         return len(self._held) > self.concurrency
@@ -368,6 +373,7 @@ class Worker:
                 completions=done,
                 tenants=self._lanes(),
                 urgent_only=urgent_only,
+                hold_bulk=self._holding(),
             )
         except BaseException:
             self._pending[:0] = done  # the writer tries them again
@@ -403,6 +409,9 @@ class Worker:
             wait = POLL_INTERVAL
             if due is not None:
                 wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
+            if self._holding():  # what falls due may be held-back bulk: no busy loop
+                ends = min(w.free_at for w in self._bulk_held.values() if w.free_at > utcnow())
+                wait = max(wait, min(POLL_INTERVAL, (ends - utcnow()).total_seconds()))
             await self._idle(stop, wait)
         return True
 
