@@ -102,7 +102,7 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         reply = self._fault("DATA")
-        if reply and reply.startswith("DELAY "):  # a slow server: wait, then accept
+        if isinstance(reply, str) and reply.startswith("DELAY "):  # slow server: wait, accept
             await asyncio.sleep(float(reply.split()[1]))
             reply = None
         if reply == "DROP":
