@@ -11,7 +11,8 @@ A ``postroom worker`` process delivers to an aiosmtpd server in this process, wh
 when each urgent message arrives. Bulk messages are inserted directly (intake is measured by
 bench/intake.py); urgent ones go through the store's enqueue, as intake does.
 
-Usage: python bench/priority.py [--urgent 20] [--sizes 0,10000,100000] [--plan [--pg DSN]]
+Usage: python bench/priority.py [--urgent 20] [--sizes 0,10000,100000]
+       python bench/priority.py --plan [--pg DSN [--pg-only]] [--plan-size 1000000]
 """
 
 from __future__ import annotations
@@ -195,8 +196,9 @@ def plan(args: argparse.Namespace) -> None:
     targets = []
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "plan.db"
-        fill(db, args.plan_size)
-        targets.append(f"sqlite:///{db}")
+        if not args.pg_only:
+            fill(db, args.plan_size)
+            targets.append(f"sqlite:///{db}")
         if args.pg:
             targets.append(args.pg)
         for server in targets:
@@ -275,6 +277,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="0,10000,100000")
     parser.add_argument("--plan", action="store_true")
     parser.add_argument("--plan-size", type=int, default=1_000_000)
+    parser.add_argument("--pg-only", action="store_true", help="with --plan: PostgreSQL only")
     parser.add_argument(
         "--pg",
         default=os.environ.get("POSTROOM_TEST_PG_DSN"),

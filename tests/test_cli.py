@@ -27,6 +27,8 @@ MESSAGE_KEYS = {
     "subject",
     "body",
     "template_type",
+    "priority",
+    "folded_duplicates",
     "send_count",
     "idempotency_key",
     "created_at",
