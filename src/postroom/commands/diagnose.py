@@ -21,7 +21,7 @@ from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis.explain import STAGES, Explanation, explain_text
 from postroom.errors import InputError
-from postroom.store import Store
+from postroom.store import Tenants
 
 if TYPE_CHECKING:
     from postroom.diagnosis.smtp_test import SmtpTestReport
@@ -249,7 +249,7 @@ def _run_smtp_test(
     if not (oauth.configured and oauth.effective_flow == "device_code"):
         return asyncio.run(run_smtp_test(courier, **options))
 
-    async def work(store: Store) -> SmtpTestReport:
+    async def work(store: Tenants) -> SmtpTestReport:
         keeper = refresh_token_keeper(store, courier, tenant, secrets=settings.secrets.default)
         return await run_smtp_test(courier, refresh_tokens=keeper, **options)
 

@@ -18,7 +18,7 @@ from postroom.errors import ConfigError, InputError, OAuthError
 
 if TYPE_CHECKING:
     from postroom.config.settings import CourierSettings, Settings
-    from postroom.store import Store
+    from postroom.store import Tenants
     from postroom.transports.oauth import TokenAnswer
 # The sign-in itself (the transports, the diagnosis) is imported by the command that runs
 # it, so that every other command starts faster.
@@ -49,7 +49,7 @@ def login(
     )
 
 
-async def _login(settings: Settings, store: Store, tenant: str) -> str:
+async def _login(settings: Settings, store: Tenants, tenant: str) -> str:
     from postroom.config.refresh_tokens import StoredRefreshToken
     from postroom.config.secrets import transform_secrets
     from postroom.config.tenants import TenantRegistry

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from postroom.clock import utcnow
 from postroom.config import Settings
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
 from postroom.intake.validate import (
@@ -24,7 +25,7 @@ from postroom.intake.validate import (
 from postroom.models import Message, NewMessage, TemplateType
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
-from postroom.store import Store, utcnow
+from postroom.store import Queue
 from postroom.text import check_data
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON
@@ -168,7 +169,7 @@ def _request_hash(request: SendRequest) -> str:
 
 
 async def enqueue(
-    store: Store, settings: Settings, requests: Sequence[SendRequest]
+    store: Queue, settings: Settings, requests: Sequence[SendRequest]
 ) -> list[tuple[Message, bool]]:
     """Validate, render and store every request in one transaction (all or nothing).
 
@@ -179,7 +180,7 @@ async def enqueue(
 
 
 async def enqueue_prepared(
-    store: Store, settings: Settings, prepared: Sequence[NewMessage]
+    store: Queue, settings: Settings, prepared: Sequence[NewMessage]
 ) -> list[tuple[Message, bool]]:
     """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`."""
     # A key repeated within the batch: the first occurrence is stored, the others return it.

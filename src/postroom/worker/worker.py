@@ -15,7 +15,9 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
+from postroom.clock import utcnow
 from postroom.config import Settings
 from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
@@ -26,7 +28,7 @@ from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
 from postroom.models import Message, Status
 from postroom.render.mime import envelope_address
-from postroom.store import Completion, Store, StoreUnavailable, utcnow
+from postroom.store import Completion, Queue, StoreUnavailable, Tenants
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
 
@@ -57,12 +59,17 @@ class WorkerStats:
     abandoned: int = 0
 
 
+class WorkerStore(Queue, Tenants, Protocol):
+    """What the worker uses of the store: the queue, and the OAuth2 refresh tokens that its
+    transports keep for tenants."""
+
+
 class Worker:
     """Delivers due messages from ``store`` through each tenant's transport."""
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         settings: Settings,
         *,
         concurrency: int | None = None,

@@ -1,35 +1,15 @@
-"""The Store contract, run against every backend: durable enqueue, atomic claiming with leases,
-idempotency, completion records, listing."""
+"""The Queue contract, run against every backend: durable enqueue, atomic claiming with
+leases, idempotency, completion records, rate slots."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
-from postroom.models import (
-    Diagnosis,
-    DispatchStatus,
-    NewMessage,
-    Status,
-    TemplateType,
-    WaitingFor,
-)
-from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
+from store_support import new
 
-
-def new(n: int = 0, *, key: str | None = None, tenant: str = "default") -> NewMessage:
-    return NewMessage(
-        tenant=tenant,
-        recipient=f"user{n}@example.org",
-        template_type=TemplateType.TEST,
-        template_data={"to": f"user{n}@example.org"},
-        subject=f"subject {n}",
-        body="body",
-        html_body=None,
-        mime=b"Subject: x\r\n\r\nbody\r\n",
-        idempotency_key=key,
-        request_hash=f"hash{n}",
-    )
+from postroom.models import Diagnosis, DispatchStatus, Status, WaitingFor
+from postroom.store import Completion, Store, open_store, utcnow
 
 
 async def test_claim_leases_due_messages_once(any_store: Store) -> None:
@@ -69,8 +49,8 @@ async def test_release_returns_unstarted_messages(any_store: Store) -> None:
     assert again.id == claimed.id
 
 
-async def test_two_stores_on_one_database_never_claim_the_same_message(store_dsn: str) -> None:
-    one, two = open_store(store_dsn), open_store(store_dsn)
+async def test_two_stores_on_one_database_never_claim_the_same_message(sql_dsn: str) -> None:
+    one, two = open_store(sql_dsn), open_store(sql_dsn)
     await one.migrate()
     try:
         await one.enqueue([new(n) for n in range(200)], max_attempts=3, ttl=0)
@@ -131,21 +111,6 @@ async def test_idempotency_key_is_scoped_to_the_tenant(any_store: Store) -> None
     assert a.id == b.id != c.id
 
 
-async def test_list_is_newest_first_with_filters_and_keyset_pages(any_store: Store) -> None:
-    for n in range(7):
-        await any_store.enqueue(
-            [new(n, tenant="acme" if n % 2 else "default")], max_attempts=1, ttl=0
-        )
-    everything = await any_store.list_messages(MessageFilter(limit=100))
-    assert [m.recipient for m in everything] == [f"user{n}@example.org" for n in reversed(range(7))]
-    acme = await any_store.list_messages(MessageFilter(tenant="acme"))
-    assert {m.tenant for m in acme} == {"acme"} and len(acme) == 3
-    page1 = await any_store.list_messages(MessageFilter(limit=3))
-    last = page1[-1]
-    page2 = await any_store.list_messages(MessageFilter(limit=3, before=(last.created_at, last.id)))
-    assert [m.id for m in page1 + page2] == [m.id for m in everything[:6]]
-
-
 async def test_ttl_sets_the_expiry(any_store: Store) -> None:
     [(message, _)] = await any_store.enqueue([new()], max_attempts=1, ttl=3600)
     assert message.expires_at is not None
@@ -154,8 +119,8 @@ async def test_ttl_sets_the_expiry(any_store: Store) -> None:
     assert forever.expires_at is None
 
 
-async def test_rate_slots_are_shared_and_free_up(store_dsn: str) -> None:
-    one, two = open_store(store_dsn), open_store(store_dsn)
+async def test_rate_slots_are_shared_and_free_up(sql_dsn: str) -> None:
+    one, two = open_store(sql_dsn), open_store(sql_dsn)
     await one.migrate()
     try:
         limits = [(5, 0.6)]
@@ -208,22 +173,3 @@ async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> N
     assert done.send_count == 1
     assert [d.status for d in done.dispatches] == [DispatchStatus.SUCCESS]
     assert done.lease_owner is None
-
-
-async def test_a_dashboard_session_lives_until_it_ends_or_expires(store_dsn: str) -> None:
-    one, two = open_store(store_dsn), open_store(store_dsn)  # two processes, one database
-    await one.migrate()
-    signed_in, old, never = "a" * 64, "b" * 64, "c" * 64
-    try:
-        await one.start_session(signed_in, expires_at=utcnow() + timedelta(hours=12))
-        await one.start_session(old, expires_at=utcnow() - timedelta(seconds=1))
-        assert await two.session_active(signed_in)
-        assert not await two.session_active(old)  # past its expiry
-        assert not await two.session_active(never)
-        await two.end_session(signed_in)  # signing out on the other process ...
-        assert not await one.session_active(signed_in)  # ... ends it here at once
-        await one.end_session(signed_in)  # ending it twice is no error
-        await one.end_session(never)
-    finally:
-        await one.close()
-        await two.close()
