@@ -49,6 +49,14 @@ class InputError(PostroomError):
 class DuplicateRequestError(InputError):
     """An idempotency key was reused with a different request body."""
 
+    def __init__(
+        self,
+        message: str = "was already used for a different message; use a new key for a new message",
+        *,
+        field: str | None = "idempotency_key",
+    ) -> None:
+        super().__init__(message, field=field)
+
 
 class NotFoundError(PostroomError):
     """The thing asked for does not exist."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from store_support import new
 
+from postroom.errors import DuplicateRequestError
 from postroom.models import Diagnosis, DispatchStatus, Status, WaitingFor
-from postroom.store import Completion, Store, open_store, utcnow
+from postroom.store import Budget, Completion, MessageFilter, Store, open_store, utcnow
 
 
 async def test_claim_leases_due_messages_once(any_store: Store) -> None:
@@ -173,3 +175,30 @@ async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> N
     assert done.send_count == 1
     assert [d.status for d in done.dispatches] == [DispatchStatus.SUCCESS]
     assert done.lease_owner is None
+
+
+async def test_a_changed_request_under_a_used_key_stores_nothing_of_its_batch(
+    any_store: Store,
+) -> None:
+    [(first, _)] = await any_store.enqueue([new(1, key="k")], max_attempts=3, ttl=0)
+    batch = [new(5), new(6, tenant="acme"), new(2, key="k")]  # new(2) hashes differently
+    with pytest.raises(DuplicateRequestError):
+        await any_store.enqueue(batch, max_attempts=3, ttl=0, refuse_changed=True)
+    assert [m.id for m in await any_store.list_messages(MessageFilter())] == [first.id]
+    # The same request under the same key is no conflict: the stored message comes back.
+    [(again, created)] = await any_store.enqueue(
+        [new(1, key="k")], max_attempts=3, ttl=0, refuse_changed=True
+    )
+    assert again.id == first.id and not created
+
+
+async def test_each_tenant_gets_its_own_budget_in_one_enqueue(any_store: Store) -> None:
+    stored = await any_store.enqueue(
+        [new(1), new(2, tenant="acme")],
+        max_attempts=3,
+        ttl=0,
+        budgets={"acme": Budget(max_attempts=9, ttl=60)},
+    )
+    [(plain, _), (acme, _)] = stored
+    assert (plain.max_attempts, plain.expires_at) == (3, None)
+    assert acme.max_attempts == 9 and acme.expires_at is not None

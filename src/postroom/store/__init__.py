@@ -5,7 +5,7 @@ The store has roles (:mod:`postroom.store.roles`): :class:`Queue`, :class:`Recor
 close. Each backend (:mod:`.sql`, :mod:`.memory`) has one module per role."""
 
 from postroom.clock import utcnow
-from postroom.store.base import Completion, MessageFilter
+from postroom.store.base import Budget, Completion, MessageFilter
 from postroom.store.memory import memory_store
 from postroom.store.roles import Queue, Records, Sessions, Store, Tenants
 from postroom.store.sql import SqlStore, StoreUnavailable
@@ -21,6 +21,7 @@ def open_store(dsn: str) -> Store:
 
 
 __all__ = [
+    "Budget",
     "Completion",
     "MessageFilter",
     "Queue",

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from postroom.errors import DuplicateRequestError
 from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
 
 
@@ -31,6 +32,15 @@ class Completion:
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     reclaimed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What a tenant's new messages get: ``max_attempts`` sends, and ``ttl`` seconds to go out
+    (0: they never expire)."""
+
+    max_attempts: int
+    ttl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,27 @@ def activity_edges(since: datetime, step: timedelta, now: datetime) -> list[date
     if slots > MAX_ACTIVITY_SLOTS:
         raise ValueError(f"{slots} time slices asked for; at most {MAX_ACTIVITY_SLOTS}")
     return [since + n * step for n in range(slots)]
+
+
+def budgets_of(
+    messages: Sequence[NewMessage],
+    *,
+    max_attempts: int,
+    ttl: float,
+    budgets: Mapping[str, Budget] | None,
+) -> list[Budget]:
+    """The budget of each message: its tenant's in ``budgets``, else ``max_attempts``/``ttl``."""
+    default = Budget(max_attempts, ttl)
+    if not budgets:
+        return [default] * len(messages)
+    return [budgets.get(new.tenant, default) for new in messages]
+
+
+def check_unchanged(new: NewMessage, existing: Message) -> None:
+    """Raise :class:`DuplicateRequestError` when ``existing``, found by ``new``'s idempotency
+    key, was stored for a different request."""
+    if existing.request_hash != new.request_hash:
+        raise DuplicateRequestError()
 
 
 def queued_message(

@@ -7,13 +7,14 @@ package."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from postroom.models import Diagnosis, Message, NewMessage
 from postroom.store.base import (
     Activity,
+    Budget,
     Completion,
     MessageFilter,
     StoredOAuthToken,
@@ -26,12 +27,23 @@ class Queue(Protocol):
     a coroutine; writes are atomic."""
 
     async def enqueue(
-        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        budgets: Mapping[str, Budget] | None = None,
+        refuse_changed: bool = False,
     ) -> list[tuple[Message, bool]]:
-        """Store messages durably in one transaction; return each with ``created``.
+        """Store messages durably in one transaction (all or nothing); return each with
+        ``created``.
 
         A message whose (tenant, idempotency key) already exists is not stored again: the
-        existing one is returned with ``created`` False. ``ttl`` 0 means never expires.
+        existing one is returned with ``created`` False; with ``refuse_changed``, an existing
+        one stored for a different request (``request_hash``) raises
+        :class:`~postroom.errors.DuplicateRequestError` and nothing of ``messages`` is
+        stored. Each message gets its tenant's entry of ``budgets``, else ``max_attempts``
+        sends and ``ttl`` seconds to go out (0 means never expires).
         """
 
     async def claim(

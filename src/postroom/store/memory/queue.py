@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import copy
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from postroom.clock import utcnow
 from postroom.models import Dispatch, DispatchStatus, Message, NewMessage, Status
-from postroom.store.base import Completion, new_id, queued_message, slot_free_at
+from postroom.store.base import (
+    Budget,
+    Completion,
+    budgets_of,
+    check_unchanged,
+    new_id,
+    queued_message,
+    slot_free_at,
+)
 from postroom.store.memory.state import MemoryState
 
 
@@ -19,30 +27,45 @@ class MemoryQueue(MemoryState):
     """The queue verbs in a dict."""
 
     async def enqueue(
-        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
+        self,
+        messages: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        budgets: Mapping[str, Budget] | None = None,
+        refuse_changed: bool = False,
     ) -> list[tuple[Message, bool]]:
-        """Store messages; an existing (tenant, idempotency key) returns the earlier one."""
-        start = utcnow()
-        out: list[tuple[Message, bool]] = []
-        for new in messages:
+        """Store messages (all or nothing); an existing (tenant, idempotency key) returns the
+        earlier one, or with ``refuse_changed`` refuses a changed request before storing any."""
+        found: dict[int, Message] = {}
+        for index, new in enumerate(messages):
             if new.idempotency_key is not None:
-                found = next(
-                    (
-                        m
-                        for m in self._messages.values()
-                        if m.tenant == new.tenant and m.idempotency_key == new.idempotency_key
-                    ),
+                key = (new.tenant, new.idempotency_key)
+                existing = next(
+                    (m for m in self._messages.values() if (m.tenant, m.idempotency_key) == key),
                     None,
                 )
-                if found is not None:
-                    out.append((found, False))
-                    continue
+                if existing is not None:
+                    if refuse_changed:
+                        check_unchanged(new, existing)
+                    found[index] = existing
+        start = utcnow()
+        each = budgets_of(messages, max_attempts=max_attempts, ttl=ttl, budgets=budgets)
+        out: list[tuple[Message, bool]] = []
+        for index, (new, budget) in enumerate(zip(messages, each, strict=True)):
+            if index in found:
+                out.append((found[index], False))
+                continue
             # Strictly increasing, so newest-first keeps the order of arrival.
             now = max(start, self._last + timedelta(microseconds=1))
             self._last = now
             copied = replace(new, template_data=copy.deepcopy(new.template_data))
             message = queued_message(
-                copied, created_at=now, due_at=start, max_attempts=max_attempts, ttl=ttl
+                copied,
+                created_at=now,
+                due_at=start,
+                max_attempts=budget.max_attempts,
+                ttl=budget.ttl,
             )
             self._put(message)
             self._dispatches[message.id] = []

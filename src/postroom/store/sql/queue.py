@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +15,16 @@ from sqlalchemy import Connection, Integer, String, bindparam, func, select, tex
 from sqlalchemy.exc import IntegrityError
 
 from postroom.clock import utcnow
+from postroom.errors import DuplicateRequestError
 from postroom.models import Message, NewMessage, Status
-from postroom.store.base import Completion, queued_message, slot_free_at
+from postroom.store.base import (
+    Budget,
+    Completion,
+    budgets_of,
+    check_unchanged,
+    queued_message,
+    slot_free_at,
+)
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
@@ -24,12 +32,17 @@ from postroom.store.sql.rows import aware, dispatch_row, message_from_row, messa
 
 @dataclass(slots=True)
 class _EnqueueGroup:
-    """One caller's messages waiting for the next group commit."""
+    """One caller's messages (each with its budget) waiting for the next group commit."""
 
     messages: Sequence[NewMessage]
-    max_attempts: int
-    ttl: float
+    budgets: Sequence[Budget]
+    refuse_changed: bool
     result: asyncio.Future[list[tuple[Message, bool]]]
+
+
+# What one group's part of a group commit gives its caller: the stored messages, or the
+# refusal that left nothing of that group written.
+_Outcome = list[tuple[Message, bool]] | DuplicateRequestError
 
 
 class SqlQueue(SqlEngine):
@@ -40,14 +53,17 @@ class SqlQueue(SqlEngine):
         self._enqueue_waiting: list[_EnqueueGroup] = []
         self._enqueue_task: asyncio.Task[None] | None = None
 
-    def _enqueue_sync(self, groups: Sequence[_EnqueueGroup]) -> list[list[tuple[Message, bool]]]:
+    def _enqueue_sync(self, groups: Sequence[_EnqueueGroup]) -> list[_Outcome]:
         """Store several callers' messages in one transaction (one fsync for all of them)."""
         # One microsecond apart, so that newest-first lists keep the order of arrival.
         start, tick = utcnow(), itertools.count()
-        results: list[list[tuple[Message, bool]]] = []
+        results: list[_Outcome] = []
         with self._writer.begin() as conn:
             for group in groups:
-                results.append(self._insert_group(conn, group, start, tick))
+                try:
+                    results.append(self._insert_group(conn, group, start, tick))
+                except DuplicateRequestError as refused:
+                    results.append(refused)  # nothing of this group was written
             if self.postgres:  # wakes idle workers in every process, at commit
                 conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         return results
@@ -55,9 +71,10 @@ class SqlQueue(SqlEngine):
     def _insert_group(
         self, conn: Connection, group: _EnqueueGroup, start: datetime, tick: Iterator[int]
     ) -> list[tuple[Message, bool]]:
-        out: list[tuple[Message, bool]] = []
-        rows: list[dict[str, Any]] = []
-        for new in group.messages:
+        """Insert one caller's messages; the idempotency keys are all checked first, so a
+        refused group writes nothing."""
+        found: dict[int, Message] = {}
+        for index, new in enumerate(group.messages):
             if new.idempotency_key is not None:
                 existing = conn.execute(
                     select(messages).where(
@@ -66,14 +83,21 @@ class SqlQueue(SqlEngine):
                     )
                 ).first()
                 if existing is not None:
-                    out.append((message_from_row(existing), False))
-                    continue
+                    found[index] = message_from_row(existing)
+                    if group.refuse_changed:
+                        check_unchanged(new, found[index])
+        out: list[tuple[Message, bool]] = []
+        rows: list[dict[str, Any]] = []
+        for index, (new, budget) in enumerate(zip(group.messages, group.budgets, strict=True)):
+            if index in found:
+                out.append((found[index], False))
+                continue
             message = queued_message(
                 new,
                 created_at=start + timedelta(microseconds=next(tick)),
                 due_at=start,
-                max_attempts=group.max_attempts,
-                ttl=group.ttl,
+                max_attempts=budget.max_attempts,
+                ttl=budget.ttl,
             )
             rows.append(message_row(message))
             out.append((message, True))
@@ -82,15 +106,24 @@ class SqlQueue(SqlEngine):
         return out
 
     async def enqueue(
-        self, messages_: Sequence[NewMessage], *, max_attempts: int, ttl: float
+        self,
+        messages_: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        budgets: Mapping[str, Budget] | None = None,
+        refuse_changed: bool = False,
     ) -> list[tuple[Message, bool]]:
-        """Store messages durably in one transaction; see :class:`Store`.
+        """Store messages durably in one transaction; see :class:`~postroom.store.Queue`.
 
         Concurrent callers are committed together (group commit): each waits for the one
         transaction that carries its messages, so nobody is answered before the disk has them.
         """
         group = _EnqueueGroup(
-            messages_, max_attempts, ttl, asyncio.get_running_loop().create_future()
+            messages_,
+            budgets_of(messages_, max_attempts=max_attempts, ttl=ttl, budgets=budgets),
+            refuse_changed,
+            asyncio.get_running_loop().create_future(),
         )
         self._enqueue_waiting.append(group)
         if self._enqueue_task is None or self._enqueue_task.done():
@@ -116,7 +149,7 @@ class SqlQueue(SqlEngine):
                     raise
                 continue
             for group, result in zip(groups, results, strict=True):
-                group.result.set_result(result)
+                _answer(group, result)
             self._wake.set()
 
     async def _commit_alone(self, group: _EnqueueGroup) -> None:
@@ -130,7 +163,7 @@ class SqlQueue(SqlEngine):
             except Exception as exc:
                 group.result.set_exception(exc)
                 return
-            group.result.set_result(result)
+            _answer(group, result)
             self._wake.set()
             return
 
@@ -319,6 +352,14 @@ class SqlQueue(SqlEngine):
     async def count_pending(self) -> int:
         """How many messages are queued or processing."""
         return await self._run(self._count_pending_sync)
+
+
+def _answer(group: _EnqueueGroup, outcome: _Outcome) -> None:
+    """Hand ``outcome`` to the caller waiting on ``group``."""
+    if isinstance(outcome, DuplicateRequestError):
+        group.result.set_exception(outcome)
+    else:
+        group.result.set_result(outcome)
 
 
 # -- the worker's hot path: statements built once, run with bind parameters -----------
