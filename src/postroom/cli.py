@@ -30,6 +30,8 @@ from postroom.config.durations import check_at_most, parse_duration
 from postroom.config.settings import MAX_RETENTION, MAX_TTL
 from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
 from postroom.models import Message, NewMessage, Status, message_json
+from postroom.service import messages as message_service
+from postroom.service import tenants as tenant_service
 from postroom.store import MessageFilter, Store, open_store
 from postroom.text import data_problem, json_terminal_safe, terminal_safe
 
@@ -239,13 +241,11 @@ def send(
             tenant=tenant,
             idempotency_key=idempotency_key,
         )
-        courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
         message, _created = run_with_store(
             settings, lambda store: enqueue(store, settings, [request])
         )[0]
         if as_json:
-            expose = bool(courier and courier.expose_message_bodies)
-            print_json(message_json(message, expose_bodies=expose))
+            print_json(message_json(message, expose_bodies=_expose(settings, message)))
         else:
             sys.stdout.write(message.id + "\n")
 
@@ -482,7 +482,8 @@ def messages_list(
                 field="--status",
             ) from None
         query = MessageFilter(status=wanted, recipient=recipient, tenant=tenant, limit=limit)
-        rows = run_with_store(settings, lambda store: store.list_messages(query))
+        page = run_with_store(settings, lambda store: message_service.list_page(store, query))
+        rows = page.messages
         if as_json:
             print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
             return
@@ -528,7 +529,7 @@ def messages_show(
     """Show one message with every delivery attempt and its diagnosis."""
     with user_errors():
         settings = settings_from(config)
-        message = run_with_store(settings, lambda store: store.get(message_id))
+        message = run_with_store(settings, lambda store: message_service.get(store, message_id))
         data = message_json(message, expose_bodies=_expose(settings, message))
         if as_json:
             print_json(data)
@@ -572,10 +573,7 @@ def _status_text(m: Message) -> str:
 
 
 def _expose(settings: Settings, message: Message) -> bool:
-    try:
-        return settings.tenant(message.tenant).expose_message_bodies
-    except KeyError:
-        return False
+    return tenant_service.exposes_bodies(settings, message.tenant)
 
 
 from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402

@@ -11,8 +11,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from postroom.diagnosis import CODES
 from postroom.models import Status
 from postroom.store.base import Activity
-from postroom.web.dashboard.pages import DashboardRoute, registry, render, store
+from postroom.web.dashboard.pages import (
+    DashboardRoute,
+    render,
+)
 from postroom.web.dashboard.session import require_viewer
+from postroom.web.state import registry, store
 
 router = APIRouter(
     route_class=DashboardRoute, include_in_schema=False, dependencies=[Depends(require_viewer)]
