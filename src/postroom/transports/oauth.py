@@ -37,6 +37,7 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from postroom.codes import DiagnosisCode
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.errors import ConfigError, DeliveryError, OAuthError, exception_chain
 
@@ -197,7 +198,7 @@ class TokenEndpoint:
             endpoint=self.host,
         )
 
-    def _error(self, message: str, *, hint: str | None = None) -> OAuthError:
+    def _error(self, message: str, *, hint: DiagnosisCode | None = None) -> OAuthError:
         return OAuthError(
             self._scrub(message),
             stage="token",

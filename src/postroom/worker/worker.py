@@ -22,7 +22,7 @@ from postroom.config import Settings
 from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.catalogue import diagnose, diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
@@ -212,12 +212,7 @@ class Worker:
             self._finish(completion, message)
         except Exception as exc:  # a bug must not lose the message: record it and retry
             log.exception("message %s: unexpected error", message.id)
-            diagnosis = diagnose(
-                "unknown",
-                reply_code=450,
-                cause=f"Postroom failed unexpectedly: {exc!r}.",
-                fix="This is a bug in Postroom; the message will be retried. Please report it.",
-            )
+            diagnosis = diagnose_unexpected(exc)
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
             self._finish(Completion(message.id, Status.SENT), message)

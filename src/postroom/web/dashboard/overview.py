@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from postroom.diagnosis import CODES
+from postroom.diagnosis.catalogue import entry_of
 from postroom.models import Status
 from postroom.store.base import Activity
 from postroom.web.dashboard.pages import (
@@ -160,7 +160,7 @@ def failures(activity: Activity, *, limit: int = 8) -> list[Failure]:
     """The most frequent latest diagnosis codes, with the catalogue's cause and fix."""
     by_code: dict[str, Failure] = {}
     for item in activity.failures:
-        entry = CODES.get(item.code)
+        entry = entry_of(item.code)
         failure = by_code.setdefault(
             item.code,
             Failure(
