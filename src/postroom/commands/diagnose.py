@@ -16,6 +16,19 @@ import typer
 from rich.measure import Measurement
 from rich.table import Column, Table
 
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    err,
+    labelled,
+    out,
+    plain,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
 from postroom.config import Settings
 from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
@@ -366,21 +379,3 @@ def _print_explanation(explanation: Explanation) -> None:
         _plain(f"{'reply':>9}  {d.reply}")
     _plain(f"{'cause':>9}  {d.cause}")
     _plain(f"{'fix':>9}  {d.fix}")
-
-
-# The shared helpers of ``postroom.cli``. Imported last on purpose: ``cli`` registers these
-# commands at its end, and under ``python -m postroom.cli`` this import loads a second copy of
-# ``cli`` that needs ``register`` above to exist already. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    err,
-    labelled,
-    out,
-    plain,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-    with_api_tenants,
-)

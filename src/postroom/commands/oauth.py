@@ -14,6 +14,15 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from postroom.commands.common import (
+    ConfigOpt,
+    err,
+    out,
+    plain,
+    run_with_store,
+    settings_from,
+    user_errors,
+)
 from postroom.errors import ConfigError, InputError, OAuthError
 
 if TYPE_CHECKING:
@@ -135,16 +144,3 @@ def _failed(exc: OAuthError) -> NoReturn:
     err.print(plain(f"  cause  {diagnosis.cause}"))
     err.print(plain(f"  fix    {diagnosis.fix}"))
     raise typer.Exit(1)
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    err,
-    out,
-    plain,
-    run_with_store,
-    settings_from,
-    user_errors,
-)

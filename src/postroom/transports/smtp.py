@@ -30,9 +30,9 @@ from postroom.codes import DiagnosisCode
 from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError, OAuthError
+from postroom.net.targets import Target, resolve_target
 from postroom.transports.base import Envelope, Recorder, SendResult
 from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
-from postroom.transports.targets import Target, resolve_target
 
 T = TypeVar("T")
 
