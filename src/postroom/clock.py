@@ -1,5 +1,6 @@
 """The clock: one place that says what time it is, so that every module agrees (timezone-aware
-UTC) and tests can move time by replacing one function where it is used."""
+UTC). The stores read it as ``clock.utcnow()``, so a test moves their time (leases, expiries,
+rate windows) by replacing this one function."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from store_support import new
+from store_support import Clock, new
 
 from postroom.errors import DuplicateRequestError
 from postroom.models import Diagnosis, DispatchStatus, Status, WaitingFor
@@ -24,23 +24,32 @@ async def test_claim_leases_due_messages_once(any_store: Store) -> None:
     assert await any_store.claim(worker="c", limit=10, lease=60) == []
 
 
-async def test_an_expired_lease_makes_a_message_claimable_again(any_store: Store) -> None:
+async def test_an_expired_lease_makes_a_message_claimable_again(
+    any_store: Store, clock_at: Clock
+) -> None:
     [(message, _)] = await any_store.enqueue([new()], max_attempts=3, ttl=0)
-    [claimed] = await any_store.claim(worker="dead", limit=1, lease=0.2)
+    [claimed] = await any_store.claim(worker="dead", limit=1, lease=60)
     assert claimed.id == message.id
+    clock_at.advance(59)
     assert await any_store.claim(worker="b", limit=1, lease=60) == []
-    await asyncio.sleep(0.3)
+    clock_at.advance(2)  # the lease ran out a second ago
     [again] = await any_store.claim(worker="b", limit=1, lease=60)
     assert again.id == message.id and again.lease_owner == "b"
+    assert again.reclaimed_from == "dead"
 
 
-async def test_renew_keeps_the_lease_alive(any_store: Store) -> None:
+async def test_renew_keeps_the_lease_alive(any_store: Store, clock_at: Clock) -> None:
     await any_store.enqueue([new()], max_attempts=3, ttl=0)
-    [claimed] = await any_store.claim(worker="a", limit=1, lease=0.3)
+    [claimed] = await any_store.claim(worker="a", limit=1, lease=30)
     for _ in range(3):
-        await asyncio.sleep(0.15)
-        await any_store.renew([claimed.id], worker="a", lease=0.3)
-    assert await any_store.claim(worker="b", limit=1, lease=60) == []
+        clock_at.advance(20)
+        await any_store.renew([claimed.id], worker="a", lease=30)
+    clock_at.advance(20)  # 80 s after the claim: the first lease ran out 50 s ago
+    assert await any_store.claim(worker="b", limit=1, lease=30) == []
+    await any_store.renew([claimed.id], worker="b", lease=3600)  # not b's lease: no effect
+    clock_at.advance(11)  # the last renewal (to 60 + 30 s) has run out
+    [taken] = await any_store.claim(worker="b", limit=1, lease=30)
+    assert taken.id == claimed.id
 
 
 async def test_release_returns_unstarted_messages(any_store: Store) -> None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.models import Dispatch, DispatchStatus, Message, NewMessage, Status
 from postroom.store.base import (
     Budget,
@@ -49,7 +49,7 @@ class MemoryQueue(MemoryState):
                     if refuse_changed:
                         check_unchanged(new, existing)
                     found[index] = existing
-        start = utcnow()
+        start = clock.utcnow()
         each = budgets_of(messages, max_attempts=max_attempts, ttl=ttl, budgets=budgets)
         out: list[tuple[Message, bool]] = []
         for index, (new, budget) in enumerate(zip(messages, each, strict=True)):
@@ -84,7 +84,7 @@ class MemoryQueue(MemoryState):
         """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
         then due ones, oldest first."""
         await self.complete(completions, worker=worker)
-        now = utcnow()
+        now = clock.utcnow()
         expired = [
             m
             for mid in self._leased
@@ -120,14 +120,14 @@ class MemoryQueue(MemoryState):
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
         """Extend the leases this worker holds."""
-        until = utcnow() + timedelta(seconds=lease)
+        until = clock.utcnow() + timedelta(seconds=lease)
         for message_id in message_ids:
             if (message := self._held(message_id, worker)) is not None:
                 self._put(replace(message, lease_until=until))
 
     async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
         """Give back leased messages, due now."""
-        now = utcnow()
+        now = clock.utcnow()
         for message_id in message_ids:
             if (message := self._held(message_id, worker)) is not None:
                 self._put(
@@ -144,7 +144,7 @@ class MemoryQueue(MemoryState):
 
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses."""
-        now = utcnow()
+        now = clock.utcnow()
         attempted = {c.message_id for c in completions if c.attempted}
         if attempted:  # a hand-off counts from when it happened, not from its slot
             for events in self._rate.values():
@@ -186,7 +186,7 @@ class MemoryQueue(MemoryState):
         """Take a hand-off slot of ``tenant`` under ``limits``."""
         if not limits:
             return None
-        now = utcnow()
+        now = clock.utcnow()
         longest = max(per for _count, per in limits)
         events = self._rate.setdefault(tenant, [])
         events[:] = [e for e in events if e[0] > now - timedelta(seconds=longest)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.errors import ConflictError, NotFoundError
 from postroom.models import Diagnosis, Message, Status
 from postroom.store.base import (
@@ -50,7 +50,7 @@ class MemoryRecords(MemoryState):
                 f"message {message_id} is {message.status.value}; only abandoned messages "
                 "can be retried"
             )
-        now = utcnow()
+        now = clock.utcnow()
         fresh = replace(
             self._messages[message_id],
             status=Status.QUEUED,
@@ -78,7 +78,7 @@ class MemoryRecords(MemoryState):
             last_error=error,
             waiting_for=None,
             next_attempt_at=None,
-            updated_at=utcnow(),
+            updated_at=clock.utcnow(),
         )
         self._put(cancelled)
         return cancelled
@@ -92,7 +92,7 @@ class MemoryRecords(MemoryState):
 
     async def activity(self, *, since: datetime, step: timedelta) -> Activity:
         """Messages created since ``since`` by tenant, status and time slice; failure codes."""
-        edges = activity_edges(since, step, utcnow())
+        edges = activity_edges(since, step, clock.utcnow())
         counts: dict[tuple[str, Status, int], int] = {}
         failures: dict[tuple[str, str, Status], int] = {}
         for m in self._messages.values():

@@ -7,7 +7,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.store.base import StoredOAuthToken, StoredTenant
 from postroom.store.memory.state import MemoryState
 
@@ -25,7 +25,7 @@ class MemoryTenants(MemoryState):
 
     async def put_tenant(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
         """Create or replace a saved tenant."""
-        now = utcnow()
+        now = clock.utcnow()
         old = self._tenants.get(tenant_id)
         tenant = StoredTenant(
             tenant_id, copy.deepcopy(courier), old.created_at if old else now, now
@@ -52,7 +52,7 @@ class MemoryTenants(MemoryState):
         self, tenant: str, *, refresh_token: str, origin: str | None
     ) -> StoredOAuthToken:
         """Keep ``refresh_token`` for ``tenant``."""
-        kept = StoredOAuthToken(tenant, refresh_token, origin, utcnow())
+        kept = StoredOAuthToken(tenant, refresh_token, origin, clock.utcnow())
         self._oauth_tokens[tenant] = kept
         return kept
 
@@ -62,14 +62,14 @@ class MemorySessions(MemoryState):
 
     async def start_session(self, session_id: str, *, expires_at: datetime) -> None:
         """Record a dashboard session; forget the expired ones."""
-        now = utcnow()
+        now = clock.utcnow()
         self._sessions = {k: v for k, v in self._sessions.items() if v > now}
         self._sessions[session_id] = expires_at
 
     async def session_active(self, session_id: str) -> bool:
         """True while the session is recorded and not expired."""
         expires_at = self._sessions.get(session_id)
-        return expires_at is not None and expires_at > utcnow()
+        return expires_at is not None and expires_at > clock.utcnow()
 
     async def end_session(self, session_id: str) -> None:
         """Forget the session."""

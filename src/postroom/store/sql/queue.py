@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, String, bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.errors import DuplicateRequestError
 from postroom.models import Message, NewMessage, Status
 from postroom.store.base import (
@@ -56,7 +56,7 @@ class SqlQueue(SqlEngine):
     def _enqueue_sync(self, groups: Sequence[_EnqueueGroup]) -> list[_Outcome]:
         """Store several callers' messages in one transaction (one fsync for all of them)."""
         # One microsecond apart, so that newest-first lists keep the order of arrival.
-        start, tick = utcnow(), itertools.count()
+        start, tick = clock.utcnow(), itertools.count()
         results: list[_Outcome] = []
         with self._writer.begin() as conn:
             for group in groups:
@@ -175,7 +175,7 @@ class SqlQueue(SqlEngine):
         with self._state.begin() as conn:
             if completions:
                 self._record(conn, completions, worker)
-            now = utcnow()
+            now = clock.utcnow()
             params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
             # Messages of dead workers first (rare), then the due ones, in one transaction.
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
@@ -197,7 +197,7 @@ class SqlQueue(SqlEngine):
         return claimed
 
     def _renew_sync(self, ids: Sequence[str], worker: str, lease: float) -> None:
-        now = utcnow()
+        now = clock.utcnow()
         with self._state.begin() as conn:
             conn.execute(_held(ids, worker).values(lease_until=now + timedelta(seconds=lease)))
 
@@ -207,7 +207,7 @@ class SqlQueue(SqlEngine):
             await self._run(lambda: self._renew_sync(message_ids, worker, lease))
 
     def _release_sync(self, ids: Sequence[str], worker: str) -> None:
-        now = utcnow()
+        now = clock.utcnow()
         with self._state.begin() as conn:
             conn.execute(
                 _held(ids, worker).values(
@@ -231,7 +231,7 @@ class SqlQueue(SqlEngine):
 
     def _record(self, conn: Connection, completions: Sequence[Completion], worker: str) -> None:
         """Write the new status of each message and a dispatch row for each attempt."""
-        now = utcnow()
+        now = clock.utcnow()
         rows = []
         # The common case, plain successes, in one statement.
         plain = [
@@ -279,7 +279,7 @@ class SqlQueue(SqlEngine):
     def _take_slot_sync(
         self, tenant: str, limits: Sequence[tuple[int, float]], message_id: str
     ) -> datetime | None:
-        now = utcnow()
+        now = clock.utcnow()
         longest = max(per for _count, per in limits)
         with self._state.begin() as conn:
             if self.postgres:  # serialise the tenant's check-and-take across processes

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, case, func, or_, select, update
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.errors import ConflictError, NotFoundError
 from postroom.models import Diagnosis, Message, Status
 from postroom.store.base import (
@@ -115,7 +115,7 @@ class SqlRecords(SqlEngine):
         return await self._run(lambda: self._list_sync(query))
 
     def _retry_sync(self, message_id: str, attempts: int, ttl: float) -> Message:
-        now = utcnow()
+        now = clock.utcnow()
         with self._writer.begin() as conn:
             row = conn.execute(select(messages).where(messages.c.id == message_id)).first()
             if row is None:
@@ -156,7 +156,7 @@ class SqlRecords(SqlEngine):
         return message
 
     def _cancel_sync(self, message_id: str, error: Diagnosis) -> Message:
-        now = utcnow()
+        now = clock.utcnow()
         with self._writer.begin() as conn:
             result = conn.execute(
                 update(messages)
@@ -226,7 +226,7 @@ class SqlRecords(SqlEngine):
         return await self._run(self._count_by_status_sync)
 
     def _activity_sync(self, since: datetime, step: timedelta) -> Activity:
-        edges = activity_edges(since, step, utcnow())
+        edges = activity_edges(since, step, clock.utcnow())
         created = messages.c.created_at
         # The slice of each message, newest edge first: the first edge it is not older than.
         slot = case(

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.store.schema import sessions
 from postroom.store.sql.engine import SqlEngine
 
@@ -16,7 +16,7 @@ class SqlSessions(SqlEngine):
     """The sessions verbs over SQLAlchemy Core."""
 
     def _start_session_sync(self, session_id: str, expires_at: datetime) -> None:
-        now = utcnow()
+        now = clock.utcnow()
         with self._writer.begin() as conn:
             conn.execute(sessions.delete().where(sessions.c.expires_at <= now))
             conn.execute(
@@ -31,7 +31,7 @@ class SqlSessions(SqlEngine):
         with self._reader.connect() as conn:
             found = conn.execute(
                 select(sessions.c.id).where(
-                    sessions.c.id == session_id, sessions.c.expires_at > utcnow()
+                    sessions.c.id == session_id, sessions.c.expires_at > clock.utcnow()
                 )
             ).first()
         return found is not None

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from postroom.clock import utcnow
+from postroom import clock
 from postroom.store.base import StoredOAuthToken, StoredTenant
 from postroom.store.schema import oauth_tokens, tenants
 from postroom.store.sql.engine import SqlEngine
@@ -36,7 +36,7 @@ class SqlTenants(SqlEngine):
         return await self._run(lambda: self._get_tenant_sync(tenant_id))
 
     def _put_tenant_sync(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
-        now = utcnow()
+        now = clock.utcnow()
         with self._writer.begin() as conn:
             existing = conn.execute(
                 select(tenants.c.created_at).where(tenants.c.id == tenant_id)
@@ -92,7 +92,7 @@ class SqlTenants(SqlEngine):
     def _put_oauth_token_sync(
         self, tenant: str, refresh_token: str, origin: str | None
     ) -> StoredOAuthToken:
-        now = utcnow()
+        now = clock.utcnow()
         values = {"refresh_token": refresh_token, "origin": origin, "updated_at": now}
         with self._writer.begin() as conn:
             changed = conn.execute(
