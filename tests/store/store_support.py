@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from postroom.models import NewMessage, TemplateType
 
 
@@ -20,20 +18,3 @@ def new(n: int = 0, *, key: str | None = None, tenant: str = "default") -> NewMe
         idempotency_key=key,
         request_hash=f"hash{n}",
     )
-
-
-class Clock:
-    """A clock the stores read instead of the real one (see the ``clock_at`` fixture): time
-    moves one microsecond per reading (as real time never stands still) and otherwise only
-    when a test says so."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(microseconds=1)
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock ``seconds`` on."""
-        self.now += timedelta(seconds=seconds)

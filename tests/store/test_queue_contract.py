@@ -7,11 +7,13 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from store_support import Clock, new
+from store_support import new
 
 from postroom.errors import DuplicateRequestError
 from postroom.models import Diagnosis, DispatchStatus, Status, WaitingFor
 from postroom.store import Budget, Completion, MessageFilter, Store, open_store, utcnow
+
+from conftest import Clock
 
 
 async def test_claim_leases_due_messages_once(any_store: Store) -> None:
