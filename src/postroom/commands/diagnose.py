@@ -30,15 +30,15 @@ from postroom.commands.common import (
     with_api_tenants,
 )
 from postroom.config import Settings
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis.explain import STAGES, Explanation, explain_text
 from postroom.errors import InputError
 from postroom.store import Tenants
+from postroom.store.refresh_tokens import refresh_token_keeper
 
 if TYPE_CHECKING:
-    from postroom.diagnosis.smtp_test import SmtpTestReport
     from postroom.presets import Preset
+    from postroom.transports.smtp_probe import SmtpTestReport
 # The presets and test-smtp (with the template renderer) are imported by the commands that
 # use them, so that every other command starts faster.
 
@@ -256,7 +256,7 @@ def _run_smtp_test(
 ) -> SmtpTestReport:
     """Run the test; a device-code OAuth2 login reads (and keeps) its refresh token in the
     store, so the store is opened for it."""
-    from postroom.diagnosis.smtp_test import run_smtp_test
+    from postroom.transports.smtp_probe import run_smtp_test
 
     oauth = courier.smtp.oauth2
     if not (oauth.configured and oauth.effective_flow == "device_code"):

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings, Settings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
 from postroom.errors import NotFoundError
+from postroom.store.refresh_tokens import refresh_token_keeper
+from postroom.transports.smtp_probe import SmtpTestReport, run_smtp_test
 
 
 def courier_for(settings: Settings, tenant: str) -> CourierSettings:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from postroom.config.settings import CourierSettings
 from postroom.errors import ConfigError
+from postroom.oauth.client import RefreshTokenKeeper
 from postroom.transports.base import Envelope, Recorder, SendResult, Step, Transport
 from postroom.transports.http import HttpTransport
-from postroom.transports.oauth import RefreshTokenKeeper
 from postroom.transports.outbox import OutboxTransport
 from postroom.transports.smtp import SmtpTransport
 

@@ -31,8 +31,8 @@ from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError, OAuthError, readable
 from postroom.net.targets import Target, resolve_target
+from postroom.oauth.client import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.base import Envelope, Recorder, SendResult
-from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 
 T = TypeVar("T")
 

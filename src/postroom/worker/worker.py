@@ -19,7 +19,6 @@ from typing import Protocol
 
 from postroom.clock import utcnow
 from postroom.config import Settings
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis.catalogue import diagnose, diagnose_unexpected
@@ -29,6 +28,7 @@ from postroom.metrics import Metrics
 from postroom.models import Message, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Queue, StoreUnavailable, Tenants
+from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
 

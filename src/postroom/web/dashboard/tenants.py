@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.config.settings import CourierSettings
-from postroom.diagnosis.smtp_test import SmtpTestReport
 from postroom.errors import ConfigError, ConflictError, InputError
 from postroom.presets import PRESETS
 from postroom.service.tenants import smtp_test
+from postroom.transports.smtp_probe import SmtpTestReport
 from postroom.web.dashboard import tenant_form
 from postroom.web.dashboard.pages import (
     DashboardRoute,
