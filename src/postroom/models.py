@@ -193,6 +193,7 @@ class Message:
     dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
     priority: Priority = Priority.URGENT
     folded_duplicates: int = 0  # later identical enqueues answered with this message
+    content_hash: str | None = None  # what a later duplicate is found by (never shown)
 
 
 REDACTED = "<redacted>"

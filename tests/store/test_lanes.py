@@ -10,15 +10,20 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from test_store_contract import new
+from store_support import new
 
 from postroom.errors import RecipientLimitError
 from postroom.models import NewMessage, Priority, Status, TemplateType, WaitingFor
 from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
-from postroom.store.base import EnqueueRules
+from postroom.store.base import Budget
 from postroom.store.sql import SqlStore
 
 LANES = {"default": 300.0, "acme": 300.0}
+
+
+def within(ttl: float = 0, **rules: Any) -> dict[str, Budget]:
+    """The default tenant's budget: one attempt, ``ttl``, and the enqueue rules given."""
+    return {"default": Budget(1, ttl, **rules)}
 
 
 def lane(n: int, priority: Priority, *, tenant: str = "default") -> NewMessage:
@@ -107,9 +112,9 @@ async def test_an_urgent_message_books_the_next_free_slot(any_store: Store) -> N
 
 
 async def test_bulk_messages_live_for_the_bulk_ttl(any_store: Store) -> None:
-    rules = EnqueueRules(bulk_ttl=7 * 86400)
+    rules = within(60, bulk_ttl=7 * 86400)
     [(bulk, _), (code, _)] = await any_store.enqueue(
-        [lane(1, Priority.BULK), lane(2, Priority.URGENT)], max_attempts=1, ttl=60, rules=rules
+        [lane(1, Priority.BULK), lane(2, Priority.URGENT)], max_attempts=1, ttl=60, budgets=rules
     )
     assert bulk.expires_at is not None and code.expires_at is not None
     assert (bulk.expires_at - bulk.created_at).days == 7
@@ -126,16 +131,16 @@ def code(n: int = 0, *, to: str = "jane@example.org", kind: str = "login_code_va
     )
 
 
-FOLD = EnqueueRules(dedupe_window=60)
+FOLD = within(dedupe_window=60)
 
 
 async def test_the_same_content_within_the_window_folds_into_the_first(any_store: Store) -> None:
-    [(first, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
-    [(again, folded)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    [(first, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, budgets=FOLD)
+    [(again, folded)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, budgets=FOLD)
     assert created and not folded
     assert again.id == first.id and again.folded_duplicates == 1
     assert (await any_store.get(first.id)).folded_duplicates == 1
-    [(other, made)] = await any_store.enqueue([code(2)], max_attempts=1, ttl=0, rules=FOLD)
+    [(other, made)] = await any_store.enqueue([code(2)], max_attempts=1, ttl=0, budgets=FOLD)
     assert made and other.id != first.id
     # Off (window 0): a new message each time.
     [(_, fresh)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0)
@@ -145,10 +150,10 @@ async def test_the_same_content_within_the_window_folds_into_the_first(any_store
 async def test_an_abandoned_message_is_never_what_a_duplicate_folds_into(
     any_store: Store,
 ) -> None:
-    [(first, _)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    [(first, _)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, budgets=FOLD)
     await any_store.claim(worker="w", limit=1, lease=60)
     await any_store.complete([Completion(first.id, Status.ABANDONED)], worker="w")
-    [(second, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=FOLD)
+    [(second, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, budgets=FOLD)
     assert created and second.id != first.id
 
 
@@ -158,7 +163,7 @@ async def test_concurrent_duplicates_make_one_message(store_dsn: str) -> None:
     try:
         results = await asyncio.gather(
             *(
-                s.enqueue([code(7)], max_attempts=1, ttl=0, rules=FOLD)
+                s.enqueue([code(7)], max_attempts=1, ttl=0, budgets=FOLD)
                 for s in stores
                 for _ in range(10)
             )
@@ -172,20 +177,20 @@ async def test_concurrent_duplicates_make_one_message(store_dsn: str) -> None:
             await s.close()
 
 
-LIMITS = EnqueueRules(dedupe_window=60, cooldown=30, per_hour=10)
+LIMITS = within(dedupe_window=60, cooldown=30, per_hour=10)
 
 
 async def test_the_cooldown_refuses_a_second_code_and_says_when(any_store: Store) -> None:
-    await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=LIMITS)
+    await any_store.enqueue([code(1)], max_attempts=1, ttl=0, budgets=LIMITS)
     with pytest.raises(RecipientLimitError) as refused:
         await any_store.enqueue(
-            [code(2, to="JANE@example.org")], max_attempts=1, ttl=0, rules=LIMITS
+            [code(2, to="JANE@example.org")], max_attempts=1, ttl=0, budgets=LIMITS
         )
     assert refused.value.limit == "cooldown"
     assert 29 <= refused.value.retry_after <= 30
     assert "courier.recipient_limits.cooldown" in str(refused.value)
     # The same content again is a duplicate, folded before the limit is looked at.
-    [(_, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, rules=LIMITS)
+    [(_, created)] = await any_store.enqueue([code(1)], max_attempts=1, ttl=0, budgets=LIMITS)
     assert not created
     # Another template type, another recipient, a test message and bulk mail are not held.
     other_kind = code(3, kind="verification_code_valid")
@@ -194,24 +199,24 @@ async def test_the_cooldown_refuses_a_second_code_and_says_when(any_store: Store
         code(4, to="joe@example.org"),
         replace(code(5), template_type=TemplateType.TEST),
     ):
-        [(_, made)] = await any_store.enqueue([message], max_attempts=1, ttl=0, rules=LIMITS)
+        [(_, made)] = await any_store.enqueue([message], max_attempts=1, ttl=0, budgets=LIMITS)
         assert made
     [(_, made)] = await any_store.enqueue(
-        [replace(code(6), priority=Priority.BULK)], max_attempts=1, ttl=0, rules=LIMITS
+        [replace(code(6), priority=Priority.BULK)], max_attempts=1, ttl=0, budgets=LIMITS
     )
     assert made
 
 
 async def test_the_eleventh_message_in_an_hour_is_refused(any_store: Store) -> None:
-    rules = EnqueueRules(per_hour=10)
+    rules = within(per_hour=10)
     for n in range(10):
-        await any_store.enqueue([code(n)], max_attempts=1, ttl=0, rules=rules)
+        await any_store.enqueue([code(n)], max_attempts=1, ttl=0, budgets=rules)
     with pytest.raises(RecipientLimitError) as refused:
-        await any_store.enqueue([code(10)], max_attempts=1, ttl=0, rules=rules)
+        await any_store.enqueue([code(10)], max_attempts=1, ttl=0, budgets=rules)
     assert refused.value.limit == "per_hour"
     assert 3590 <= refused.value.retry_after <= 3600
     [(_, made)] = await any_store.enqueue(
-        [code(11, to="joe@example.org")], max_attempts=1, ttl=0, rules=rules
+        [code(11, to="joe@example.org")], max_attempts=1, ttl=0, budgets=rules
     )
     assert made
     # Nothing was stored for the refused one.

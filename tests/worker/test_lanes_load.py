@@ -13,12 +13,11 @@ import pytest
 from test_postgres_fleet import eventually, fleet, new_message, write_config
 
 from postroom.models import NewMessage, Priority
-from postroom.store import Store, open_store
-from postroom.store.base import EnqueueRules
+from postroom.store import Budget, Store, open_store
 
 from smtp_servers import Server, smtp_server
 
-NO_TTL = EnqueueRules(bulk_ttl=0)
+NO_TTL = {"default": Budget(101, 0, bulk_ttl=0)}
 
 
 def tagged(n: int, priority: Priority) -> NewMessage:
@@ -28,7 +27,7 @@ def tagged(n: int, priority: Priority) -> NewMessage:
 async def fill(store: Store, count: int) -> None:
     for start in range(0, count, 1000):
         batch = [tagged(n, Priority.BULK) for n in range(start, min(count, start + 1000))]
-        await store.enqueue(batch, max_attempts=101, ttl=0, rules=NO_TTL)
+        await store.enqueue(batch, max_attempts=101, ttl=0, budgets=NO_TTL)
 
 
 def arrivals(srv: Server) -> dict[int, float]:

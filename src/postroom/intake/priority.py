@@ -12,7 +12,7 @@ from dataclasses import replace
 from postroom.config.settings import CourierSettings
 from postroom.errors import InputError
 from postroom.models import NewMessage, Priority, TemplateType, default_priority
-from postroom.store.base import EnqueueRules
+from postroom.store.base import Budget
 
 PRIORITY_HEADER = "X-Postroom-Priority"
 """The header by which mail handed to the SMTP listener names its lane."""
@@ -45,10 +45,13 @@ def content_hash(
     return digest.hexdigest()
 
 
-def enqueue_rules(courier: CourierSettings) -> EnqueueRules:
-    """What the store enforces at enqueue for a tenant with these settings."""
+def tenant_budget(courier: CourierSettings) -> Budget:
+    """What a tenant's new messages get (its retries plus the first send, its TTLs) and what
+    the store enforces when it stores them (folded duplicates, per-recipient limits)."""
     limits = courier.recipient_limits
-    return EnqueueRules(
+    return Budget(
+        courier.message_retries + 1,
+        courier.message_ttl,
         bulk_ttl=courier.bulk_ttl,
         dedupe_window=courier.dedupe_window,
         cooldown=limits.cooldown,

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Row
 
 from postroom.errors import RecipientLimitError
 from postroom.models import NewMessage, Priority, Status, TemplateType
-from postroom.store.base import EnqueueRules
+from postroom.store.base import Budget
 from postroom.store.lanes import aware
 from postroom.store.schema import UtcDateTime, messages
 
@@ -72,7 +72,7 @@ class Pending:
 
 
 def fold(
-    conn: Connection, new: NewMessage, rules: EnqueueRules, now: datetime, pending: Pending
+    conn: Connection, new: NewMessage, rules: Budget, now: datetime, pending: Pending
 ) -> dict[str, Any] | Row[Any] | None:
     """The message ``new`` folds into (its ``folded_duplicates`` counted up), or None."""
     if rules.dedupe_window <= 0 or new.content_hash is None or new.idempotency_key is not None:
@@ -88,7 +88,7 @@ def fold(
     return conn.execute(_FOLD, {"target": target}).first()
 
 
-def counted(new: NewMessage, rules: EnqueueRules) -> bool:
+def counted(new: NewMessage, rules: Budget) -> bool:
     """Whether the per-recipient limits apply to ``new``."""
     return (
         (rules.cooldown > 0 or rules.per_hour > 0)
@@ -98,7 +98,7 @@ def counted(new: NewMessage, rules: EnqueueRules) -> bool:
 
 
 def check_recipient_limits(
-    conn: Connection, new: NewMessage, rules: EnqueueRules, now: datetime, pending: Pending
+    conn: Connection, new: NewMessage, rules: Budget, now: datetime, pending: Pending
 ) -> None:
     """Raise :class:`RecipientLimitError` when ``new`` would go past a per-recipient limit."""
     if not counted(new, rules):
@@ -131,7 +131,7 @@ def check_recipient_limits(
             raise per_hour_error(new, rules, oldest + timedelta(hours=1) - now)
 
 
-def cooldown_error(new: NewMessage, rules: EnqueueRules, wait: timedelta) -> RecipientLimitError:
+def cooldown_error(new: NewMessage, rules: Budget, wait: timedelta) -> RecipientLimitError:
     """The refusal of a message that comes within the cooldown of the last one."""
     return RecipientLimitError(
         f"courier.recipient_limits.cooldown: {new.recipient} was sent a "
@@ -142,7 +142,7 @@ def cooldown_error(new: NewMessage, rules: EnqueueRules, wait: timedelta) -> Rec
     )
 
 
-def per_hour_error(new: NewMessage, rules: EnqueueRules, wait: timedelta) -> RecipientLimitError:
+def per_hour_error(new: NewMessage, rules: Budget, wait: timedelta) -> RecipientLimitError:
     """The refusal of a message past a recipient's hourly cap."""
     return RecipientLimitError(
         f"courier.recipient_limits.per_hour: {new.recipient} has had {rules.per_hour} "

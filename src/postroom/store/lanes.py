@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,19 +82,24 @@ def _lanes(now: datetime, aging: float) -> list[tuple[Priority, datetime]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class LaneClaim:
+    """How a claim reads the lanes: ``tenants`` with their ``priority_aging`` (seconds),
+    ``urgent_only`` (aged normal and urgent mail only), and the tenants whose bulk mail is
+    held back (``hold_bulk``). See ``Queue.claim``."""
+
+    tenants: Mapping[str, float]
+    urgent_only: bool = False
+    hold_bulk: frozenset[str] = frozenset()
+
+
 def claim_lanes(
-    conn: Connection,
-    params: dict[str, Any],
-    *,
-    room: int,
-    tenants: Mapping[str, float] | None,
-    urgent_only: bool = False,
-    hold_bulk: Collection[str] = (),
+    conn: Connection, params: dict[str, Any], *, room: int, how: LaneClaim
 ) -> list[Row[Any]]:
-    """Lease up to ``room`` due messages, lane by lane; see ``Store.claim``."""
+    """Lease up to ``room`` due messages, lane by lane; see ``Queue.claim``."""
     now: datetime = params["now"]
     rows: list[Row[Any]] = []
-    tenants = tenants or {}
+    tenants, urgent_only, hold_bulk = how.tenants, how.urgent_only, how.hold_bulk
     named = list(tenants)
     if named:
         first = next(_turn) % len(named)  # who goes first turns, so ties even out
@@ -172,16 +178,9 @@ def summarise(rows: Sequence[Any], now: datetime) -> dict[str, tuple[int, float]
     return out
 
 
-def pick_lanes(
-    due: Sequence[Message],
-    room: int,
-    tenants: Mapping[str, float],
-    now: datetime,
-    *,
-    urgent_only: bool = False,
-    hold_bulk: Collection[str] = (),
-) -> list[Message]:
+def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime) -> list[Message]:
     """The messages a claim of ``room`` takes from ``due``, by the rules of ``claim_lanes``."""
+    tenants, urgent_only, hold_bulk = how.tenants, how.urgent_only, how.hold_bulk
     picked: list[Message] = []
     taken: set[str] = set()
     order = sorted(due, key=lambda m: m.next_attempt_at or now)
