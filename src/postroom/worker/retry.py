@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from postroom.clock import utcnow
 from postroom.config.durations import format_duration
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis import diagnose
@@ -105,3 +106,24 @@ def rate_limited(message: Message, wait: SlotWait) -> Completion:
         next_attempt_at=_capped(message, due),
         waiting_for=wait.waiting_for,
     )
+
+
+def tenant_unusable(message: Message, broken: str | None, fallback: CourierSettings) -> Completion:
+    """What becomes of a message whose tenant cannot send: retried with ``fallback``'s backoff
+    (the default tenant's) while its saved settings are ``broken`` (an operator may save them
+    again in time; every other tenant carries on), abandoned when the configuration no
+    longer declares the tenant at all."""
+    if broken is not None:
+        diagnosis = diagnose(
+            "settings_invalid",
+            cause=f"Tenant {message.tenant!r} cannot send: its saved settings cannot be "
+            f"used ({broken}).",
+        )
+        return after_failure(message, diagnosis, fallback, now=utcnow())
+    diagnosis = diagnose(
+        "unknown",
+        cause=f"The message belongs to tenant {message.tenant!r}, "
+        "which the configuration no longer declares.",
+        fix="Declare the tenant again, or cancel the message.",
+    )
+    return Completion(message.id, Status.ABANDONED, diagnosis, attempted=False)

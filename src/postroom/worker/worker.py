@@ -9,59 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Protocol
 
 from postroom.clock import utcnow
 from postroom.config import Settings
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.catalogue import diagnose, diagnose_unexpected
+from postroom.diagnosis.catalogue import diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
-from postroom.models import Message, Priority, Status
+from postroom.models import Message, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Queue, StoreUnavailable, Tenants
-from postroom.store.base import SlotWait
 from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
+from postroom.worker.lanes import URGENT_PEEK, BulkHolds, Ready, Route, lanes_of
 
 log = logging.getLogger("postroom.worker")
 
 POLL_INTERVAL = 1.0  # seconds between polls when nothing wakes us (other processes' enqueues)
 PREFETCH = 6  # claimed messages per connection at most: one sending, the others ready
-# While stocked with less urgent mail, how often to look for urgent mail due.
-URGENT_PEEK = 0.1
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
 WRITE_DELAY = 0.02
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What every message of a tenant needs, worked out once per settings version."""
-
-    courier: CourierSettings
-    limits: list[tuple[int, float]]
-    sender: str
-
-    def lane(self, message: Message, now: datetime) -> Priority:
-        """The lane a message takes a slot in: a normal message that has waited longer than
-        ``priority_aging`` counts as urgent, so a flood of codes cannot starve it."""
-        aging = self.courier.priority_aging
-        waited = (now - message.created_at).total_seconds()
-        if message.priority is Priority.NORMAL and aging > 0 and waited > aging:
-            return Priority.URGENT
-        return message.priority
 
 
 @dataclass(slots=True)
@@ -101,13 +79,9 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
-        self._routes: dict[str, _Route] = {}
-        self._bulk_held: dict[str, SlotWait] = {}  # per tenant: bulk refused a slot until
-        # Claimed, not yet started: most urgent lane first, then in the order claimed.
-        self._ready: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
-        self._order = itertools.count()
-        self._peeked = 0.0  # when the last look for urgent mail was, while stocked
-        self._ready_urgent = 0  # urgent messages claimed and not started
+        self._routes: dict[str, Route] = {}
+        self._holds = BulkHolds()
+        self._ready = Ready()  # claimed, not yet started: most urgent first
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
@@ -140,8 +114,7 @@ class Worker:
     async def _sender(self) -> None:
         """One of ``concurrency`` loops, each sending one message at a time."""
         while True:
-            rank, _n, message = await self._ready.get()
-            self._ready_urgent -= rank == 0
+            message = await self._ready.get()
             try:
                 await self._attempt(message)
             except Exception:  # _attempt records failures itself; keep the loop alive
@@ -150,12 +123,12 @@ class Worker:
                 self._held.discard(message.id)
                 self._nudge.set()
 
-    def _route(self, tenant: str) -> _Route:
+    def _route(self, tenant: str) -> Route:
         """The tenant's settings, limits and sender; raise ``KeyError`` for an unknown one."""
         route = self._routes.get(tenant)
         if route is None:
             courier = self.settings.tenant(tenant)
-            route = _Route(
+            route = Route(
                 courier,
                 [(limit.count, limit.per) for limit in courier.effective_rate_limits],
                 envelope_address(courier.smtp.from_address),
@@ -168,28 +141,7 @@ class Worker:
             route = self._route(message.tenant)
         except KeyError:
             broken = self.tenants.broken(message.tenant) if self.tenants else None
-            if broken is not None:
-                # Only this tenant's messages fail (retried, in case an operator saves its
-                # settings again in time); every other tenant carries on.
-                diagnosis = diagnose(
-                    "settings_invalid",
-                    cause=f"Tenant {message.tenant!r} cannot send: its saved settings cannot be "
-                    f"used ({broken}).",
-                )
-                courier = self.settings.courier  # the default tenant's backoff
-                self._finish(
-                    retry.after_failure(message, diagnosis, courier, now=utcnow()), message
-                )
-                return
-            diagnosis = diagnose(
-                "unknown",
-                cause=f"The message belongs to tenant {message.tenant!r}, "
-                "which the configuration no longer declares.",
-                fix="Declare the tenant again, or cancel the message.",
-            )
-            self._finish(
-                Completion(message.id, Status.ABANDONED, diagnosis, attempted=False), message
-            )
+            self._finish(retry.tenant_unusable(message, broken, self.settings.courier), message)
             return
         courier = route.courier
         now = utcnow()
@@ -197,23 +149,8 @@ class Worker:
             self._finish(retry.expired(message, courier), message)
             return
         if route.limits:
-            lane = route.lane(message, now)
-            held_back = self._bulk_held.get(message.tenant)
-            if lane is Priority.BULK and held_back is not None and now < held_back.free_at:
-                # Bulk mail of this tenant was just refused a slot: no other bulk message gets
-                # one before then, so spare the store the question.
-                self._finish(retry.rate_limited(message, held_back), message)
-                return
-            wait = await self.store.take_slot(
-                message.tenant,
-                route.limits,
-                message_id=message.id,
-                lane=lane,
-                bulk_share=courier.bulk_share,
-            )
+            wait = await self._holds.take(self.store, route, message, now)
             if wait is not None:
-                if lane is Priority.BULK:
-                    self._bulk_held[message.tenant] = wait
                 self._finish(retry.rate_limited(message, wait), message)
                 return
         envelope = Envelope(
@@ -338,16 +275,6 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.store.renew(ids, worker=self.worker_id, lease=self.lease)
 
-    def _lanes(self) -> dict[str, float]:
-        """Every tenant with its ``priority_aging``: claims share the room between them."""
-        names = self.settings.tenant_names()
-        return {name: self.settings.tenant(name).priority_aging for name in names}
-
-    def _holding(self) -> list[str]:
-        """Tenants whose bulk mail was refused a slot a moment ago: not claimed until then."""
-        now = utcnow()
-        return [tenant for tenant, wait in self._bulk_held.items() if now < wait.free_at]
-
     def _stocked(self) -> bool:
         """More claimed messages than connections: no claim until a send finishes."""
         return len(self._held) > self.concurrency
@@ -356,14 +283,10 @@ class Worker:
         """Keep claimed messages ready so the connections never wait for a claim: once no
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
-        urgent_only = False
-        if self._stocked():
-            # Stocked with less urgent mail: look for urgent mail now and then, so a code
-            # does not wait for the bulk already claimed to be sent.
-            loop = asyncio.get_running_loop()
-            if self._ready_urgent or loop.time() < self._peeked + URGENT_PEEK:
-                return 0
-            self._peeked, urgent_only = loop.time(), True
+        # Stocked: look for urgent mail now and then, not to send a code after the bulk held.
+        urgent_only = self._stocked()
+        if urgent_only and not self._ready.time_to_peek():
+            return 0
         room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
         done, self._pending = self._pending, []
         self._claims += 1
@@ -373,9 +296,9 @@ class Worker:
                 limit=room,
                 lease=self.lease,
                 completions=done,
-                tenants=self._lanes(),
+                tenants=lanes_of(self.settings),
                 urgent_only=urgent_only,
-                hold_bulk=self._holding(),
+                hold_bulk=self._holds.holding(),
             )
         except BaseException:
             self._pending[:0] = done  # the writer tries them again
@@ -383,8 +306,7 @@ class Worker:
             raise
         for message in claimed:
             self._held.add(message.id)
-            self._ready.put_nowait((message.priority.rank, next(self._order), message))
-            self._ready_urgent += message.priority.rank == 0
+            self._ready.put(message)
         return len(claimed)
 
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
@@ -411,10 +333,7 @@ class Worker:
             wait = POLL_INTERVAL
             if due is not None:
                 wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
-            if self._holding():  # what falls due may be held-back bulk: no busy loop
-                ends = min(w.free_at for w in self._bulk_held.values() if w.free_at > utcnow())
-                wait = max(wait, min(POLL_INTERVAL, (ends - utcnow()).total_seconds()))
-            await self._idle(stop, wait)
+            await self._idle(stop, self._holds.idle_wait(wait))
         return True
 
     async def run(
@@ -473,8 +392,7 @@ class Worker:
         if stop.is_set():
             return
         if self._stocked():
-            # Nothing but urgent mail is claimed before a send finishes: one event, no task
-            # per wait, and a look for urgent mail every URGENT_PEEK.
+            # Only urgent mail is claimed before a send finishes: one event, no task per wait.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudge.wait(), URGENT_PEEK)
             return
@@ -506,8 +424,7 @@ class Worker:
     async def _shutdown(self, deadline: float) -> None:
         """Let the sends under way finish within ``deadline``; release everything else."""
         unstarted = []
-        while not self._ready.empty():
-            _rank, _n, message = self._ready.get_nowait()
+        for message in self._ready.take_all():
             self._held.discard(message.id)
             unstarted.append(message.id)
         with contextlib.suppress(TimeoutError):
