@@ -37,6 +37,7 @@ from aiosmtpd.controller import Controller
 
 from postroom.models import NewMessage, Priority, TemplateType
 from postroom.store import open_store, utcnow
+from sinks import free_port
 
 LIMIT = "[{count: 600, per: 1m}]"  # one slot every 100 ms on average
 FIELDS = (
@@ -73,6 +74,8 @@ class Arrivals:
 def fill(db: Path, count: int) -> None:
     """Create the schema, then insert ``count`` queued bulk messages in one statement."""
     asyncio.run(_migrate(f"sqlite:///{db}"))
+    if not count:
+        return
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(
@@ -135,28 +138,31 @@ async def measure(dsn: str, server: Arrivals, count: int, spacing: float) -> lis
 
 
 def scenario(
-    size: int, limit: str | None, port: int, server: Arrivals, urgents: int
+    size: int, limit: str | None, port: int, server: Arrivals, args: argparse.Namespace
 ) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "priority.db"
-        if size:
-            fill(db, size)
-        else:
-            asyncio.run(_migrate(f"sqlite:///{db}"))
+        if args.pg:  # a database of its own, woken across processes by LISTEN/NOTIFY
+            dsn = _own_database(args.pg)
+            asyncio.run(_pg_fill(dsn, size))
+        else:  # SQLite: another process's enqueue is seen at the worker's next poll
+            dsn = f"sqlite:///{Path(tmp) / 'priority.db'}"
+            fill(Path(tmp) / "priority.db", size)
         extra = {"COURIER_SMTP_CONNECTION_URI": f"smtp://127.0.0.1:{port}/?disable_starttls=true"}
         if limit:
             extra["COURIER_RATE_LIMITS"] = limit
         proc = subprocess.Popen(
             [sys.executable, "-m", "postroom.cli", "worker"],
-            env=_env(f"sqlite:///{db}", **extra),
+            env=_env(dsn, **extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            return asyncio.run(measure(f"sqlite:///{db}", server, urgents, 0.5))
+            return asyncio.run(measure(dsn, server, args.urgent, 0.5))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+            if args.pg:
+                _drop_database(args.pg, dsn)
 
 
 def figures(latencies: list[float]) -> tuple[float, float, float]:
@@ -167,16 +173,17 @@ def figures(latencies: list[float]) -> tuple[float, float, float]:
 
 def lanes(args: argparse.Namespace) -> None:
     server = Arrivals()
-    controller = Controller(server, hostname="127.0.0.1", port=0)
+    port = free_port()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
     controller.start()
-    port = controller.server.sockets[0].getsockname()[1]
     try:
         for limit in (None, LIMIT):
             label = f"limit {limit}" if limit else "no limit"
-            print(f"-- {label}: urgent enqueue -> SMTP server, {args.urgent} messages 0.5 s apart")
+            store = "PostgreSQL" if args.pg else "SQLite"
+            print(f"-- {store}, {label}: urgent enqueue -> SMTP server, {args.urgent} 0.5 s apart")
             base_p95 = None
             for size in args.sizes:
-                p50, p95, worst = figures(scenario(size, limit, port, server, args.urgent))
+                p50, p95, worst = figures(scenario(size, limit, port, server, args))
                 base_p95 = base_p95 or p95
                 print(
                     f"{size:>8} bulk queued: p50 {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  "
@@ -257,6 +264,8 @@ def _drop_database(server: str, dsn: str) -> None:
 
 async def _pg_fill(dsn: str, count: int) -> None:
     await _migrate(dsn)
+    if not count:
+        return
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
