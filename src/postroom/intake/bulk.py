@@ -18,7 +18,7 @@ from postroom.errors import InputError
 from postroom.intake.enqueue import SendRequest, prepare
 from postroom.intake.validate import parse_json
 from postroom.models import NewMessage, Priority
-from postroom.store.slots import bulk_cap
+from postroom.store.lane_rules import bulk_cap
 
 MAX_LINE = 1024 * 1024
 """The longest line, in bytes: far more than one message's data (64 KiB) and bodies need."""

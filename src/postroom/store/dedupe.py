@@ -5,7 +5,6 @@ stored, so that two concurrent enqueues cannot both win.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,10 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, Integer, String, bindparam, func, select, text, update
 from sqlalchemy.engine import Row
 
-from postroom.errors import RecipientLimitError
 from postroom.models import NewMessage, Priority, Status, TemplateType
 from postroom.store.base import Budget
-from postroom.store.lanes import aware
+from postroom.store.lane_rules import aware, cooldown_error, counted, per_hour_error
 from postroom.store.schema import UtcDateTime, messages
 
 # -- enqueue: folded duplicates and per-recipient limits ---------------------------------
@@ -88,15 +86,6 @@ def fold(
     return conn.execute(_FOLD, {"target": target}).first()
 
 
-def counted(new: NewMessage, rules: Budget) -> bool:
-    """Whether the per-recipient limits apply to ``new``."""
-    return (
-        (rules.cooldown > 0 or rules.per_hour > 0)
-        and new.priority is not Priority.BULK
-        and new.template_type is not TemplateType.TEST
-    )
-
-
 def check_recipient_limits(
     conn: Connection, new: NewMessage, rules: Budget, now: datetime, pending: Pending
 ) -> None:
@@ -131,27 +120,6 @@ def check_recipient_limits(
             raise per_hour_error(new, rules, oldest + timedelta(hours=1) - now)
 
 
-def cooldown_error(new: NewMessage, rules: Budget, wait: timedelta) -> RecipientLimitError:
-    """The refusal of a message that comes within the cooldown of the last one."""
-    return RecipientLimitError(
-        f"courier.recipient_limits.cooldown: {new.recipient} was sent a "
-        f"{new.template_type.value} message less than {_secs(rules.cooldown)} ago; try again "
-        f"in {_secs(wait)}",
-        limit="cooldown",
-        retry_after=whole_seconds(wait),
-    )
-
-
-def per_hour_error(new: NewMessage, rules: Budget, wait: timedelta) -> RecipientLimitError:
-    """The refusal of a message past a recipient's hourly cap."""
-    return RecipientLimitError(
-        f"courier.recipient_limits.per_hour: {new.recipient} has had {rules.per_hour} "
-        f"messages in the past hour, the limit; try again in {_secs(wait)}",
-        limit="per_hour",
-        retry_after=whole_seconds(wait),
-    )
-
-
 def _as_new(row: dict[str, Any]) -> NewMessage:
     return NewMessage(
         tenant=row["tenant"],
@@ -164,16 +132,6 @@ def _as_new(row: dict[str, Any]) -> NewMessage:
         mime=b"",
         priority=Priority(row["priority"]),
     )
-
-
-def whole_seconds(wait: timedelta | float) -> int:
-    """A wait as whole seconds, rounded up, at least 1 (what ``Retry-After`` says)."""
-    seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
-    return max(1, math.ceil(seconds))
-
-
-def _secs(wait: timedelta | float) -> str:
-    return f"{whole_seconds(wait)}s"
 
 
 def advisory_keys(batch: Sequence[NewMessage]) -> list[str]:

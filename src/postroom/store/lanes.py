@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Integer, String, bindparam, func, select, update
 from sqlalchemy.engine import Row
 
-from postroom.models import Message, Priority, Status
+from postroom.models import Priority, Status
+from postroom.store.lane_rules import LaneClaim, lane_cutoffs
 from postroom.store.schema import UtcDateTime, messages
 
 # -- claims ------------------------------------------------------------------------------
@@ -71,28 +70,6 @@ _TAKE_OTHERS = _lease(
 _turn = itertools.count()
 
 
-def _lanes(now: datetime, aging: float) -> list[tuple[Priority, datetime]]:
-    """Each lane with the due-time cutoff it is read up to: normal messages that have waited
-    longer than their aging first (they count as urgent), then urgent, normal, bulk."""
-    return [
-        (Priority.NORMAL, now - timedelta(seconds=aging)),
-        (Priority.URGENT, now),
-        (Priority.NORMAL, now),
-        (Priority.BULK, now),
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class LaneClaim:
-    """How a claim reads the lanes: ``tenants`` with their ``priority_aging`` (seconds),
-    ``urgent_only`` (aged normal and urgent mail only), and the tenants whose bulk mail is
-    held back (``hold_bulk``). See ``Queue.claim``."""
-
-    tenants: Mapping[str, float]
-    urgent_only: bool = False
-    hold_bulk: frozenset[str] = frozenset()
-
-
 def claim_lanes(
     conn: Connection, params: dict[str, Any], *, room: int, how: LaneClaim
 ) -> list[Row[Any]]:
@@ -104,7 +81,7 @@ def claim_lanes(
     if named:
         first = next(_turn) % len(named)  # who goes first turns, so ties even out
         order = named[first:] + named[:first]
-        plans = {tenant: _lanes(now, tenants[tenant]) for tenant in order}
+        plans = {tenant: lane_cutoffs(now, tenants[tenant]) for tenant in order}
         for rank in range(2 if urgent_only else 4):
             if room <= 0:
                 break
@@ -157,64 +134,8 @@ def _take(
     return list(conn.execute(_TAKE_LANE, values).all())
 
 
-def claimed_order(lane: str, due: datetime | None) -> tuple[int, datetime]:
-    """How claimed messages are handed to the senders: most urgent lane first, then due."""
-    return Priority(lane).rank, due or datetime.min
-
-
 LANE_SUMMARY = (
     select(messages.c.priority, func.count(), func.min(messages.c.next_attempt_at))
     .where(messages.c.status == Status.QUEUED.value)
     .group_by(messages.c.priority)
 )
-
-
-def summarise(rows: Sequence[Any], now: datetime) -> dict[str, tuple[int, float]]:
-    """(queued, seconds the oldest has been due) per lane, every lane present."""
-    out = {lane.value: (0, 0.0) for lane in Priority}
-    for lane, count, oldest in rows:
-        overdue = (now - aware(oldest)).total_seconds() if oldest is not None else 0.0
-        out[str(lane)] = (int(count), max(0.0, overdue))
-    return out
-
-
-def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime) -> list[Message]:
-    """The messages a claim of ``room`` takes from ``due``, by the rules of ``claim_lanes``."""
-    tenants, urgent_only, hold_bulk = how.tenants, how.urgent_only, how.hold_bulk
-    picked: list[Message] = []
-    taken: set[str] = set()
-    order = sorted(due, key=lambda m: m.next_attempt_at or now)
-    for rank in range(2 if urgent_only else 4):
-        steps = []
-        for tenant in tenants:
-            lane, cutoff = _lanes(now, tenants[tenant])[rank]
-            steps.append(
-                [
-                    m
-                    for m in order
-                    if m.tenant == tenant
-                    and m.priority is lane
-                    and not (lane is Priority.BULK and tenant in hold_bulk)
-                    and m.id not in taken
-                    and (m.next_attempt_at or now) < cutoff
-                ]
-            )
-        for index, found in enumerate(steps):
-            part = math.ceil((room - len(picked)) / (len(steps) - index))
-            for message in found[: max(part, 0)]:
-                picked.append(message)
-                taken.add(message.id)
-        for found in steps:
-            for message in found:
-                if len(picked) < room and message.id not in taken:
-                    picked.append(message)
-                    taken.add(message.id)
-    if urgent_only:
-        return picked
-    others = [m for m in order if m.tenant not in tenants and m.id not in taken]
-    return picked + others[: room - len(picked)]
-
-
-def aware(value: datetime) -> datetime:
-    """``value`` as UTC-aware (SQLite hands back naive times)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Integer, String, bindparam, func, select
 
 from postroom.models import Priority, WaitingFor
 from postroom.store.base import SlotWait
-from postroom.store.lanes import aware
+from postroom.store.lane_rules import PACING_PARTS, aware, bulk_cap
 from postroom.store.schema import UtcDateTime, rate_events
 
 # -- rate-limit slots --------------------------------------------------------------------
@@ -38,15 +38,6 @@ _KTH_NEWEST = (
 _BOOKING = select(rate_events.c.taken_at).where(
     rate_events.c.message_id == bindparam("message_id", type_=String)
 )
-
-PACING_PARTS = 60
-"""Bulk mail takes at most 1/60 of its share in each 1/60 of a window (at least one)."""
-
-
-def bulk_cap(count: int, share: float) -> int:
-    """How many of a window's ``count`` slots bulk mail may fill: ``share`` of them, and
-    always at least one."""
-    return max(1, math.floor(count * share))
 
 
 def take_slot(
@@ -125,53 +116,3 @@ def forget_old_slots(conn: Connection, tenant: str, *, longest: float, now: date
             rate_events.c.taken_at <= now - timedelta(seconds=longest),
         )
     )
-
-
-def slot_wait(
-    events: Sequence[tuple[datetime, str | None, Priority]],
-    limits: Sequence[tuple[int, float]],
-    *,
-    message_id: str,
-    lane: Priority,
-    share: float,
-    now: datetime,
-) -> SlotWait | None:
-    """:func:`take_slot` over a list of (time, message id, lane) slots, taking nothing."""
-    for taken_at, mid, _lane in events:
-        if mid == message_id:
-            if taken_at <= now + timedelta(milliseconds=50):
-                return None
-            return SlotWait(taken_at, WaitingFor.RATE_LIMIT)
-    newest = sorted((e[0] for e in events), reverse=True)
-    waits: list[SlotWait] = []
-    for count, per in limits:
-        since = now - timedelta(seconds=per)
-        total = sum(1 for t in newest if t > since)
-        if total >= count:
-            waits.append(
-                SlotWait(
-                    max(now, newest[count - 1] + timedelta(seconds=per)), WaitingFor.RATE_LIMIT
-                )
-            )
-            continue
-        if lane is not Priority.BULK:
-            continue
-        cap = bulk_cap(count, share)
-        bulk = [t for t, _m, ln in events if ln is Priority.BULK]
-        if total >= cap and any(t > since for t in bulk):
-            waits.append(
-                SlotWait(max(now, newest[cap - 1] + timedelta(seconds=per)), WaitingFor.PRIORITY)
-            )
-            continue
-        part = per / PACING_PARTS
-        recent = sum(1 for t in bulk if t > now - timedelta(seconds=part))
-        if recent >= max(1, math.ceil(cap / PACING_PARTS)):
-            waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
-    if not waits:
-        return None
-    wait = max(waits, key=lambda w: w.free_at)
-    if lane is Priority.BULK:  # spread over the window: a big send is not claimed at once
-        wait = replace(wait, spread=max(per for _count, per in limits))
-    if lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
-        return SlotWait(max(wait.free_at, now), WaitingFor.RATE_LIMIT)
-    return wait

@@ -30,10 +30,15 @@ from postroom.store.base import (
     new_id,
     queued_message,
 )
-from postroom.store.dedupe import cooldown_error, counted, per_hour_error
-from postroom.store.lanes import LaneClaim, pick_lanes
+from postroom.store.lane_rules import (
+    LaneClaim,
+    cooldown_error,
+    counted,
+    per_hour_error,
+    pick_lanes,
+    slot_wait,
+)
 from postroom.store.memory.state import MemoryState
-from postroom.store.slots import slot_wait
 
 
 class MemoryQueue(MemoryState):

@@ -15,7 +15,7 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
-from postroom.store.lanes import summarise
+from postroom.store.lane_rules import summarise
 from postroom.store.memory.state import MemoryState
 
 

@@ -27,6 +27,7 @@ from postroom.store.base import (
     check_unchanged,
     queued_message,
 )
+from postroom.store.lane_rules import LaneClaim, counted
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
@@ -66,7 +67,7 @@ class SqlQueue(SqlEngine):
                     new
                     for group in groups
                     for new, budget in zip(group.messages, group.budgets, strict=True)
-                    if dedupe.counted(new, budget) or budget.dedupe_window > 0
+                    if counted(new, budget) or budget.dedupe_window > 0
                 ]
                 for key in dedupe.advisory_keys(batch):
                     conn.execute(dedupe.LOCK, {"key": key})
@@ -198,7 +199,7 @@ class SqlQueue(SqlEngine):
         limit: int,
         lease: float,
         completions: Sequence[Completion],
-        lanes_: lanes.LaneClaim,
+        lanes_: LaneClaim,
     ) -> list[Message]:
         with self._state.begin() as conn:
             if completions:
@@ -226,7 +227,7 @@ class SqlQueue(SqlEngine):
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages lane by lane; see
         :class:`~postroom.store.Queue`."""
-        how = lanes.LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk))
+        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk))
         claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions, how))
         self._wake_for(completions)
         return claimed

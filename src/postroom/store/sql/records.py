@@ -19,7 +19,8 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
-from postroom.store.lanes import LANE_SUMMARY, summarise
+from postroom.store.lane_rules import summarise
+from postroom.store.lanes import LANE_SUMMARY
 from postroom.store.schema import dispatches, messages
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
