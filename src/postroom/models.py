@@ -182,6 +182,7 @@ def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
         "tenant": message.tenant,
         "status": message.status.value,
         "type": "email",
+        "channel": "email",
         "recipient": message.recipient,
         "subject": message.subject if expose_bodies else REDACTED,
         "body": message.body if expose_bodies else REDACTED,

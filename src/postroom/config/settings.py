@@ -6,6 +6,7 @@ Validation lives here; reading files and the environment lives in ``loader``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -168,6 +169,39 @@ class RateLimitSettings(_Strict):
     unit: Literal["messages", "recipients"] = "messages"
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class TokenPlace(_Strict):
+    """One entry of ``courier.ory.token_in``: a request header or a cookie that carries the
+    intake token (what Kratos's ``request_config.auth`` of type ``api_key`` sends)."""
+
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TokenPlace:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError(
+                "give exactly one of header or cookie, like {header: X-Courier-Auth} or "
+                "{cookie: kratos_courier}"
+            )
+        name = self.header if self.header is not None else self.cookie
+        if not name or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid header or cookie name (letters, digits and "
+                "!#$%&'*+.^_`|~- only)"
+            )
+        return self
+
+
+class OrySettings(_Strict):
+    """``courier.ory``: how ``/intake/ory`` treats what Ory Kratos sends for this tenant."""
+
+    render: Literal["postroom", "kratos", "auto"] = "auto"
+    token_in: list[TokenPlace] = Field(default_factory=list, max_length=16)
+
+
 class CourierSettings(_Strict):
     """One tenant's ``courier`` section."""
 
@@ -183,6 +217,7 @@ class CourierSettings(_Strict):
     retention: Annotated[Duration, at_most(MAX_RETENTION)] = 30 * DAY
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     intake_tokens: list[str] = Field(default_factory=list, repr=False)
+    ory: OrySettings = Field(default_factory=OrySettings)
     preset: str | None = None
     rate_limits: Annotated[list[RateLimitSettings], BeforeValidator(_list_from_text)] = Field(
         default_factory=list
