@@ -253,3 +253,17 @@ def test_missing_include_names_the_missing_file(tmp_path: Path) -> None:
         render_email(
             TemplateType.LOGIN_CODE_VALID, {"login_code": "1"}, override_path=str(tmp_path)
         )
+
+
+def test_the_verification_code_shows_the_link_too_when_given() -> None:
+    url = "https://id.example.org/verify?flow=1&code=615208"
+    with_link = render_email(
+        TemplateType.VERIFICATION_CODE_VALID,
+        {"verification_code": "615208", "verification_url": url},
+    )
+    assert with_link.html is not None
+    assert "615208" in with_link.text and url in with_link.text
+    assert 'href="https://id.example.org/verify?flow=1&amp;code=615208"' in with_link.html
+    code_only = render_email(TemplateType.VERIFICATION_CODE_VALID, {"verification_code": "615208"})
+    assert code_only.html is not None
+    assert "link" not in code_only.text and "href" not in code_only.html
