@@ -68,7 +68,7 @@ function(ctx) {
   subject: if "template_data" in ctx && "subject" in ctx.template_data then ctx.template_data.subject else null,
   body: if "template_data" in ctx && "body" in ctx.template_data then ctx.template_data.body else null,
 }
-"""  # noqa: E501 - quoted as Ory's page shows it
+"""  # noqa: E501 - quoted as Ory's page shows it, independently of Postroom's own copy
 
 CUSTOM_BODIES = {
     # The whole context passed on.
@@ -89,7 +89,7 @@ CUSTOM_BODIES = {
 }""",
 }
 
-NINE = {
+ELEVEN = {
     "recipient",
     "template_type",
     "to",
@@ -97,9 +97,14 @@ NINE = {
     "recovery_url",
     "verification_url",
     "verification_code",
+    "login_code",
+    "registration_code",
     "subject",
     "body",
 }
+"""The keys of Ory's documented body (and of Postroom's own default HTTP body)."""
+NINE = ELEVEN - {"login_code", "registration_code"}
+"""The keys of the Kratos binary's default body."""
 
 # Kratos's messages: the template model (JSON tags of courier/template/email/*.go) and a
 # subject and plain text as Kratos renders them.

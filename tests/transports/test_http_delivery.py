@@ -20,23 +20,11 @@ from postroom.transports import Envelope, HttpTransport, make_transport
 from postroom.worker import Worker
 
 from http_servers import DROP, HANG, http_server, reply
+from kratos_bodies import ELEVEN
 
 LOGIN = SendRequest(
     to="you@example.org", template_type="login_code_valid", data={"login_code": "123456"}
 )
-ELEVEN = {
-    "recipient",
-    "template_type",
-    "to",
-    "recovery_code",
-    "recovery_url",
-    "verification_url",
-    "verification_code",
-    "login_code",
-    "registration_code",
-    "subject",
-    "body",
-}
 DATA_KEYS = sorted(ELEVEN - {"recipient", "template_type"})
 
 SENDGRID_STYLE = """

@@ -16,6 +16,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from postroom.config import Settings
+
+from http_servers import HttpServer, http_server
 from kratos_bodies import (
     CODES,
     CUSTOM_BODIES,
@@ -27,9 +30,6 @@ from kratos_bodies import (
     evaluate,
     kratos_ctx,
 )
-from postroom.config import Settings
-
-from http_servers import HttpServer, http_server
 from smtp_servers import Server, smtp_server
 from web_support import AUTH, assert_error, serving
 
