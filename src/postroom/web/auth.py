@@ -135,13 +135,16 @@ async def require_intake(request: Request) -> Caller:
         return Caller(admin=True)
     registry: TenantRegistry = request.app.state.tenants
     token = default_token(request)
-    settings = await registry.settings()
-    named = tenant_tokens(request, settings)
-    if token is None and not named:
-        raise HTTPException(401, INTAKE_HINT, headers=CHALLENGE)
+    named: dict[str, set[str]] = {}
+    if token is None:
+        named = tenant_tokens(request, await registry.settings())
+        if not named:
+            raise HTTPException(401, INTAKE_HINT, headers=CHALLENGE)
     throttle, client = _unthrottled(request)
-    if token is not None and _is_admin(request, token):
-        return Caller(admin=True)
+    if token is not None:
+        if _is_admin(request, token):  # first: the operator's requests skip the tenant lookup
+            return Caller(admin=True)
+        named = tenant_tokens(request, await registry.settings())
     # Counted as failed until the lookup proves it good, so that a burst of guesses cannot
     # all pass the check above while the first ones wait for the lookup.
     stamp = throttle.failed(client)
