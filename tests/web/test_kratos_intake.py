@@ -5,6 +5,7 @@ the intake token, and a token's stored hash never does."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
@@ -250,3 +251,28 @@ def test_the_admin_list_behaves_like_kratos(settings_with: Callable[..., Setting
             http.get(f"/admin/courier/messages/{message['id']}", headers=AUTH).json()["channel"]
             == "email"
         )
+
+
+def test_a_busy_kratos_is_never_locked_out(settings_with: Callable[..., Settings]) -> None:
+    """Many concurrent good requests with a tenant's token (Kratos under load) through several
+    refreshes of the tenant settings: none is counted as a wrong token, none gets 429."""
+    payload = evaluate(ORY_DOCS_BODY, kratos_ctx("login_code_valid", "a@example.org"))
+    headers = {"X-Api-Key": TOKEN}
+
+    async def burst(base: str) -> list[int]:
+        statuses: list[int] = []
+        limits = httpx.Limits(max_connections=24)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+            async def one_client() -> None:
+                until = time.monotonic() + 2.5  # past two refreshes of the tenant settings
+                while time.monotonic() < until:
+                    answer = await client.post("/intake/ory", json=payload, headers=headers)
+                    statuses.append(answer.status_code)
+
+            await asyncio.gather(*(one_client() for _ in range(24)))
+        return statuses
+
+    with kratos_courier(settings_with) as (http, _smtp, _receiver):
+        statuses = asyncio.run(burst(str(http.base_url).rstrip("/")))
+    assert statuses and set(statuses) == {202}, sorted(set(statuses))

@@ -24,7 +24,6 @@ from postroom.config.secrets import (
     Crypter,
     keep_masked,
     mask_secrets,
-    token_matches,
     transform_secrets,
 )
 from postroom.config.settings import CourierSettings, Settings, TenantSettings
@@ -206,15 +205,6 @@ class TenantRegistry:
         settings = await self.settings()
         names = [*settings.tenant_names(), *sorted(self._broken)]
         return [await self.describe(name) for name in names]
-
-    async def tenants_for_token(self, token: str) -> set[str]:
-        """The tenants whose intake tokens include ``token``."""
-        settings = await self.settings()
-        return {
-            name
-            for name in settings.tenant_names()
-            if token_matches(token, settings.tenant(name).intake_tokens)
-        }
 
     # -- what the API saves --------------------------------------------------------------
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
 from postroom.config import Settings
+from postroom.config.secrets import token_matches
 from postroom.config.tenants import TenantRegistry
 from postroom.web.throttle import Throttle, client_of, throttle_of, wait_text
 
@@ -110,6 +112,11 @@ def default_token(request: Request) -> str | None:
     return cookie.strip() if cookie and cookie.strip() else None
 
 
+def _holders(settings: Settings, token: str, names: Iterable[str]) -> set[str]:
+    """The tenants among ``names`` whose intake tokens include ``token`` (never its hash)."""
+    return {name for name in names if token_matches(token, settings.tenant(name).intake_tokens)}
+
+
 def tenant_tokens(request: Request, settings: Settings) -> dict[str, set[str]]:
     """Tokens found in the places tenants name in ``courier.ory.token_in``: token -> the
     tenants that named the place it was found in (only those may accept it)."""
@@ -135,23 +142,19 @@ async def require_intake(request: Request) -> Caller:
         return Caller(admin=True)
     registry: TenantRegistry = request.app.state.tenants
     token = default_token(request)
-    named: dict[str, set[str]] = {}
-    if token is None:
-        named = tenant_tokens(request, await registry.settings())
-        if not named:
-            raise HTTPException(401, INTAKE_HINT, headers=CHALLENGE)
+    # Read before anything is judged: from here to the verdict nothing awaits, so a burst of
+    # guesses cannot pass the throttle together, and good tokens are never counted as failures.
+    settings = await registry.settings()
+    named = tenant_tokens(request, settings)
+    if token is None and not named:
+        raise HTTPException(401, INTAKE_HINT, headers=CHALLENGE)
     throttle, client = _unthrottled(request)
-    if token is not None:
-        if _is_admin(request, token):  # first: the operator's requests skip the tenant lookup
-            return Caller(admin=True)
-        named = tenant_tokens(request, await registry.settings())
-    # Counted as failed until the lookup proves it good, so that a burst of guesses cannot
-    # all pass the check above while the first ones wait for the lookup.
-    stamp = throttle.failed(client)
-    tenants = await registry.tenants_for_token(token) if token is not None else set()
+    if token is not None and _is_admin(request, token):
+        return Caller(admin=True)
+    tenants = _holders(settings, token, settings.tenant_names()) if token is not None else set()
     for candidate, places in named.items():
-        tenants |= places & await registry.tenants_for_token(candidate)
+        tenants |= _holders(settings, candidate, places)
     if not tenants:
+        throttle.failed(client)
         raise HTTPException(401, "the token is not valid here", headers=CHALLENGE)
-    throttle.forgive(client, stamp)
     return Caller(admin=False, tenants=frozenset(tenants))
