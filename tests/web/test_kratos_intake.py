@@ -276,3 +276,23 @@ def test_a_busy_kratos_is_never_locked_out(settings_with: Callable[..., Settings
     with kratos_courier(settings_with) as (http, _smtp, _receiver):
         statuses = asyncio.run(burst(str(http.base_url).rstrip("/")))
     assert statuses and set(statuses) == {202}, sorted(set(statuses))
+
+
+def test_an_api_tenant_sets_its_ory_settings(settings_with: Callable[..., Settings]) -> None:
+    token = "api-tenant-kratos-token-0123456789"
+    courier = {
+        "intake_tokens": [token],
+        "expose_message_bodies": True,
+        "ory": {"render": "kratos", "token_in": [{"header": "X-Courier-Auth"}]},
+    }
+    full = evaluate(CUSTOM_BODIES["nested"], kratos_ctx("login_code_valid", "a@example.org"))
+    with kratos_courier(settings_with) as (http, _smtp, _receiver):
+        saved = http.put("/admin/tenants/api", json=courier, headers=AUTH)
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["courier"]["ory"] == courier["ory"]
+        sent = http.post("/intake/ory/api", json=full, headers={"X-Courier-Auth": token})
+        assert sent.status_code == 202, sent.text
+        assert sent.json()["subject"] == "Login to your account"  # render: kratos
+        bad = {"ory": {"token_in": [{"header": "X-A", "cookie": "b"}]}}
+        refused = assert_error(http.put("/admin/tenants/api2", json=bad, headers=AUTH), 400)
+        assert "exactly one of header or cookie" in refused["reason"]

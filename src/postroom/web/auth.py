@@ -103,8 +103,9 @@ def _from_authorization(value: str) -> str | None:
 def default_token(request: Request) -> str | None:
     """The token in one of the places every tenant accepts (see :data:`INTAKE_HINT`), or None."""
     authorization = request.headers.get("authorization")
-    if authorization is not None:
-        return _from_authorization(authorization)
+    token = _from_authorization(authorization) if authorization is not None else None
+    if token is not None:
+        return token
     api_key = request.headers.get("x-api-key")
     if api_key is not None and api_key.strip():
         return _stripped(api_key)
