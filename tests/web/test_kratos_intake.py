@@ -153,6 +153,11 @@ def test_render_modes_choose_whose_text_is_sent(settings_with: Callable[..., Set
         assert auto_postroom["template_type"] == "login_code_valid"
         assert auto_kratos["template_type"] == "stub"
         assert auto_kratos["subject"] == "Login to your account"
+        # A subject template's trailing newline: one line, not a refusal.
+        folded = http.post(
+            "/intake/ory", json={**nine, "subject": "Login to your\naccount\n"}, headers=AUTH
+        )
+        assert folded.status_code == 202 and folded.json()["subject"] == "Login to your account"
         # kratos: Kratos's text even when the code is there (customised Kratos templates kept).
         verbatim = http.post("/intake/ory/verbatim", json=full, headers=AUTH).json()
         assert verbatim["template_type"] == "stub"
@@ -168,10 +173,11 @@ def test_render_modes_choose_whose_text_is_sent(settings_with: Callable[..., Set
             "login_code"
             in assert_error(http.post("/intake/ory", json=bare, headers=AUTH), 400)["reason"]
         )
-        wait_sent(http, [auto_postroom["id"], auto_kratos["id"], verbatim["id"], strict["id"]])
+        sent = [auto_postroom["id"], auto_kratos["id"], verbatim["id"], strict["id"]]
+        wait_sent(http, [*sent, folded.json()["id"]])
     texts = [plain_text(m.content) for m in smtp.rec.messages]
-    assert all("482913" in text for text in texts) and len(texts) == 4
-    assert sum("Login to your account with the following code" in t for t in texts) == 2
+    assert all("482913" in text for text in texts) and len(texts) == 5
+    assert sum("Login to your account with the following code" in t for t in texts) == 3
 
 
 def basic(user: str, password: str) -> str:

@@ -67,7 +67,9 @@ def _kratos_text(
     return SendRequest(
         to=recipient,
         data=data,
-        subject=subject,
+        # A subject template's trailing newline (or a folded line) is not worth a refusal:
+        # one line, as Kratos itself would send it.
+        subject=" ".join(subject.split()),
         text=body,
         html=html if isinstance(html, str) and html.strip() else None,
         tenant=tenant,
