@@ -9,7 +9,11 @@ from postroom.errors import InputError
 from postroom.intake.enqueue import SendRequest
 from postroom.models import TemplateType
 
-_TEMPLATES = {t.value for t in TemplateType} - {TemplateType.STUB.value, TemplateType.TEST.value}
+_TEMPLATES = {t.value for t in TemplateType} - {
+    TemplateType.STUB.value,
+    TemplateType.TEST.value,
+    TemplateType.RELAY.value,
+}
 
 
 def from_ory(payload: Any, *, tenant: str) -> SendRequest:

@@ -1,0 +1,1 @@
+"""What the admin API, the dashboard and the CLI share; none calls another's routes."""

@@ -1,0 +1,76 @@
+"""The SMTP listener's records: logins that API tenants manage and the refusal log, on every
+store, and the upgrade of a database of the previous head, with data in it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, inspect, text
+from test_store_contract import new
+
+from postroom.errors import ConflictError
+from postroom.store import Store, open_store, utcnow
+from postroom.store.listener import KEEP_REFUSALS, Refusal, StoredLogin
+from postroom.store.sql import MIGRATIONS, postgres_url
+
+
+def login(username: str, tenant: str = "acme") -> StoredLogin:
+    return StoredLogin(username, tenant, "sha256$AAAAAAAAAAA$" + "0" * 64, "urgent", utcnow())
+
+
+async def test_a_username_names_one_login_across_tenants(any_store: Store) -> None:
+    await any_store.add_login(login("keycloak", "acme"))
+    with pytest.raises(ConflictError, match="keycloak"):
+        await any_store.add_login(login("keycloak", "other"))
+    await any_store.add_login(login("authentik", "other"))
+    assert [x.username for x in await any_store.list_logins("acme")] == ["keycloak"]
+    assert [x.username for x in await any_store.list_logins()] == ["authentik", "keycloak"]
+    found = await any_store.get_login("keycloak")
+    assert found is not None and found.tenant == "acme"
+    assert not await any_store.delete_login("other", "keycloak")  # not that tenant's
+    assert await any_store.delete_login("acme", "keycloak")
+    assert await any_store.get_login("keycloak") is None
+
+
+async def test_the_refusal_log_keeps_the_newest(any_store: Store) -> None:
+    start = utcnow()
+    batch = [
+        Refusal(start + timedelta(milliseconds=n), "192.0.2.9", f"535 5.7.8 #{n}", "wrong")
+        for n in range(KEEP_REFUSALS + 5)
+    ]
+    await any_store.record_refusals(batch[:3])
+    await any_store.record_refusals(batch[3:])
+    newest = await any_store.list_refusals(limit=KEEP_REFUSALS + 50)
+    assert len(newest) == KEEP_REFUSALS
+    assert newest[0].reply == f"535 5.7.8 #{KEEP_REFUSALS + 4}"
+    assert newest[-1].reply == "535 5.7.8 #5"
+
+
+async def test_a_database_of_0008_with_data_gains_the_listener_tables(sql_dsn: str) -> None:
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+    assert "smtp_logins" not in inspect(engine).get_table_names()
+    store = open_store(sql_dsn)  # the 0008 tables are what this code writes messages to
+    try:
+        [(message, _)] = await store.enqueue([new(1)], max_attempts=3, ttl=0)
+        await store.put_tenant("acme", {"message_retries": 2})
+        await store.migrate()
+        assert (await store.get(message.id)).recipient == message.recipient
+        assert await store.get_tenant("acme") is not None
+        await store.add_login(login("keycloak"))
+        await store.record_refusals([Refusal(utcnow(), "::1", "530 5.7.0 x", "no AUTH")])
+        assert [r.client for r in await store.list_refusals()] == ["::1"]
+    finally:
+        await store.close()
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT username, tenant FROM smtp_logins")).all()
+    assert [tuple(r) for r in rows] == [("keycloak", "acme")]
+    engine.dispose()
