@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from postroom.config import Settings
 from postroom.store import Store, open_store
 
+pytest_plugins = ["listener_support"]  # the SMTP listener's fixtures
+
 
 @dataclass
 class Pki:

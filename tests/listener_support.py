@@ -1,5 +1,6 @@
 """The SMTP listener under test: the whole app (API, worker, listener) on real sockets, a
-certificate from the test CA, and the tenant's mail delivered to a real aiosmtpd server."""
+certificate from the test CA, and the tenant's mail delivered to a real aiosmtpd server. Its
+fixture ``make`` is a plugin of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from postroom.config import Settings
 from postroom.intake.smtp_listener import bind_sockets
 
 from conftest import Pki
-from web_support import serving
+from web_support import AUTH, serving
 
 PASSWORD = "a-chosen-password-for-keycloak"
 
@@ -106,3 +112,53 @@ def submit(
         if login is not None:
             client.login(*login)
         return client.sendmail(sender, list(to), message)
+
+
+def mail(subject: str = "Votre code: 123456 ✓", *, extra: dict[str, str] | None = None) -> bytes:
+    """A Keycloak-like email: text and HTML alternatives, non-ASCII, in SMTP line endings."""
+    message = EmailMessage()
+    message["From"] = "Keycloak <keycloak@example.org>"
+    message["To"] = "user@example.org"
+    message["Subject"] = subject
+    for name, value in (extra or {}).items():
+        message[name] = value
+    message.set_content("Bonjour Zoë, votre code est 123456.\n")
+    message.add_alternative("<p>Bonjour Zoë, votre code est <b>123456</b>.</p>", subtype="html")
+    return message.as_bytes(policy=policy.SMTP)
+
+
+def refusals(url: str) -> list[dict[str, Any]]:
+    """The refusal log, newest first, through the admin API."""
+    answer = httpx.get(f"{url}/admin/listener/refusals", headers=AUTH, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["refusals"])
+
+
+@pytest.fixture
+def make(
+    settings_with: Callable[..., Settings], pki: Pki, tmp_path: Path
+) -> Callable[..., Settings]:
+    """``make(sink_port, **courier_listener)``: settings whose default tenant relays to the
+    SMTP server on ``sink_port`` (or is ``courier=`` when given) and has the login keycloak."""
+
+    def build(
+        sink_port: int | None = None,
+        *,
+        courier: dict[str, Any] | None = None,
+        smtp: dict[str, Any] | None = None,
+        **courier_listener: Any,
+    ) -> Settings:
+        listener: dict[str, Any] = {"logins": [{"username": "keycloak", "password": PASSWORD}]}
+        listener.update(courier_listener)
+        section = dict(courier or {})
+        if sink_port is not None:
+            section["smtp"] = {
+                "connection_uri": f"smtp://127.0.0.1:{sink_port}/?disable_starttls=true",
+                "from_address": "no-reply@example.org",
+            }
+        section["listener"] = listener
+        return settings_with(
+            listener=listener_config(pki, tmp_path, **(smtp or {})), courier=section
+        )
+
+    return build

@@ -9,9 +9,6 @@ import smtplib
 import sqlite3
 from collections.abc import Callable
 from email import message_from_bytes, policy
-from email.message import EmailMessage
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,53 +20,15 @@ from conftest import Pki
 from listener_support import (
     PASSWORD,
     client_tls,
-    listener_config,
     listening,
+    mail,
     non_loopback_address,
+    refusals,
     submit,
     wait_until,
 )
 from smtp_servers import smtp_server
 from web_support import AUTH
-
-
-def mail(subject: str = "Votre code: 123456 ✓", *, extra: dict[str, str] | None = None) -> bytes:
-    message = EmailMessage()
-    message["From"] = "Keycloak <keycloak@example.org>"
-    message["To"] = "user@example.org"
-    message["Subject"] = subject
-    for name, value in (extra or {}).items():
-        message[name] = value
-    message.set_content("Bonjour Zoë, votre code est 123456.\n")
-    message.add_alternative("<p>Bonjour Zoë, votre code est <b>123456</b>.</p>", subtype="html")
-    return message.as_bytes(policy=policy.SMTP)
-
-
-@pytest.fixture
-def make(
-    settings_with: Callable[..., Settings], pki: Pki, tmp_path: Path
-) -> Callable[..., Settings]:
-    def build(sink_port: int, **courier_listener: Any) -> Settings:
-        listener = {"logins": [{"username": "keycloak", "password": PASSWORD}]}
-        listener.update(courier_listener)
-        return settings_with(
-            listener=listener_config(pki, tmp_path),
-            courier={
-                "smtp": {
-                    "connection_uri": f"smtp://127.0.0.1:{sink_port}/?disable_starttls=true",
-                    "from_address": "no-reply@example.org",
-                },
-                "listener": listener,
-            },
-        )
-
-    return build
-
-
-def refusals(url: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{url}/admin/listener/refusals", headers=AUTH, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return list(answer.json()["refusals"])
 
 
 def test_starttls_login_relays_each_recipient_as_received(
