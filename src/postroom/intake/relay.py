@@ -159,7 +159,11 @@ def build_messages(submission: Submission, courier: CourierSettings) -> list[New
     parsed = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(parsed, EmailMessage)
     subject, text, html = _parts(parsed)
-    data: dict[str, Any] = {"mail_from": sender, "priority": priority}
+    # Subject and text as a ready message carries them, for HTTP bodies written for Kratos.
+    data: dict[str, Any] = {"mail_from": sender, "priority": priority, "subject": subject}
+    data["body"] = text
+    if html is not None:
+        data["html_body"] = html
     if reference is not None:
         data["reference"] = reference
     return [
