@@ -589,10 +589,12 @@ def _expose(settings: Settings, message: Message) -> bool:
 
 
 from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
+from postroom.commands.listener import register as _register_listener  # noqa: E402
 from postroom.commands.oauth import register as _register_oauth  # noqa: E402
 
 _register_diagnose(app)
 _register_oauth(app)
+_register_listener(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:
