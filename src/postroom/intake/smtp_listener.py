@@ -179,6 +179,7 @@ class Listener:
         self.tls = None if dev else tls_context(base)
         self.connections: dict[str, int] = {}
         self.sessions: set[_Session] = set()
+        self.ports: dict[str, int] = {}  # "port" and "tls_port" as bound
         self._servers: list[asyncio.Server] = []
 
     async def start(self, sockets: Sequence[BoundSocket]) -> None:
@@ -186,6 +187,7 @@ class Listener:
         loop = asyncio.get_running_loop()
         for bound in sockets:
             implicit = bound.implicit_tls
+            self.ports["tls_port" if implicit else "port"] = bound.port
 
             def factory(implicit: bool = implicit) -> _Session:
                 return _Session(self, implicit_tls=implicit)

@@ -108,17 +108,21 @@ async def delete_login(registry: TenantRegistry, tenant: str, username: str) -> 
         raise NotFoundError(f"tenant {tenant!r} has no login {username!r}")
 
 
-def connection_settings(settings: Settings, tenant: str) -> dict[str, Any]:
-    """What to type into Keycloak's realm Email tab (or any SMTP client) for ``tenant``."""
+def connection_settings(
+    settings: Settings, tenant: str, *, ports: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """What to type into Keycloak's realm Email tab (or any SMTP client) for ``tenant``;
+    ``ports`` are the ones the running listener bound (``port``, ``tls_port``), when known."""
     smtp = settings.listener.smtp
+    ports = ports or {}
     courier = settings.tenant(tenant)
     tls = bool(smtp.cert_path)
     return {
         "enabled": settings.listener.smtp_enabled,
         "host": smtp.shown_host,
-        "port": smtp.port,
+        "port": ports.get("port", smtp.port),
         "encryption": "STARTTLS" if tls else "none",
-        "tls_port": smtp.tls_port,
+        "tls_port": ports.get("tls_port", smtp.tls_port),
         "from_address": courier.smtp.from_address,
         "allow_from": list(courier.listener.allow_from),
         "rewrite_from": courier.listener.rewrite_from,

@@ -61,7 +61,12 @@ async def get_smtp_logins(request: Request, _caller: Admin, tenant_id: str) -> d
     registry = _tenants(request)
     logins = await list_logins(registry, tenant_id)
     settings = await registry.settings()
-    return {"logins": logins, "connection": connection_settings(settings, tenant_id)}
+    listener = getattr(request.app.state, "listener", None)
+    ports = listener.ports if listener is not None else None
+    return {
+        "logins": logins,
+        "connection": connection_settings(settings, tenant_id, ports=ports),
+    }
 
 
 @router.delete(
