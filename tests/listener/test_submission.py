@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from postroom.config import Settings
+from postroom.models import Message
 from postroom.store import MessageFilter, open_store
 
 from conftest import Pki
@@ -274,3 +275,57 @@ async def test_a_store_that_refuses_the_write_answers_451_and_keeps_nothing(
         finally:
             await store.close()
     assert sink.rec.messages == []
+
+
+def test_postroom_headers_set_priority_and_reference_or_are_refused(
+    make: Callable[..., Settings], pki: Pki
+) -> None:
+    settings = make(courier={"delivery_strategy": "outbox"})
+    with listening(settings, run_worker=False) as run:
+        raw = mail(extra={"X-Postroom-Priority": "bulk", "X-Postroom-Reference": "realm-7"})
+        submit(run.port, raw, login=("keycloak", PASSWORD), context=client_tls(pki))
+        with pytest.raises(smtplib.SMTPDataError) as bad:
+            submit(
+                run.port,
+                mail(extra={"X-Postroom-Priority": "asap"}),
+                login=("keycloak", PASSWORD),
+                context=client_tls(pki),
+            )
+        assert (bad.value.smtp_code, bad.value.smtp_error[:5]) == (554, b"5.6.0")
+        assert b"urgent, normal, bulk" in bad.value.smtp_error
+
+    async def stored() -> list[Message]:
+        store = open_store(settings.dsn)
+        try:
+            return await store.list_messages(MessageFilter())
+        finally:
+            await store.close()
+
+    [message] = asyncio.run(stored())
+    assert message.template_data["priority"] == "bulk"
+    assert message.template_data["reference"] == "realm-7"
+    assert message.template_data["mail_from"] == "keycloak@example.org"
+    assert b"X-Postroom" not in message.mime and b"x-postroom" not in message.mime.lower()
+
+
+def test_connections_over_the_limit_get_421(make: Callable[..., Settings]) -> None:
+    with listening(make(smtp={"max_connections": 2})) as run:
+        first = smtplib.SMTP("127.0.0.1", run.port, timeout=10)
+        second = smtplib.SMTP("127.0.0.1", run.port, timeout=10)
+        try:
+            with pytest.raises(smtplib.SMTPConnectError) as refused:
+                smtplib.SMTP("127.0.0.1", run.port, timeout=10)
+            assert refused.value.smtp_code == 421
+            assert b"4.7.0 Too many connections" in refused.value.smtp_error
+        finally:
+            first.quit()
+            second.quit()
+        wait_until(lambda: smtp_ok(run.port), what="a slot freed by QUIT")
+
+
+def smtp_ok(port: int) -> bool:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+            return client.noop()[0] == 250
+    except smtplib.SMTPConnectError:
+        return False

@@ -17,7 +17,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult
 
@@ -338,9 +338,9 @@ class _Session(SMTP):
             if refusal is not None:
                 self._refused = True
                 self.listener.refusals.record(self.client, refusal, "too many connections")
-                assert isinstance(transport, asyncio.WriteTransport)
-                transport.write(refusal.encode() + b"\r\n")
-                transport.close()
+                writer = cast(asyncio.WriteTransport, transport)  # uvloop's is not a subclass
+                writer.write(refusal.encode() + b"\r\n")
+                writer.close()
                 return
             self._counted = True
             self.listener.sessions.add(self)
