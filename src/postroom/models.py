@@ -123,6 +123,9 @@ class NewMessage:
     mime: bytes
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # Mail for several recipients (the SMTP listener's): the MIME is stored once, under this
+    # SHA-256, and every recipient's message refers to it.
+    mime_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ class Message:
     request_hash: str | None = None
     reclaimed_from: str | None = None
     dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
+    mime_ref: str | None = None  # see NewMessage; ``mime`` is filled in by claim and get
 
     def relay_sender(self) -> str | None:
         """The client's MAIL FROM of mail relayed from the SMTP listener (the tenant's address

@@ -66,6 +66,9 @@ def test_starttls_login_relays_each_recipient_as_received(
     relay = [m for m in rows if m["template_type"] == "relay"]
     assert len(relay) == 2 and len({m["id"] for m in relay}) == 2
     assert all(m["status"] == "sent" for m in relay)
+    with sqlite3.connect(settings.dsn.removeprefix("sqlite:///")) as db:  # the MIME, once
+        assert db.execute("SELECT count(*) FROM relay_bodies").fetchone() == (1,)
+        assert db.execute("SELECT max(length(mime)) FROM messages").fetchone() == (0,)
 
 
 def test_implicit_tls_and_auth_login(make: Callable[..., Settings], pki: Pki) -> None:

@@ -3,6 +3,7 @@ store, and the upgrade of a database of the previous head, with data in it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,8 +12,9 @@ from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
 from test_store_contract import new
 
-from postroom.errors import ConflictError
-from postroom.store import Store, open_store, utcnow
+from postroom.errors import ConflictError, NotFoundError
+from postroom.models import Diagnosis, Status
+from postroom.store import Completion, Store, open_store, utcnow
 from postroom.store.listener import KEEP_REFUSALS, Refusal, StoredLogin
 from postroom.store.sql import MIGRATIONS, postgres_url
 
@@ -74,3 +76,64 @@ async def test_a_database_of_0008_with_data_gains_the_listener_tables(sql_dsn: s
         rows = conn.execute(text("SELECT username, tenant FROM smtp_logins")).all()
     assert [tuple(r) for r in rows] == [("keycloak", "acme")]
     engine.dispose()
+
+
+async def test_mail_for_several_recipients_keeps_its_mime_once(any_store: Store) -> None:
+    mime = b"Subject: shared\r\n\r\n" + b"a large body\r\n" * 1000
+    digest = "d" * 64
+    shared = [replace(new(n), mime=mime, mime_ref=digest) for n in range(3)]
+    other = replace(new(9), mime=b"Subject: alone\r\n\r\nx\r\n")
+    stored = await any_store.enqueue([*shared, other], max_attempts=3, ttl=0)
+    claimed = await any_store.claim(worker="w", limit=10, lease=60)
+    assert sorted(m.mime for m in claimed) == sorted([mime, mime, mime, other.mime])
+    assert (await any_store.get(stored[0][0].id)).mime == mime
+    ids = [m.id for m, _ in stored]
+    await any_store.complete([Completion(i, Status.SENT) for i in ids], worker="w")
+    later = utcnow() + timedelta(days=1)
+    deleted = await any_store.delete_finished(
+        before=later, tenant=None, keep_keyed_since=later, batch=2
+    )
+    assert deleted == 2
+    left = [i for i in ids if await _exists(any_store, i)]
+    assert len(left) == 2
+    for message_id in left:  # what is left still has its MIME
+        assert (await any_store.get(message_id)).mime in (mime, other.mime)
+    await any_store.delete_finished(before=later, tenant=None, keep_keyed_since=later, batch=10)
+
+
+async def test_the_shared_mime_is_one_row_and_goes_with_its_last_message(sql_dsn: str) -> None:
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    store = open_store(sql_dsn)
+    await store.migrate()
+    mime = b"Subject: shared\r\n\r\nbody\r\n"
+    try:
+        stored = await store.enqueue(
+            [replace(new(n), mime=mime, mime_ref="e" * 64) for n in range(4)],
+            max_attempts=3,
+            ttl=0,
+        )
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM relay_bodies")).scalar() == 1
+            sizes = conn.execute(text("SELECT length(mime) FROM messages")).scalars().all()
+        assert sizes == [0, 0, 0, 0]
+        for message, _ in stored:
+            await store.cancel(message.id, error=Diagnosis("unknown", False, "c", "f"))
+        later = utcnow() + timedelta(days=1)
+        await store.delete_finished(before=later, tenant=None, keep_keyed_since=later, batch=3)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM relay_bodies")).scalar() == 1
+        await store.delete_finished(before=later, tenant=None, keep_keyed_since=later, batch=3)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM relay_bodies")).scalar() == 0
+        engine.dispose()
+    finally:
+        await store.close()
+
+
+async def _exists(store: Store, message_id: str) -> bool:
+    try:
+        await store.get(message_id)
+    except NotFoundError:
+        return False
+    return True

@@ -9,6 +9,7 @@ added (as a submission server may, RFC 6409 section 8), and ``rewrite_from`` rep
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from email import policy
@@ -166,6 +167,8 @@ def build_messages(submission: Submission, courier: CourierSettings) -> list[New
         data["html_body"] = html
     if reference is not None:
         data["reference"] = reference
+    # Several recipients share one stored copy of the MIME.
+    shared = hashlib.sha256(raw).hexdigest() if len(submission.recipients) > 1 else None
     return [
         NewMessage(
             tenant=submission.tenant,
@@ -176,6 +179,7 @@ def build_messages(submission: Submission, courier: CourierSettings) -> list[New
             body=text,
             html_body=html,
             mime=raw,
+            mime_ref=shared,
         )
         for recipient in submission.recipients
     ]

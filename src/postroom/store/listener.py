@@ -1,4 +1,6 @@
-"""What the SMTP listener keeps: the logins that API tenants manage, and the newest refusals.
+"""What the SMTP listener keeps: the logins that API tenants manage, the newest refusals, and
+the MIME of mail for several recipients, stored once (:func:`keep_bodies`, :func:`fill_bodies`,
+:func:`drop_unused_bodies`, called by the SQL store in its own transactions).
 
 :class:`ListenerRecords` is the role; :class:`SqlListenerRecords` and
 :class:`MemoryListenerRecords` give it to the SQL and the memory store.
@@ -8,15 +10,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, func, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 from postroom.errors import ConflictError
-from postroom.store.schema import UtcDateTime, metadata
+from postroom.models import Message, NewMessage
+from postroom.store.schema import UtcDateTime, messages, metadata
 
 T = TypeVar("T")
 KEEP_REFUSALS = 1000
@@ -44,6 +59,59 @@ listener_refusals = Table(
     Column("username", String(128), nullable=True),
     Column("tenant", String(128), nullable=True),
 )
+
+
+relay_bodies = Table(
+    "relay_bodies",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("mime", LargeBinary, nullable=False),
+)
+
+
+def keep_bodies(conn: Connection, batch: Sequence[NewMessage]) -> None:
+    """Store the shared MIME of ``batch`` once per digest (none that is already stored)."""
+    bodies = {new.mime_ref: new.mime for new in batch if new.mime_ref is not None}
+    if not bodies:
+        return
+    stored = set(
+        conn.execute(
+            select(relay_bodies.c.digest).where(relay_bodies.c.digest.in_(list(bodies)))
+        ).scalars()
+    )
+    fresh = [{"digest": d, "mime": m} for d, m in bodies.items() if d not in stored]
+    if fresh:
+        conn.execute(relay_bodies.insert(), fresh)
+
+
+def fill_bodies(conn: Connection, found: list[Message]) -> list[Message]:
+    """``found`` with the shared MIME in place of the empty one of messages that refer to it."""
+    wanted = {m.mime_ref for m in found if m.mime_ref is not None and not m.mime}
+    if not wanted:
+        return found
+    rows = conn.execute(
+        select(relay_bodies.c.digest, relay_bodies.c.mime).where(
+            relay_bodies.c.digest.in_(list(wanted))
+        )
+    )
+    bodies = {row.digest: bytes(row.mime) for row in rows}
+    return [
+        replace(m, mime=bodies.get(m.mime_ref, b"")) if m.mime_ref in wanted else m for m in found
+    ]
+
+
+def drop_unused_bodies(conn: Connection, digests: set[str]) -> None:
+    """Delete the shared MIME of ``digests`` that no message refers to any more."""
+    if not digests:
+        return
+    used = set(
+        conn.execute(
+            select(messages.c.mime_ref).where(messages.c.mime_ref.in_(list(digests)))
+        ).scalars()
+    )
+    unused = list(digests - used)
+    if unused:
+        conn.execute(relay_bodies.delete().where(relay_bodies.c.digest.in_(unused)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,12 @@ from postroom.store.base import (
     activity_edges,
     new_id,
 )
-from postroom.store.listener import SqlListenerRecords
+from postroom.store.listener import (
+    SqlListenerRecords,
+    drop_unused_bodies,
+    fill_bodies,
+    keep_bodies,
+)
 from postroom.store.schema import (
     UtcDateTime,
     dispatches,
@@ -247,6 +252,7 @@ class SqlStore(SqlListenerRecords):
         expires = start + timedelta(seconds=ttl) if ttl > 0 else None
         out: list[tuple[Message, bool]] = []
         rows: list[dict[str, Any]] = []
+        shared = any(new.mime_ref for new in batch)
         for new in batch:
             if new.idempotency_key is not None:
                 existing = conn.execute(
@@ -270,7 +276,7 @@ class SqlStore(SqlListenerRecords):
                 "subject": new.subject,
                 "body": new.body,
                 "html_body": new.html_body,
-                "mime": new.mime,
+                "mime": b"" if new.mime_ref else new.mime,  # kept once in relay_bodies
                 "send_count": 0,
                 "max_attempts": max_attempts,
                 "idempotency_key": new.idempotency_key,
@@ -284,9 +290,12 @@ class SqlStore(SqlListenerRecords):
                 "lease_owner": None,
                 "lease_until": None,
             }
+            if shared:  # only then: a batch without it is written as before migration 0010
+                row["mime_ref"] = new.mime_ref
             rows.append(row)
             out.append((_message(row), True))
         if rows:
+            keep_bodies(conn, batch)
             conn.execute(messages.insert(), rows)
         return out
 
@@ -357,7 +366,8 @@ class SqlStore(SqlListenerRecords):
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
                 rows += conn.execute(_TAKE_DUE, {**params, "n": limit - len(rows)})
-        return sorted((_message(r) for r in rows), key=lambda m: m.created_at)
+            claimed = fill_bodies(conn, [_message(r) for r in rows])
+        return sorted(claimed, key=lambda m: m.created_at)
 
     async def claim(
         self,
@@ -536,12 +546,15 @@ class SqlStore(SqlListenerRecords):
         )
         if tenant is not None:
             doomed = doomed.where(messages.c.tenant == tenant)
+        doomed = doomed.add_columns(messages.c.mime_ref)
         with self._writer.begin() as conn:
-            ids = [row.id for row in conn.execute(doomed.limit(batch))]
+            found = conn.execute(doomed.limit(batch)).all()
+            ids = [row.id for row in found]
             if not ids:
                 return 0
             conn.execute(dispatches.delete().where(dispatches.c.message_id.in_(ids)))
             conn.execute(messages.delete().where(messages.c.id.in_(ids)))
+            drop_unused_bodies(conn, {row.mime_ref for row in found if row.mime_ref})
         return len(ids)
 
     async def delete_finished(
@@ -808,7 +821,8 @@ class SqlStore(SqlListenerRecords):
                 .where(dispatches.c.message_id == message_id)
                 .order_by(dispatches.c.created_at.desc(), dispatches.c.id)
             ).all()
-        return _message(row, tuple(_dispatch(d) for d in attempts))
+            [found] = fill_bodies(conn, [_message(row, tuple(_dispatch(d) for d in attempts))])
+        return found
 
     async def get(self, message_id: str) -> Message:
         """One message with its dispatches, newest first; raise ``NotFoundError``."""
@@ -1097,6 +1111,7 @@ def _message(row: Row[Any] | dict[str, Any], attempts: tuple[Dispatch, ...] = ()
         request_hash=m["request_hash"],
         reclaimed_from=m.get("reclaimed_from"),
         dispatches=attempts,
+        mime_ref=m.get("mime_ref"),
     )
 
 

@@ -3,6 +3,8 @@
 ``smtp_logins``: one row per username (unique across every tenant), the password only as a
 keyed SHA-256 or scrypt hash. ``listener_refusals``: the newest refusals (client address,
 reply, reason), so that ``postroom listener log`` and the dashboard show why a client failed.
+``relay_bodies``: the MIME of mail for several recipients, kept once; each recipient's message
+names it in ``messages.mime_ref``.
 
 Revision ID: 0010
 Revises: 0008
@@ -22,6 +24,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("messages", sa.Column("mime_ref", sa.String(64), nullable=True))
+    op.create_index("ix_messages_mime_ref", "messages", ["mime_ref"])
+    op.create_table(
+        "relay_bodies",
+        sa.Column("digest", sa.String(64), primary_key=True),
+        sa.Column("mime", sa.LargeBinary, nullable=False),
+    )
     op.create_table(
         "smtp_logins",
         sa.Column("username", sa.String(128), primary_key=True),
@@ -47,3 +56,6 @@ def downgrade() -> None:
     op.drop_table("listener_refusals")
     op.drop_index("ix_smtp_logins_tenant", table_name="smtp_logins")
     op.drop_table("smtp_logins")
+    op.drop_table("relay_bodies")
+    op.drop_index("ix_messages_mime_ref", table_name="messages")
+    op.drop_column("messages", "mime_ref")
