@@ -104,7 +104,7 @@ def bind_sockets(settings: Settings, *, dev: bool) -> list[BoundSocket]:
             return [BoundSocket(_bind("127.0.0.1", 0), False)]
     out = []
     for port, implicit, key in ((smtp.port, False, "port"), (smtp.tls_port, True, "tls_port")):
-        if port is None:
+        if port is None or (implicit and dev):  # --dev listens without TLS
             continue
         try:
             out.append(BoundSocket(_bind(smtp.host, port), implicit))
