@@ -13,6 +13,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    out,
+    plain,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+)
 from postroom.config.listener import Priority
 from postroom.config.passwords import MIN_CHOSEN_LENGTH, scrypt_hash
 from postroom.errors import InputError
@@ -145,17 +155,3 @@ def refusal_log(
             plain(row["username"] or ""),
         )
     out.print(table)
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    out,
-    plain,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-)

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.service.smtp_logins import NewLogin, connection_settings, list_logins
-from postroom.web.dashboard.pages import DashboardRoute, registry, render, store
+from postroom.web.dashboard.pages import DashboardRoute, render
 from postroom.web.dashboard.session import Session, require_viewer
+from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]
