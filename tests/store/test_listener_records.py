@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
-from test_store_contract import new
+from store_support import new
 
 from postroom.errors import ConflictError, NotFoundError
 from postroom.models import Diagnosis, Status
