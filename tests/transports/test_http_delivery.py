@@ -74,7 +74,9 @@ def _data_for(template_type: TemplateType) -> dict[str, Any]:
     }[template_type]
 
 
-IDENTITY_TYPES = [t for t in TemplateType if t not in {TemplateType.STUB, TemplateType.TEST}]
+IDENTITY_TYPES = [
+    t for t in TemplateType if t not in {TemplateType.STUB, TemplateType.TEST, TemplateType.RELAY}
+]
 
 
 async def test_default_body_has_exactly_the_eleven_keys_for_every_identity_template(

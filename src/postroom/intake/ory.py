@@ -27,7 +27,11 @@ from postroom.models import TemplateType
 
 Render = Literal["postroom", "kratos", "auto"]
 
-_TEMPLATES = {t.value for t in TemplateType} - {TemplateType.STUB.value, TemplateType.TEST.value}
+_TEMPLATES = {t.value for t in TemplateType} - {
+    TemplateType.STUB.value,
+    TemplateType.TEST.value,
+    TemplateType.RELAY.value,
+}
 # Top-level keys that are Kratos's envelope, not template data.
 _ENVELOPE = {
     "recipient",
