@@ -25,7 +25,8 @@ class DispatchStatus(enum.StrEnum):
 
 
 class TemplateType(enum.StrEnum):
-    """Kratos's template types, plus ``test`` for the test email."""
+    """Kratos's template types, plus ``test`` for the test email and ``relay`` for mail that
+    came in ready-made through the SMTP listener (its MIME is kept as received)."""
 
     RECOVERY_INVALID = "recovery_invalid"
     RECOVERY_VALID = "recovery_valid"
@@ -41,6 +42,7 @@ class TemplateType(enum.StrEnum):
     AUTHENTICATOR_KEY_ADDED = "authenticator_key_added"
     STUB = "stub"
     TEST = "test"
+    RELAY = "relay"
 
 
 class WaitingFor(enum.StrEnum):
@@ -161,6 +163,9 @@ class NewMessage:
     # A hash of what the recipient would see (tenant, recipient, type, rendered content):
     # an equal one within ``courier.dedupe_window`` folds into the earlier message.
     content_hash: str | None = None
+    # Mail for several recipients (the SMTP listener's): the MIME is stored once, under this
+    # SHA-256, and every recipient's message refers to it.
+    mime_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +199,16 @@ class Message:
     priority: Priority = Priority.URGENT
     folded_duplicates: int = 0  # later identical enqueues answered with this message
     content_hash: str | None = None  # what a later duplicate is found by (never shown)
+    mime_ref: str | None = None  # see NewMessage; ``mime`` is filled in by claim and get
+
+    def relay_sender(self) -> str | None:
+        """The client's MAIL FROM of mail relayed from the SMTP listener (the tenant's address
+        under ``rewrite_from``), which stays the envelope sender; None for other mail."""
+        if self.template_type is TemplateType.RELAY:
+            mail_from = self.template_data.get("mail_from")
+            if isinstance(mail_from, str) and mail_from:
+                return mail_from
+        return None
 
 
 REDACTED = "<redacted>"
@@ -225,6 +240,7 @@ def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
         "tenant": message.tenant,
         "status": message.status.value,
         "type": "email",
+        "channel": "email",
         "recipient": message.recipient,
         "subject": message.subject if expose_bodies else REDACTED,
         "body": message.body if expose_bodies else REDACTED,

@@ -106,7 +106,7 @@ async def test_a_database_of_0007_with_data_gains_the_sessions_table(sql_dsn: st
 
 
 def old_message(conn: Connection, message_id: str, template_type: str, status: str) -> None:
-    """A message row as the schema of 0007 and 0008 holds it."""
+    """A message row as the schemas of 0007 to 0010 hold it."""
     now = utcnow().replace(tzinfo=None)
     conn.execute(
         text(
@@ -127,13 +127,13 @@ def old_message(conn: Connection, message_id: str, template_type: str, status: s
     )
 
 
-async def test_a_database_of_0008_with_data_gains_priority_lanes(sql_dsn: str) -> None:
+async def test_a_database_of_0010_with_data_gains_priority_lanes(sql_dsn: str) -> None:
     url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
     engine = create_engine(url)
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0008")
+        command.upgrade(cfg, "0010")  # the head before lanes
         old_message(conn, "code", "login_code_valid", "queued")
         old_message(conn, "notice", "verifiable_address_changed", "queued")
         old_message(conn, "done", "stub", "sent")

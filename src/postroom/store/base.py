@@ -222,4 +222,5 @@ def queued_message(
         request_hash=new.request_hash,
         priority=new.priority,
         content_hash=new.content_hash,
+        mime_ref=new.mime_ref,
     )

@@ -79,6 +79,7 @@ messages = Table(
     Column("priority", String(8), nullable=False, server_default="urgent"),
     Column("folded_duplicates", Integer, nullable=False, server_default="0"),
     Column("content_hash", String(64), nullable=True),
+    Column("mime_ref", String(64), nullable=True),  # migration 0010: see relay_bodies
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
     Index("ix_messages_lease", "status", "lease_until"),
@@ -89,6 +90,7 @@ messages = Table(
     Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
     Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
     Index("ix_messages_template_created", "template_type", "created_at", "id"),
+    Index("ix_messages_mime_ref", "mime_ref"),
     # Claims read one range per (tenant, lane), due order (migration 0011).
     Index("ix_messages_lane_due", "status", "tenant", "priority", "next_attempt_at"),
     Index("ix_messages_content", "content_hash", "created_at"),

@@ -28,6 +28,7 @@ from postroom.store.base import (
     queued_message,
 )
 from postroom.store.lane_rules import LaneClaim, counted
+from postroom.store.listener import fill_bodies, keep_bodies
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
@@ -101,6 +102,7 @@ class SqlQueue(SqlEngine):
         out: list[tuple[Message, bool]] = []
         pending = dedupe.Pending({}, [])
         folded: dict[int, Any] = {}
+        shared = any(new.mime_ref for new in group.messages)
         for index, (new, budget) in enumerate(zip(group.messages, group.budgets, strict=True)):
             if index in found:
                 out.append((found[index], False))
@@ -119,11 +121,14 @@ class SqlQueue(SqlEngine):
                 ttl=budget.ttl_of(new.priority),
             )
             row = message_row(message)
+            if shared:  # only then: a batch without it is written as before migration 0010
+                row["mime_ref"] = new.mime_ref
             pending.rows.append(row)
             if new.content_hash is not None:
                 pending.by_hash.setdefault(new.content_hash, row)
             out.append((message, True))
         if pending.rows:
+            keep_bodies(conn, group.messages)
             conn.execute(messages.insert(), pending.rows)
         for index, into in folded.items():  # with the count of what folded in after it
             out[index] = (message_from_row(into), False)
@@ -211,7 +216,7 @@ class SqlQueue(SqlEngine):
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
                 rows += lanes.claim_lanes(conn, params, room=limit - len(rows), how=lanes_)
-        claimed = [message_from_row(r) for r in rows]
+            claimed = fill_bodies(conn, [message_from_row(r) for r in rows])
         return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
 
     async def claim(

@@ -35,7 +35,7 @@ def message_row(message: Message) -> dict[str, Any]:
         "subject": message.subject,
         "body": message.body,
         "html_body": message.html_body,
-        "mime": message.mime,
+        "mime": b"" if message.mime_ref else message.mime,  # kept once in relay_bodies
         "send_count": message.send_count,
         "max_attempts": message.max_attempts,
         "idempotency_key": message.idempotency_key,
@@ -89,6 +89,7 @@ def message_from_row(
         priority=Priority(m.get("priority") or Priority.URGENT.value),
         folded_duplicates=int(m.get("folded_duplicates") or 0),
         content_hash=m.get("content_hash"),
+        mime_ref=m.get("mime_ref"),
     )
 
 

@@ -7,7 +7,7 @@ lookups and per-recipient counts read. ``rate_events`` gains ``lane``, so that t
 window taken by bulk mail can be counted.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
