@@ -20,6 +20,7 @@ from typing import Any
 
 from postroom.config import CourierSettings
 from postroom.errors import InputError
+from postroom.intake.priority import listener_message
 from postroom.models import NewMessage, TemplateType
 from postroom.render.mime import envelope_address
 from postroom.store import utcnow
@@ -169,17 +170,21 @@ def build_messages(submission: Submission, courier: CourierSettings) -> list[New
         data["reference"] = reference
     # Several recipients share one stored copy of the MIME.
     shared = hashlib.sha256(raw).hexdigest() if len(submission.recipients) > 1 else None
+    # In its lane, with the hash that folds a re-sent copy (Date and Message-ID aside).
     return [
-        NewMessage(
-            tenant=submission.tenant,
-            recipient=recipient,
-            template_type=TemplateType.RELAY,
-            template_data=data | {"to": recipient},
-            subject=subject,
-            body=text,
-            html_body=html,
-            mime=raw,
-            mime_ref=shared,
+        listener_message(
+            NewMessage(
+                tenant=submission.tenant,
+                recipient=recipient,
+                template_type=TemplateType.RELAY,
+                template_data=data | {"to": recipient},
+                subject=subject,
+                body=text,
+                html_body=html,
+                mime=raw,
+                mime_ref=shared,
+            ),
+            header=priority,
         )
         for recipient in submission.recipients
     ]
