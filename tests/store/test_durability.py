@@ -9,6 +9,11 @@ they were before the process started, plus only the writes a sync had made durab
 answer. SQLite then opens that copy (recovering its WAL as after a real power cut) and the
 message must be there. With the enqueue's ``synchronous`` at ``NORMAL`` the commit does not
 wait for the disk and this test fails.
+
+On PostgreSQL the server does the syncing, so the test watches the store's own server
+processes with ``strace``: an enqueue's commit syncs the WAL before it answers
+(``synchronous_commit=on``); a claim, the worker's bookkeeping, leaves that to the WAL writer
+(``off``), as with SQLite's ``synchronous=NORMAL``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,13 @@ import re
 import shutil
 import signal
 import sys
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
+from store_support import new
 
 from postroom.errors import NotFoundError
 from postroom.models import Message
@@ -178,3 +188,65 @@ async def test_an_acknowledged_enqueue_survives_a_kill_and_a_power_cut(tmp_path:
         "loses the message"
     )
     assert survived.recipient == "user0@example.org"
+
+
+async def wal_syncs(pids: list[int], log: Path, work: Callable[[], Awaitable[object]]) -> int:
+    """How many times the PostgreSQL backends ``pids`` synced a WAL file to disk while
+    ``work`` ran (``strace`` attached to them first, detached after)."""
+    assert STRACE is not None, "this test needs strace (`make pytest` installs it)"
+    attach = [arg for pid in pids for arg in ("-p", str(pid))]
+    tracer = await asyncio.create_subprocess_exec(
+        STRACE,
+        "-y",
+        "-e",
+        "trace=fsync,fdatasync",
+        "-o",
+        str(log),
+        *attach,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert tracer.stderr is not None
+    attached = 0
+    while attached < len(pids):  # strace says "Process N attached" once it watches N
+        line = await asyncio.wait_for(tracer.stderr.readline(), 30)
+        assert line, f"strace could not attach to {pids}"
+        attached += b"attached" in line
+    try:
+        await work()
+    finally:
+        tracer.send_signal(signal.SIGINT)  # detaches and leaves the backends running
+        await tracer.wait()
+    traced = await asyncio.to_thread(log.read_text)
+    return sum("/pg_wal/" in line for line in traced.splitlines())
+
+
+async def test_a_postgres_enqueue_waits_for_the_wal_flush_and_a_claim_does_not(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    name = f"durability-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{pg_dsn}?application_name={name}")
+    await store.migrate()
+    try:
+        await store.enqueue([new(0)], max_attempts=3, ttl=0)  # opens the store's connections
+        await store.claim(worker="w", limit=1, lease=60)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchall()
+        pids = [pid for (pid,) in rows]
+
+        async def enqueue() -> None:
+            for n in range(1, 6):
+                await store.enqueue([new(n)], max_attempts=3, ttl=0)
+
+        async def claim() -> None:
+            for _ in range(5):
+                await store.claim(worker="w", limit=1, lease=60)
+
+        # Five commits, so that another database's commit flushing ours first (group commit
+        # on a shared server) cannot hide the wait: each enqueue waits, most flush themselves.
+        assert await wal_syncs(pids, tmp_path / "enqueue.log", enqueue) >= 1
+        # The worker's bookkeeping leaves the flush to the WAL writer.
+        assert await wal_syncs(pids, tmp_path / "claim.log", claim) == 0
+    finally:
+        await store.close()
