@@ -189,6 +189,7 @@ def queued_message(
         waiting_for=None,
         last_error=None,
         request_hash=new.request_hash,
+        mime_ref=new.mime_ref,
     )
 
 
