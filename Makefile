@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 # The dashboard's browser tests drive Debian's Chromium through Playwright (which cannot
 # download its own browsers here); installed when missing.
 CHROMIUM := /usr/bin/chromium
+# The durability test watches the enqueue's writes and syncs with strace; installed when missing.
+STRACE := /usr/bin/strace
 
 .PHONY: run test lint typecheck pytest bench clean
 
@@ -38,7 +40,11 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-pytest: $(VENV)/.installed-dev | $(CHROMIUM)
+$(STRACE):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+
+pytest: $(VENV)/.installed-dev | $(CHROMIUM) $(STRACE)
 	bash scripts/ensure-postgres.sh
 	bash scripts/ensure-mail-clients.sh
 	$(BIN)/pytest
