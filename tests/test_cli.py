@@ -27,6 +27,7 @@ MESSAGE_KEYS = {
     "subject",
     "body",
     "template_type",
+    "locale",
     "send_count",
     "idempotency_key",
     "created_at",

@@ -203,6 +203,13 @@ def send(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="The same key never enqueues twice.")
     ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            "--locale",
+            help="Language of the message (BCP 47: de, pt-BR, zh-Hans).",
+        ),
+    ] = None,
     bulk: Annotated[
         Path | None,
         typer.Option("--bulk", help="JSON Lines file: one message per line.", dir_okay=False),
@@ -217,7 +224,7 @@ def send(
     with user_errors():
         settings = with_api_tenants(settings_from(config))
         if bulk is not None:
-            if to or template or subject or text:
+            if to or template or subject or text or locale:
                 raise InputError("give either --bulk or a single message, not both", field="--bulk")
             _send_bulk(settings, bulk, skip_invalid)
             return
@@ -238,6 +245,7 @@ def send(
             html=html,
             tenant=tenant,
             idempotency_key=idempotency_key,
+            locale=locale,
         )
         courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
         message, _created = run_with_store(
@@ -493,6 +501,7 @@ def messages_list(
             "tenant",
             "recipient",
             "template",
+            "locale",
             "status",
             "attempts",
             "last error",
@@ -504,6 +513,7 @@ def messages_list(
                 plain(m.tenant),
                 plain(m.recipient),
                 m.template_type.value,
+                m.locale or "",
                 _status_text(m),
                 str(m.send_count),
                 plain(m.last_error.code) if m.last_error else "",
@@ -539,6 +549,7 @@ def messages_show(
             "status",
             "recipient",
             "template_type",
+            "locale",
             "subject",
             "send_count",
             "created_at",

@@ -57,6 +57,7 @@ class RenderedEmail:
     subject: str
     text: str
     html: str | None = None
+    locale: str = "en"  # the locale it was rendered in
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class NewMessage:
     mime: bytes
     idempotency_key: str | None = None
     request_hash: str | None = None
+    locale: str | None = None  # the locale it was rendered in (BCP 47)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ class Message:
     request_hash: str | None = None
     reclaimed_from: str | None = None
     dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
+    locale: str | None = None  # None for messages stored before locales existed
 
 
 REDACTED = "<redacted>"
@@ -186,6 +189,7 @@ def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
         "subject": message.subject if expose_bodies else REDACTED,
         "body": message.body if expose_bodies else REDACTED,
         "template_type": message.template_type.value,
+        "locale": message.locale,
         "send_count": message.send_count,
         "idempotency_key": message.idempotency_key,
         "created_at": _time(message.created_at),

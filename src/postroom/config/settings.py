@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from postroom.config.branding import BrandingSettings, valid_locale
 from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
 from postroom.config.http import HttpSettings
 from postroom.config.model import SettingsModel
@@ -187,6 +188,13 @@ class CourierSettings(_Strict):
     rate_limits: Annotated[list[RateLimitSettings], BeforeValidator(_list_from_text)] = Field(
         default_factory=list
     )
+    locale: str = "en"  # for messages that name none (BCP 47)
+    branding: BrandingSettings = Field(default_factory=BrandingSettings)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale_tag(cls, value: str) -> str:
+        return valid_locale(value)
 
     @field_validator("preset")
     @classmethod

@@ -22,6 +22,7 @@ from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError, InputError, TemplateError
 from postroom.models import Diagnosis, RenderedEmail, TemplateType
 from postroom.presets import looks_like_aws_secret_key
+from postroom.render.locales import fallback_chain
 from postroom.render.mime import build_mime, envelope_address, header_address
 from postroom.render.templates import render_email
 from postroom.transports.base import Envelope, Step
@@ -128,9 +129,16 @@ def _render(
     data = {
         "to": recipient,
         "uri": uri.redacted(),
-        "sent_at": sent_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "sent_at": sent_at,  # written in the tenant's language by the template
+        "product_name": courier.branding.product_name or "Postroom",
     }
-    email = render_email(TemplateType.TEST, data, override_path=courier.template_override_path)
+    email = render_email(
+        TemplateType.TEST,
+        data,
+        override_path=courier.template_override_path,
+        locales=fallback_chain(courier.locale),
+        branding=courier.branding.model_dump(),
+    )
     mime = build_mime(
         email,
         sender=sender,

@@ -22,6 +22,7 @@ from postroom.intake.validate import (
     validate_text,
 )
 from postroom.models import Message, NewMessage, TemplateType
+from postroom.render.locales import fallback_chain, normalize_locale
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
 from postroom.store import Store, utcnow
@@ -43,13 +44,17 @@ class SendRequest:
     html: str | None = None
     tenant: str = "default"
     idempotency_key: str | None = None
+    locale: str | None = None  # BCP 47; None: the tenant's courier.locale
 
     @classmethod
     def from_mapping(cls, raw: Any) -> SendRequest:
         """Build from a JSON object with SPEC.md's bulk keys; raise :class:`InputError`."""
         if not isinstance(raw, dict):
             raise InputError("each line must be a JSON object")
-        allowed = {"to", "template", "data", "subject", "text", "html", "tenant", "idempotency_key"}
+        allowed = {
+            *("to", "template", "data", "subject", "text", "html", "tenant"),
+            *("idempotency_key", "locale"),
+        }
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise InputError(
@@ -65,6 +70,7 @@ class SendRequest:
             html=raw.get("html"),
             tenant=raw.get("tenant") or "default",
             idempotency_key=raw.get("idempotency_key"),
+            locale=raw.get("locale"),
         )
 
 
@@ -83,6 +89,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         ("text", request.text),
         ("html", request.html),
         ("idempotency_key", request.idempotency_key),
+        ("locale", request.locale),
     ):
         check_data(value, field=name)
     recipient = validate_address(request.to, field="to")
@@ -120,8 +127,15 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
     key = request.idempotency_key
     if key is not None:
         key = validate_text(key, field="idempotency_key", limit=255, one_line=True)
+    requested = normalize_locale(request.locale) if request.locale is not None else None
     try:
-        rendered = render_email(template_type, data, override_path=courier.template_override_path)
+        rendered = render_email(
+            template_type,
+            data,
+            override_path=courier.template_override_path,
+            locales=fallback_chain(requested, courier.locale),
+            branding=courier.branding.model_dump(),
+        )
     except TemplateError as exc:
         raise InputError(str(exc), field="template") from exc
     validate_text(rendered.subject, field="subject", limit=MAX_SUBJECT, one_line=True)
@@ -147,6 +161,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         mime=mime,
         idempotency_key=key,
         request_hash=_request_hash(request),
+        locale=rendered.locale,
     )
 
 
@@ -160,6 +175,7 @@ def _request_hash(request: SendRequest) -> str:
             request.text,
             request.html,
             request.tenant,
+            *([request.locale] if request.locale is not None else []),
         ],
         sort_keys=True,
         default=str,

@@ -100,6 +100,7 @@ class MemoryStore:
                 waiting_for=None,
                 last_error=None,
                 request_hash=new.request_hash,
+                locale=new.locale,
             )
             self._put(message)
             self._dispatches[message.id] = []

@@ -73,6 +73,7 @@ messages = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
     Column("reclaimed_from", String(64), nullable=True),
+    Column("locale", String(35), nullable=True),
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
     Index("ix_messages_lease", "status", "lease_until"),

@@ -274,6 +274,7 @@ class SqlStore:
                 "max_attempts": max_attempts,
                 "idempotency_key": new.idempotency_key,
                 "request_hash": new.request_hash,
+                "locale": new.locale,
                 "created_at": now,
                 "updated_at": now,
                 "next_attempt_at": start,
@@ -1096,6 +1097,7 @@ def _message(row: Row[Any] | dict[str, Any], attempts: tuple[Dispatch, ...] = ()
         request_hash=m["request_hash"],
         reclaimed_from=m.get("reclaimed_from"),
         dispatches=attempts,
+        locale=m.get("locale"),
     )
 
 

@@ -43,6 +43,7 @@ class EnqueueBody(BaseModel):
     subject: str | None = None
     body: str | None = None
     html_body: str | None = None
+    locale: str | None = None  # BCP 47, e.g. de or pt-BR; default: the tenant's courier.locale
 
 
 def _store(request: Request) -> Store:
@@ -105,6 +106,7 @@ async def create_message(
         html=body.html_body,
         tenant=body.tenant,
         idempotency_key=idempotency_key,
+        locale=body.locale,
     )
     return await _enqueue(request, caller, send)
 
