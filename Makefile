@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # download its own browsers here); installed when missing.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/throughput.py
+
+# After changing a built-in template's wording: extract its strings (babel.cfg) and merge them
+# into every catalogue; new strings arrive empty and the catalogue tests name them until done.
+CATALOGUES := src/postroom/render/locales
+messages: $(VENV)/.installed-dev
+	$(BIN)/pybabel extract -F babel.cfg --no-location --omit-header -o $(VENV)/messages.pot .
+	for po in $(CATALOGUES)/*.po; do \
+	  tag=$$(basename $$po .po); \
+	  $(BIN)/pybabel update --no-fuzzy-matching -w 100 -i $(VENV)/messages.pot \
+	    -o $$po -l $$(echo $$tag | tr - _); \
+	done
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

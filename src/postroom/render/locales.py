@@ -74,7 +74,8 @@ def normalize_locale(value: object, *, field: str = "locale") -> str:
 
 
 @lru_cache(maxsize=1024)
-def _own_chain(tag: str) -> tuple[str, ...]:
+def own_chain(tag: str) -> tuple[str, ...]:
+    """``tag`` and its more general forms, same language only: ``pt-BR`` -> ``pt-BR``, ``pt``."""
     chain: list[str] = []
     parts = tag.split("-")
     while parts:
@@ -90,8 +91,8 @@ def _own_chain(tag: str) -> tuple[str, ...]:
 def fallback_chain(requested: str | None, default: str = DEFAULT_LOCALE) -> tuple[str, ...]:
     """The locales to try, best first: ``pt-BR`` with tenant default ``de`` gives
     ``("pt-BR", "pt", "de", "en")``. Tags must be canonical (see :func:`normalize_locale`)."""
-    chain = _own_chain(requested) if requested else ()
-    return tuple(dict.fromkeys((*chain, *_own_chain(default), DEFAULT_LOCALE)))
+    chain = own_chain(requested) if requested else ()
+    return tuple(dict.fromkeys((*chain, *own_chain(default), DEFAULT_LOCALE)))
 
 
 def text_direction(locale: str) -> str:

@@ -3,8 +3,10 @@ rendering.
 
 An override directory holds ``<template_type>/email.subject.j2``, ``email.body.plaintext.j2``
 and ``email.body.html.j2``, and per locale ``email.subject.<locale>.j2`` and so on; each file
-present replaces the built-in one, file by file, looked up along the message's locale chain
-(``pt-BR``, ``pt``, the tenant's default, ``en``) before the file without a locale.
+present replaces the built-in one, file by file. A message is rendered in the first locale of
+its chain (``pt-BR``, ``pt``, the tenant's default, ``en``) that has built-in strings or an
+override file; its files are then looked up for that locale and its own more general forms
+(``pt-BR``, ``pt``), then without a locale, never in another language.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from postroom.errors import TemplateError
 from postroom.models import RenderedEmail, TemplateType
 from postroom.render.catalogues import has_catalogue, translations
 from postroom.render.context import mail_context
-from postroom.render.locales import DEFAULT_LOCALE
+from postroom.render.locales import DEFAULT_LOCALE, own_chain
 
 BUILTIN = Path(__file__).parent / "builtin"
 SUBJECT, TEXT, HTML = "email.subject.j2", "email.body.plaintext.j2", "email.body.html.j2"
@@ -131,7 +133,7 @@ def render_email(
     """
     kind = template_type.value
     locale = resolve_locale(template_type, locales, override_path=override_path)
-    chain = tuple(locales[locales.index(locale) :]) if locale in locales else (locale,)
+    chain = own_chain(locale)  # never another language's file: sv does not take de's
     text_env, html_env = _environments(override_path, locale)
     context = {**data, "mail": mail_context(data, locale=locale, branding=branding)}
     if context["mail"]["brand"]["product_name"]:
