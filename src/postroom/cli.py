@@ -591,9 +591,11 @@ def _expose(settings: Settings, message: Message) -> bool:
 
 from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
 from postroom.commands.oauth import register as _register_oauth  # noqa: E402
+from postroom.commands.templates import register as _register_templates  # noqa: E402
 
 _register_diagnose(app)
 _register_oauth(app)
+_register_templates(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:

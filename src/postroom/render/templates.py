@@ -11,6 +11,7 @@ override file; its files are then looked up for that locale and its own more gen
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,8 @@ SUBJECT, TEXT, HTML = "email.subject.j2", "email.body.plaintext.j2", "email.body
 NAMES = (SUBJECT, TEXT, HTML)
 # Style blocks become style attributes (mail clients drop or mangle <style>); @media rules an
 # override may have are kept, as they cannot be inlined. Nothing is ever fetched.
+# Runs of white space in a subject become one space, but no-break spaces stay (French "Acme :").
+_SPACES = re.compile(r"[^\S\u00a0\u202f]+")
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
@@ -151,7 +154,7 @@ def render_email(
             text = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
             raise TemplateError(f"template {path} failed{where}: {text}") from exc
 
-    subject = " ".join(render(text_env, SUBJECT).split())
+    subject = _SPACES.sub(" ", render(text_env, SUBJECT)).strip()
     text = render(text_env, TEXT)
     if template_type is TemplateType.STUB and data.get("html_body"):
         html: str | None = str(data["html_body"])

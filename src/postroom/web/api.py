@@ -21,7 +21,7 @@ from postroom.errors import InputError, NotFoundError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
-from postroom.models import Message, Status, message_json
+from postroom.models import Message, RenderedEmail, Status, message_json
 from postroom.store import MessageFilter, Store
 from postroom.text import data_problem
 from postroom.web.auth import Caller, require_admin, require_intake
@@ -276,11 +276,17 @@ async def test_smtp(
 
 
 async def tenant_smtp_test(
-    registry: TenantRegistry, tenant_id: str, *, to: str | None, no_send: bool
+    registry: TenantRegistry,
+    tenant_id: str,
+    *,
+    to: str | None,
+    no_send: bool,
+    email: RenderedEmail | None = None,
 ) -> SmtpTestReport:
     """``test-smtp`` with a tenant's saved settings, as the worker would send: with the
     tenant's private-target rule and its kept OAuth2 sign-in. Used by the API and the
-    dashboard; raise ``NotFoundError`` for an unknown tenant."""
+    dashboard (``email``, when given, is sent instead of the test email); raise
+    ``NotFoundError`` for an unknown tenant."""
     settings = await registry.settings()
     if tenant_id not in settings.tenant_names():
         raise NotFoundError(f"no tenant {tenant_id!r}")
@@ -293,4 +299,5 @@ async def tenant_smtp_test(
         refresh_tokens=refresh_token_keeper(
             registry.store, courier, tenant_id, secrets=settings.secrets.default
         ),
+        email=email,
     )

@@ -19,7 +19,7 @@ from postroom.config import Settings
 from postroom.config.tenants import TenantRegistry
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
-from postroom.web import api, dashboard
+from postroom.web import api, dashboard, previews
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.web.throttle import Throttle
 from postroom.worker import Worker, retention
@@ -82,6 +82,7 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.serve.trusted_proxies)
     app.add_middleware(NoNulInUrl)
     app.include_router(api.router)
+    app.include_router(previews.router)
 
     @app.get("/health/alive", tags=["health"])
     async def alive() -> dict[str, str]:
