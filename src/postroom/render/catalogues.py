@@ -61,6 +61,7 @@ def translations(tag: str) -> gettext.NullTranslations:
     return Translations(compiled, domain="messages")
 
 
+@lru_cache(maxsize=256)
 def has_catalogue(tag: str) -> bool:
     """Whether Postroom ships built-in strings for ``tag`` (``en`` always)."""
     return tag == "en" or catalogue_path(tag).is_file()

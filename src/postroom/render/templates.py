@@ -113,8 +113,14 @@ def _template_position(exc: Exception) -> tuple[str | None, int | None]:
 
 
 def _select(
-    env: ImmutableSandboxedEnvironment, kind: str, name: str, chain: Sequence[str]
+    env: ImmutableSandboxedEnvironment,
+    kind: str,
+    name: str,
+    chain: Sequence[str],
+    override: str | None,
 ) -> Template:
+    if not override:  # the built-ins have no per-locale files: no lookups that cannot succeed
+        return env.get_template(f"{kind}/{name}")
     candidates = [f"{kind}/{_localized(name, locale)}" for locale in chain]
     return env.select_template([*candidates, f"{kind}/{name}"])
 
@@ -144,7 +150,7 @@ def render_email(
 
     def render(env: ImmutableSandboxedEnvironment, name: str) -> str:
         try:
-            return _select(env, kind, name, chain).render(context)
+            return _select(env, kind, name, chain, override_path).render(context)
         except TemplateNotFound as exc:  # this one, or one it includes
             raise TemplateError(f"no template {exc.name} in the overrides or built-ins") from None
         except Exception as exc:  # syntax, a sandbox violation, a filter failing on user data
