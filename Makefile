@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 # The dashboard's browser tests drive Debian's Chromium through Playwright (which cannot
 # download its own browsers here); installed when missing.
 CHROMIUM := /usr/bin/chromium
+# A font with Chinese, Japanese and Korean glyphs, so that the email screenshots of those
+# locales show text instead of empty boxes (the templates load no web fonts).
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 
 .PHONY: run test lint typecheck pytest bench clean messages
 
@@ -36,7 +39,11 @@ $(CHROMIUM):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-pytest: $(VENV)/.installed-dev | $(CHROMIUM)
+$(CJK_FONT):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei >/dev/null
+
+pytest: $(VENV)/.installed-dev | $(CHROMIUM) $(CJK_FONT)
 	bash scripts/ensure-postgres.sh
 	$(BIN)/pytest
 

@@ -99,6 +99,7 @@ def test_bulk_lines_carry_a_locale(make_settings: MakeSettings, tmp_path: Path) 
         ({"template_data": {"locale": "it"}}, "it"),
         ({"template_data": {"identity": {"traits": {"locale": "nl"}}}}, "nl"),
         ({"identity": {"traits": {"locale": "sv"}}}, "sv"),
+        ({"template_data": {"traits": {"locale": "pl"}}}, "pl"),  # registration models
         ({"template_data": {"locale": "???"}}, None),  # ignored: the tenant's default applies
         ({}, None),
     ],

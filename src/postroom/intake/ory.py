@@ -14,15 +14,19 @@ _TEMPLATES = {t.value for t in TemplateType} - {TemplateType.STUB.value, Templat
 
 
 def _traits_locale(data: Any) -> Any:
-    identity = data.get("identity") if isinstance(data, dict) else None
-    traits = identity.get("traits") if isinstance(identity, dict) else None
+    """``identity.traits.locale``, or ``traits.locale`` (Kratos's registration models)."""
+    if not isinstance(data, dict):
+        return None
+    identity = data.get("identity")
+    traits = identity.get("traits") if isinstance(identity, dict) else data.get("traits")
     return traits.get("locale") if isinstance(traits, dict) else None
 
 
 def ory_locale(payload: dict[str, Any]) -> str | None:
     """The locale a Kratos payload asks for: ``locale`` or ``template_data.locale``, else the
-    identity's ``traits.locale``. A value that is not a language tag is ignored (the tenant's
-    default applies) rather than refused: Kratos would retry a refused message for ever."""
+    identity's ``traits.locale`` (or ``traits.locale`` where Kratos sends traits alone). A
+    value that is not a language tag is ignored (the tenant's default applies) rather than
+    refused: Kratos would retry a refused message for ever."""
     nested = payload.get("template_data")
     for value in (
         payload.get("locale"),

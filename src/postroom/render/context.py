@@ -45,9 +45,10 @@ def _readable_on(color: str) -> str:
 
 
 def _display_name(data: Mapping[str, Any]) -> str | None:
-    """The identity's name, where Kratos's traits (or the data) carry one."""
+    """The identity's name, where Kratos's traits (``identity.traits`` or, in its registration
+    models, ``traits``) or the data carry one."""
     identity = data.get("identity")
-    traits = identity.get("traits") if isinstance(identity, Mapping) else None
+    traits = identity.get("traits") if isinstance(identity, Mapping) else data.get("traits")
     name = traits.get("name") if isinstance(traits, Mapping) else None
     if name is None:
         name = data.get("name")
