@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, inspect, text
-from test_store_contract import new
+from store_support import new
 
 from postroom.store import MessageFilter, open_store, utcnow
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url

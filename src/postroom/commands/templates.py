@@ -11,6 +11,17 @@ from typing import Annotated
 
 import typer
 
+from postroom.commands.common import (
+    ConfigOpt,
+    err,
+    out,
+    plain,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
+from postroom.intake.preview import preview_body, render_preview
+
 templates_app = typer.Typer(help="Preview the email templates.", no_args_is_help=True)
 
 
@@ -40,8 +51,6 @@ def preview(
     config: ConfigOpt = None,
 ) -> None:
     """Print a template as it would be sent, with sample data; the locale used goes to stderr."""
-    from postroom.intake.preview import preview_body, render_preview
-
     with user_errors():
         settings = with_api_tenants(settings_from(config))
         message = render_preview(settings, template_type, tenant=tenant, locale=locale)
@@ -57,16 +66,3 @@ def preview(
         webbrowser.open(path.as_uri())
         return
     sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    err,
-    out,
-    plain,
-    settings_from,
-    user_errors,
-    with_api_tenants,
-)

@@ -13,6 +13,12 @@ from postroom.intake.validate import validate_template_type
 from postroom.models import NewMessage, TemplateType
 
 PREVIEW_RECIPIENT = "alex@example.org"
+PREVIEW_CSP = (
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "frame-ancestors 'self'"
+)
+"""How a preview's HTML is served: it may show the tenant's https logo; nothing else loads and
+nothing runs (message pages, which show stored mail, allow no remote image at all)."""
 Format = Literal["html", "text", "eml"]
 FORMATS: tuple[Format, ...] = ("html", "text", "eml")
 

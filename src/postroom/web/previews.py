@@ -7,17 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from postroom.config.tenants import TenantRegistry
-from postroom.intake.preview import preview_body, render_preview
+from postroom.intake.preview import PREVIEW_CSP, preview_body, render_preview
 from postroom.web.api import Admin
+from postroom.web.state import registry
 
 router = APIRouter()
-
-PREVIEW_CSP = (
-    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "frame-ancestors 'self'"
-)
-"""A preview may show the tenant's https logo; nothing else loads and nothing runs."""
 
 
 @router.get("/admin/templates/preview", tags=["templates"])
@@ -31,9 +25,9 @@ async def template_preview(
 ) -> Response:
     """The template as it would be sent (nothing is stored); ``Content-Language`` names the
     locale it was rendered in after the fallback (``pt-BR`` -> ``pt`` -> tenant -> ``en``)."""
-    registry: TenantRegistry = request.app.state.tenants
-    settings = await registry.settings()
-    registry.check_usable(tenant)
+    tenants = registry(request)
+    settings = await tenants.settings()
+    tenants.check_usable(tenant)
     message = render_preview(settings, template_type, tenant=tenant, locale=locale)
     body, media_type = preview_body(message, format)
     headers = {"Content-Language": message.locale or "en"}

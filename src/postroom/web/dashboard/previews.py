@@ -10,22 +10,20 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.errors import ConfigError, InputError, NotFoundError
 from postroom.intake import enqueue_prepared
-from postroom.intake.preview import render_preview
+from postroom.intake.preview import PREVIEW_CSP, render_preview
 from postroom.models import RenderedEmail, TemplateType
 from postroom.render.locales import BUILTIN_LOCALES
-from postroom.web.api import tenant_smtp_test
+from postroom.service.tenants import smtp_test
 from postroom.web.dashboard.pages import (
     DashboardRoute,
     form_value,
     query,
     read_form,
     redirect,
-    registry,
     render,
-    store,
 )
 from postroom.web.dashboard.session import Session, require_viewer
-from postroom.web.previews import PREVIEW_CSP
+from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]
@@ -125,7 +123,7 @@ async def send_preview(request: Request, _viewer: Viewer) -> Response:
             [(stored, _created)] = await enqueue_prepared(store(request), settings, [message])
             return redirect(f"/messages/{stored.id}")
         email = RenderedEmail(subject=message.subject, text=message.body, html=message.html_body)
-        report = await tenant_smtp_test(tenants, tenant, to=to, no_send=False, email=email)
+        report = await smtp_test(tenants, tenant, to=to, no_send=False, email=email)
     except (InputError, ConfigError) as exc:
         return await _page(
             request, tenant=tenant, locale=locale, only=kind, status=400, error=str(exc)
