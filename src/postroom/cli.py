@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from postroom.commands import diagnose, messages, oauth, templates
+from postroom.commands import diagnose, listener, messages, oauth, templates
 from postroom.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -322,6 +322,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
+    from postroom.intake.smtp_listener import bind_sockets, listener_banner
     from postroom.web.app import create_app
     from postroom.web.server import check_listen, run_server
 
@@ -338,12 +339,21 @@ def serve(
                 "No serve.admin_token is configured; this run's admin token (shown once) is:\n"
                 f"  {admin_token}"
             )
+        smtp_sockets = (
+            bind_sockets(settings, dev=dev) if dev or settings.listener.smtp_enabled else []
+        )
         err.print(
             f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
             f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
+        for line in listener_banner(settings, smtp_sockets, dev=dev):
+            err.print(line)
         application = create_app(
-            settings, run_worker=not no_worker, dev=dev, admin_token=admin_token
+            settings,
+            run_worker=not no_worker,
+            dev=dev,
+            admin_token=admin_token,
+            smtp_sockets=smtp_sockets,
         )
         run_server(application, host=bind, port=listen_port)
 
@@ -364,7 +374,13 @@ def _log_to_stderr() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for register in (diagnose.register, messages.register, oauth.register, templates.register):
+for register in (
+    diagnose.register,
+    messages.register,
+    oauth.register,
+    listener.register,
+    templates.register,
+):
     register(app)
 
 

@@ -146,8 +146,8 @@ async def test_expired_sessions_are_deleted_when_a_session_starts(sql_dsn: str) 
     engine.dispose()
 
 
-async def test_a_database_of_0008_with_messages_gains_the_locale_column(sql_dsn: str) -> None:
-    engine = database_at(sql_dsn, "0008", messages=("before",))
+async def test_a_database_of_0010_with_messages_gains_the_locale_column(sql_dsn: str) -> None:
+    engine = database_at(sql_dsn, "0010", messages=("before",))
     assert "locale" not in {c["name"] for c in inspect(engine).get_columns("messages")}
     store = open_store(sql_dsn)
     try:

@@ -190,6 +190,7 @@ def queued_message(
         last_error=None,
         request_hash=new.request_hash,
         locale=new.locale,
+        mime_ref=new.mime_ref,
     )
 
 

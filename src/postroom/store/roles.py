@@ -20,6 +20,7 @@ from postroom.store.base import (
     StoredOAuthToken,
     StoredTenant,
 )
+from postroom.store.listener import ListenerRecords
 
 
 class Queue(Protocol):
@@ -124,8 +125,9 @@ class Records(Protocol):
         idempotency key created after ``keep_keyed_since`` stay. Return how many went."""
 
 
-class Tenants(Protocol):
-    """Tenants saved through the API and the OAuth2 refresh tokens kept for tenants."""
+class Tenants(ListenerRecords, Protocol):
+    """Tenants saved through the API and the OAuth2 refresh tokens kept for tenants; with the
+    SMTP listener's logins of API tenants and its refusal log (``ListenerRecords``)."""
 
     async def list_tenants(self) -> list[StoredTenant]:
         """Every tenant saved through the API."""

@@ -74,6 +74,7 @@ messages = Table(
     Column("lease_until", UtcDateTime, nullable=True),
     Column("reclaimed_from", String(64), nullable=True),
     Column("locale", String(35), nullable=True),
+    Column("mime_ref", String(64), nullable=True),  # migration 0010: see relay_bodies
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
     Index("ix_messages_lease", "status", "lease_until"),
@@ -84,6 +85,7 @@ messages = Table(
     Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
     Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
     Index("ix_messages_template_created", "template_type", "created_at", "id"),
+    Index("ix_messages_mime_ref", "mime_ref"),
 )
 
 dispatches = Table(

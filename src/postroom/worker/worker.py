@@ -184,7 +184,7 @@ class Worker:
                 return
         envelope = Envelope(
             message_id=message.id,
-            sender=route.sender,
+            sender=envelope_address(message.relay_sender() or route.sender),
             recipients=(envelope_address(message.recipient),),
             data=message.mime,
             recipient=message.recipient,

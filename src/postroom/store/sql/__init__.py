@@ -4,6 +4,7 @@ on a shared engine: :mod:`.engine` (engines, thread, migrations, LISTEN), :mod:`
 
 from __future__ import annotations
 
+from postroom.store.listener import SqlListenerRecords
 from postroom.store.sql.engine import (
     MIGRATIONS,
     StoreUnavailable,
@@ -16,7 +17,7 @@ from postroom.store.sql.sessions import SqlSessions
 from postroom.store.sql.tenants import SqlTenants
 
 
-class SqlStore(SqlQueue, SqlRecords, SqlTenants, SqlSessions):
+class SqlStore(SqlQueue, SqlRecords, SqlTenants, SqlSessions, SqlListenerRecords):
     """A :class:`~postroom.store.Store` over SQLAlchemy Core: SQLite or PostgreSQL."""
 
 

@@ -25,6 +25,7 @@ from postroom.store.base import (
     queued_message,
     slot_free_at,
 )
+from postroom.store.listener import fill_bodies, keep_bodies
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
@@ -88,6 +89,7 @@ class SqlQueue(SqlEngine):
                         check_unchanged(new, found[index])
         out: list[tuple[Message, bool]] = []
         rows: list[dict[str, Any]] = []
+        shared = any(new.mime_ref for new in group.messages)
         for index, (new, budget) in enumerate(zip(group.messages, group.budgets, strict=True)):
             if index in found:
                 out.append((found[index], False))
@@ -99,9 +101,13 @@ class SqlQueue(SqlEngine):
                 max_attempts=budget.max_attempts,
                 ttl=budget.ttl,
             )
-            rows.append(message_row(message))
+            row = message_row(message)
+            if shared:  # only then: a batch without it is written as before migration 0010
+                row["mime_ref"] = new.mime_ref
+            rows.append(row)
             out.append((message, True))
         if rows:
+            keep_bodies(conn, group.messages)
             conn.execute(messages.insert(), rows)
         return out
 
@@ -181,7 +187,8 @@ class SqlQueue(SqlEngine):
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
                 rows += conn.execute(_TAKE_DUE, {**params, "n": limit - len(rows)})
-        return sorted((message_from_row(r) for r in rows), key=lambda m: m.created_at)
+            claimed = fill_bodies(conn, [message_from_row(r) for r in rows])
+        return sorted(claimed, key=lambda m: m.created_at)
 
     async def claim(
         self,

@@ -19,6 +19,7 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
+from postroom.store.listener import drop_unused_bodies, fill_bodies
 from postroom.store.schema import dispatches, messages
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
@@ -37,7 +38,9 @@ class SqlRecords(SqlEngine):
                 .where(dispatches.c.message_id == message_id)
                 .order_by(dispatches.c.created_at.desc(), dispatches.c.id)
             ).all()
-        return message_from_row(row, tuple(dispatch_from_row(d) for d in attempts))
+            message = message_from_row(row, tuple(dispatch_from_row(d) for d in attempts))
+            [found] = fill_bodies(conn, [message])
+        return found
 
     async def get(self, message_id: str) -> Message:
         """One message with its dispatches, newest first; raise ``NotFoundError``."""
@@ -196,12 +199,15 @@ class SqlRecords(SqlEngine):
         )
         if tenant is not None:
             doomed = doomed.where(messages.c.tenant == tenant)
+        doomed = doomed.add_columns(messages.c.mime_ref)
         with self._writer.begin() as conn:
-            ids = [row.id for row in conn.execute(doomed.limit(batch))]
+            found = conn.execute(doomed.limit(batch)).all()
+            ids = [row.id for row in found]
             if not ids:
                 return 0
             conn.execute(dispatches.delete().where(dispatches.c.message_id.in_(ids)))
             conn.execute(messages.delete().where(messages.c.id.in_(ids)))
+            drop_unused_bodies(conn, {row.mime_ref for row in found if row.mime_ref})
         return len(ids)
 
     async def delete_finished(

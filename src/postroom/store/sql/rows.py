@@ -33,7 +33,7 @@ def message_row(message: Message) -> dict[str, Any]:
         "subject": message.subject,
         "body": message.body,
         "html_body": message.html_body,
-        "mime": message.mime,
+        "mime": b"" if message.mime_ref else message.mime,  # kept once in relay_bodies
         "send_count": message.send_count,
         "max_attempts": message.max_attempts,
         "idempotency_key": message.idempotency_key,
@@ -80,6 +80,7 @@ def message_from_row(row: Row[Any], attempts: tuple[Dispatch, ...] = ()) -> Mess
         reclaimed_from=m.get("reclaimed_from"),
         dispatches=attempts,
         locale=m.get("locale"),
+        mime_ref=m.get("mime_ref"),
     )
 
 

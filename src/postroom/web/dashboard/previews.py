@@ -27,7 +27,7 @@ from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]
-TYPES = [t.value for t in TemplateType]
+TYPES = [t.value for t in TemplateType if t is not TemplateType.RELAY]  # relay: no template
 
 
 async def _page(
