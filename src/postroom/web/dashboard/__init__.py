@@ -9,6 +9,8 @@ Server-rendered pages (Jinja2, autoescaped) with a little vendored JavaScript:
 - ``/tenants``, ``/tenants/{id}``: provider settings with a preset picker, the SMTP test, and
   the SMTP listener's logins with the settings to paste into Keycloak;
 - ``/listener``: the SMTP listener's refusals (why a client's "Test connection" failed);
+- ``/templates``: every template type of a tenant in a locale, HTML beside plain text, with
+  "Send me this";
 - ``/outbox``, ``/outbox/{name}``: what the outbox transport captured.
 
 ``session`` holds sessions and CSRF, ``pages`` what every page shares.
@@ -19,7 +21,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from postroom.web.dashboard import listener, messages, outbox, overview, signin, tenants
+from postroom.web.dashboard import listener, messages, outbox, overview, previews, signin, tenants
 from postroom.web.dashboard.pages import HERE
 
 STATIC_PATH = "/static"
@@ -27,7 +29,7 @@ STATIC_PATH = "/static"
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages and its static files (CSS, JS) to ``app``."""
-    for module in (signin, overview, messages, tenants, outbox, listener):
+    for module in (signin, overview, messages, tenants, previews, outbox, listener):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")
 
