@@ -35,6 +35,7 @@ class Accepted:
     content: bytes
     tls: bool
     received_at: float = field(default_factory=time.monotonic)
+    queue_id: str = ""  # what the server's acceptance named the message, as Postfix does
 
     @property
     def message_id(self) -> str:
@@ -108,6 +109,7 @@ class Handler:
             return "451 dropped"
         if reply:
             return reply
+        queue_id = f"4F{len(self.rec.messages) + 1:07X}"
         self.rec.messages.append(
             Accepted(
                 envelope.mail_from,
@@ -115,9 +117,10 @@ class Handler:
                 envelope.content,
                 server.transport is not None
                 and server.transport.get_extra_info("ssl_object") is not None,
+                queue_id=queue_id,
             )
         )
-        return "250 2.0.0 Ok: queued"
+        return f"250 2.0.0 Ok: queued as {queue_id}"  # Postfix's answer to end-of-data
 
 
 class RecordingSMTP(SMTP):

@@ -467,6 +467,10 @@ def messages_list(
     ] = None,
     recipient: Annotated[str | None, typer.Option("--recipient")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    provider_id: Annotated[
+        str | None,
+        typer.Option("--provider-id", help="The provider's id for a message it accepted."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -481,7 +485,13 @@ def messages_list(
                 f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}",
                 field="--status",
             ) from None
-        query = MessageFilter(status=wanted, recipient=recipient, tenant=tenant, limit=limit)
+        query = MessageFilter(
+            status=wanted,
+            recipient=recipient,
+            tenant=tenant,
+            provider_message_id=provider_id,
+            limit=limit,
+        )
         rows = run_with_store(settings, lambda store: store.list_messages(query))
         if as_json:
             print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
@@ -553,6 +563,10 @@ def messages_show(
         for number, dispatch in enumerate(reversed(message.dispatches), start=1):
             when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
             out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
+            for key in ("transport", "host", "reply", "provider_message_id"):
+                value = getattr(dispatch, key)
+                if value:
+                    out.print(labelled(f"{key.replace('_', ' '):>16}  ", value))
             if dispatch.error:
                 _print_diagnosis("  error", dispatch.error.to_json())
 

@@ -30,6 +30,7 @@ from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError, OAuthError
 from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.evidence import smtp_message_id
 from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.targets import Target, resolve_target
 
@@ -457,7 +458,14 @@ class SmtpConnection:
             await self._reset()
             raise
         self.delivered += 1
-        return SendResult(reply=_reply(response))
+        reply = _reply(response)
+        host = f"[{self.uri.host}]" if ":" in self.uri.host else self.uri.host
+        return SendResult(
+            reply=reply,
+            provider_message_id=smtp_message_id(reply),
+            transport="smtp",
+            host=f"{host}:{self.uri.port}",
+        )
 
     async def check_envelope(self, envelope: Envelope) -> None:
         """MAIL and RCPT for ``envelope`` without DATA, then RSET (``test-smtp --no-send``):

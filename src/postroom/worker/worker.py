@@ -24,7 +24,7 @@ from postroom.diagnosis.catalogue import diagnose
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
-from postroom.models import Message, Status
+from postroom.models import Handoff, Message, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Store, StoreUnavailable, utcnow
 from postroom.transports import Envelope, Transport, make_transport
@@ -188,7 +188,7 @@ class Worker:
             template_data=message.template_data,
         )
         try:
-            await self._transport(message.tenant).send(envelope)
+            result = await self._transport(message.tenant).send(envelope)
         except (DeliveryError, ConfigError) as exc:
             diagnosis = diagnose_error(exc)
             retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
@@ -213,7 +213,10 @@ class Worker:
             )
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
-            self._finish(Completion(message.id, Status.SENT), message)
+            handoff = Handoff(
+                result.transport, result.host, result.reply, result.provider_message_id
+            )
+            self._finish(Completion(message.id, Status.SENT, handoff=handoff), message)
 
     def _finish(self, completion: Completion, message: Message) -> None:
         if message.reclaimed_from and completion.attempted:
