@@ -201,6 +201,7 @@ def smtp_server(
     greeting_reply: str | None = None,
     idle_timeout: float | None = None,
     port: int | None = None,
+    auth_required: bool = True,
 ) -> Iterator[Server]:
     """Start an aiosmtpd server on 127.0.0.1 for the duration of the block."""
     handler = Handler(faults)
@@ -213,7 +214,7 @@ def smtp_server(
         kwargs["ssl_context"] = implicit_tls
     if users is not None:
         kwargs["authenticator"] = make_authenticator(users, holder)
-        kwargs["auth_required"] = True
+        kwargs["auth_required"] = auth_required  # False: AUTH offered, mail taken without
         # Plain-text servers may offer AUTH when a test asks for cleartext login.
         kwargs["auth_require_tls"] = starttls is not None and implicit_tls is None
         if auth_mechanisms is not None:

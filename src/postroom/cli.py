@@ -559,7 +559,8 @@ def messages_show(
             if data.get(key) is not None:
                 out.print(labelled(f"{key:>16}  ", str(data[key]), label_style="bold"))
         if message.last_error:
-            _print_diagnosis("last error", message.last_error.to_json())
+            gave_up = message.status is Status.ABANDONED
+            _print_diagnosis("last error", message.last_error.to_json(), gave_up=gave_up)
         for number, dispatch in enumerate(reversed(message.dispatches), start=1):
             when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
             out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
@@ -571,8 +572,10 @@ def messages_show(
                 _print_diagnosis("  error", dispatch.error.to_json())
 
 
-def _print_diagnosis(title: str, error: dict[str, Any]) -> None:
-    kind = "transient" if error.get("transient") else "permanent"
+def _print_diagnosis(title: str, error: dict[str, Any], *, gave_up: bool = False) -> None:
+    kind = "permanent"
+    if error.get("transient"):
+        kind = "transient, but the attempts ran out" if gave_up else "transient"
     out.print(labelled(f"{title:>16}  ", f"{error['code']} ({kind})", label_style="bold red"))
     for key in ("stage", "reply", "cause", "fix"):
         if error.get(key):

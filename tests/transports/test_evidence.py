@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 from postroom.config import Settings
-from postroom.intake import SendRequest, enqueue
 from postroom.models import DispatchStatus, Status
 from postroom.store import MessageFilter, Store
 from postroom.transports.evidence import http_message_id, smtp_message_id
-from postroom.worker import Worker
+from worker_support import deliver_one
 
 from http_servers import http_server, reply
 from smtp_servers import smtp_server
@@ -85,14 +84,6 @@ def test_http_ids_come_from_the_header_or_the_json_body() -> None:
     assert http_message_id({}, b"Accepted") is None
 
 
-async def _one_sent(store: Store, settings: Settings) -> str:
-    [(message, _)] = await enqueue(
-        store, settings, [SendRequest(to="you@example.org", template_type="test")]
-    )
-    await Worker(store, settings).run(drain=True, max_wait=5)
-    return message.id
-
-
 async def test_an_smtp_hand_off_records_where_it_went_and_the_queue_id(
     store: Store, make_settings: Callable[..., Settings]
 ) -> None:
@@ -100,7 +91,7 @@ async def test_an_smtp_hand_off_records_where_it_went_and_the_queue_id(
         settings = make_settings(
             smtp={"connection_uri": f"smtp://127.0.0.1:{srv.port}/?disable_starttls=true"}
         )
-        message_id = await _one_sent(store, settings)
+        message_id = await deliver_one(store, settings)
     [accepted] = srv.rec.messages
     message = await store.get(message_id)
     [dispatch] = message.dispatches
@@ -122,7 +113,7 @@ async def test_an_http_hand_off_records_the_status_body_and_message_id(
         settings = make_settings(
             delivery_strategy="http", http={"request_config": {"url": srv.url}}
         )
-        message_id = await _one_sent(store, settings)
+        message_id = await deliver_one(store, settings)
     [dispatch] = (await store.get(message_id)).dispatches
     assert dispatch.transport == "http"
     assert dispatch.host == f"127.0.0.1:{srv.port}"
@@ -135,7 +126,7 @@ async def test_an_outbox_hand_off_says_it_went_to_the_outbox(
     store: Store, make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings(delivery_strategy="outbox")
-    message_id = await _one_sent(store, settings)
+    message_id = await deliver_one(store, settings)
     [dispatch] = (await store.get(message_id)).dispatches
     assert (dispatch.transport, dispatch.host, dispatch.provider_message_id) == (
         "outbox",
