@@ -6,13 +6,14 @@ Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or invalid in
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import logging
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -20,17 +21,15 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Column, Table
 from rich.text import Text
 
 from postroom.config import Settings, load_settings
 from postroom.config.durations import check_at_most, parse_duration
 from postroom.config.settings import MAX_RETENTION, MAX_TTL
 from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
-from postroom.models import Message, NewMessage, Status, message_json
-from postroom.store import MessageFilter, Store, open_store
+from postroom.models import NewMessage, message_json
+from postroom.store import Store, open_store
 from postroom.text import data_problem, json_terminal_safe, terminal_safe
 
 T = TypeVar("T")
@@ -42,10 +41,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-messages_app = typer.Typer(
-    help="Inspect messages and their delivery attempts.", no_args_is_help=True
-)
-app.add_typer(messages_app, name="messages")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -143,6 +138,12 @@ def with_api_tenants(settings: Settings) -> Settings:
             f"[yellow]warning:[/] tenant {name} cannot be used: {escape(reason)}", markup=True
         )
     return merged
+
+
+def did_you_mean(given: str, names: Iterable[str]) -> str:
+    """``' (did you mean X?)'`` when a name close to ``given`` exists, else ``''``."""
+    close = difflib.get_close_matches(given, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def print_json(value: Any) -> None:
@@ -457,147 +458,11 @@ def _log_to_stderr() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-# -- messages --------------------------------------------------------------------------
-
-
-@messages_app.command("list")
-def messages_list(
-    status: Annotated[
-        str | None, typer.Option("--status", help="queued, processing, sent or abandoned.")
-    ] = None,
-    recipient: Annotated[str | None, typer.Option("--recipient")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    provider_id: Annotated[
-        str | None,
-        typer.Option("--provider-id", help="The provider's id for a message it accepted."),
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """List messages, newest first."""
-    with user_errors():
-        settings = settings_from(config)
-        try:
-            wanted = Status(status) if status else None
-        except ValueError:
-            raise InputError(
-                f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}",
-                field="--status",
-            ) from None
-        query = MessageFilter(
-            status=wanted,
-            recipient=recipient,
-            tenant=tenant,
-            provider_message_id=provider_id,
-            limit=limit,
-        )
-        rows = run_with_store(settings, lambda store: store.list_messages(query))
-        if as_json:
-            print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
-            return
-        table = Table(
-            # The id is what `messages show` needs: never cut it, however narrow the output.
-            Column("id", no_wrap=True, min_width=36),
-            "created",
-            "tenant",
-            "recipient",
-            "template",
-            "status",
-            "attempts",
-            "last error",
-        )
-        for m in rows:
-            table.add_row(
-                m.id,
-                m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                plain(m.tenant),
-                plain(m.recipient),
-                m.template_type.value,
-                _status_text(m),
-                str(m.send_count),
-                plain(m.last_error.code) if m.last_error else "",
-            )
-        if not rows:
-            out.print("no messages")
-            return
-        # In a pipe or a file there is no terminal width to fit: print every column whole.
-        if not out.is_terminal:
-            out.width = max(
-                out.width, Measurement.get(out, out.options.update_width(1000), table).maximum
-            )
-        out.print(table)
-
-
-@messages_app.command("show")
-def messages_show(
-    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message id.")],
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Show one message with every delivery attempt and its diagnosis."""
-    with user_errors():
-        settings = settings_from(config)
-        message = run_with_store(settings, lambda store: store.get(message_id))
-        data = message_json(message, expose_bodies=_expose(settings, message))
-        if as_json:
-            print_json(data)
-            return
-        for key in (
-            "id",
-            "tenant",
-            "status",
-            "recipient",
-            "template_type",
-            "subject",
-            "send_count",
-            "created_at",
-            "updated_at",
-            "next_attempt_at",
-            "waiting_for",
-        ):
-            if data.get(key) is not None:
-                out.print(labelled(f"{key:>16}  ", str(data[key]), label_style="bold"))
-        if message.last_error:
-            gave_up = message.status is Status.ABANDONED
-            _print_diagnosis("last error", message.last_error.to_json(), gave_up=gave_up)
-        for number, dispatch in enumerate(reversed(message.dispatches), start=1):
-            when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
-            out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
-            for key in ("transport", "host", "reply", "provider_message_id"):
-                value = getattr(dispatch, key)
-                if value:
-                    out.print(labelled(f"{key.replace('_', ' '):>16}  ", value))
-            if dispatch.error:
-                _print_diagnosis("  error", dispatch.error.to_json())
-
-
-def _print_diagnosis(title: str, error: dict[str, Any], *, gave_up: bool = False) -> None:
-    kind = "permanent"
-    if error.get("transient"):
-        kind = "transient, but the attempts ran out" if gave_up else "transient"
-    out.print(labelled(f"{title:>16}  ", f"{error['code']} ({kind})", label_style="bold red"))
-    for key in ("stage", "reply", "cause", "fix"):
-        if error.get(key):
-            out.print(labelled(f"{key:>16}  ", str(error[key])))
-
-
-def _status_text(m: Message) -> str:
-    if m.status is Status.QUEUED and m.waiting_for:
-        return f"queued ({m.waiting_for.value})"
-    return m.status.value
-
-
-def _expose(settings: Settings, message: Message) -> bool:
-    try:
-        return settings.tenant(message.tenant).expose_message_bodies
-    except KeyError:
-        return False
-
-
 from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
+from postroom.commands.messages import register as _register_messages  # noqa: E402
 from postroom.commands.oauth import register as _register_oauth  # noqa: E402
 
+_register_messages(app)
 _register_diagnose(app)
 _register_oauth(app)
 

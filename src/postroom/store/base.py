@@ -63,10 +63,11 @@ class MessageFilter:
     """Filters for :meth:`Store.list_messages`; every field is optional."""
 
     status: Status | None = None
-    recipient: str | None = None
+    recipient: str | None = None  # any case; "@example.org" for a whole domain
     tenant: str | None = None
     template_type: str | None = None
     provider_message_id: str | None = None  # a dispatch of the message carries this id
+    id_fragment: str | None = None  # the id starts or ends with this (a short id)
     limit: int = 50
     before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
 

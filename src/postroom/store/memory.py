@@ -33,6 +33,7 @@ from postroom.store.base import (
     new_id,
 )
 from postroom.store.evidence import handoff_values
+from postroom.store.search import id_matches, recipient_matches
 from postroom.store.sql import slot_free_at, utcnow
 
 
@@ -239,7 +240,8 @@ class MemoryStore:
             m
             for m in self._messages.values()
             if (query.status is None or m.status is query.status)
-            and (query.recipient is None or m.recipient == query.recipient)
+            and (query.recipient is None or recipient_matches(m.recipient, query.recipient))
+            and (query.id_fragment is None or id_matches(m.id, query.id_fragment))
             and (query.tenant is None or m.tenant == query.tenant)
             and (query.template_type is None or m.template_type.value == query.template_type)
             and (query.before is None or (m.created_at, m.id) < query.before)

@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -83,6 +85,8 @@ messages = Table(
     Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
     Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
     Index("ix_messages_template_created", "template_type", "created_at", "id"),
+    # Recipient search in any case (migration 0009).
+    Index("ix_messages_recipient_lower", func.lower(text("recipient"))),
 )
 
 dispatches = Table(
