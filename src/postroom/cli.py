@@ -406,7 +406,9 @@ def migrate(config: ConfigOpt = None) -> None:
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any).")
+    ] = None,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not deliver in this process.")
     ] = False,
@@ -416,7 +418,9 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
+    from postroom.config.dev import dev_settings
     from postroom.web.app import create_app
+    from postroom.web.server import bind as bind_socket
     from postroom.web.server import check_listen, run_server
 
     with user_errors():
@@ -424,6 +428,11 @@ def serve(
         bind = host or settings.serve.host
         listen_port = settings.serve.port if port is None else port
         check_listen(bind, dev=dev, admin_token=settings.serve.admin_token)
+        notes: list[str] = []
+        if dev:
+            settings, notes = dev_settings(settings)
+        sock = bind_socket(bind, listen_port)  # the banner comes once the port is ours
+        listen_port = sock.getsockname()[1]
         _log_to_stderr()
         admin_token = settings.serve.admin_token
         if not dev and not admin_token:
@@ -432,14 +441,17 @@ def serve(
                 "No serve.admin_token is configured; this run's admin token (shown once) is:\n"
                 f"  {admin_token}"
             )
+        shown = f"[{bind}]" if ":" in bind else bind
         err.print(
-            f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
-            f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
+            f"Postroom {'(dev) ' if dev else ''}listening on http://{shown}:{listen_port}/ "
+            f"- dashboard: http://{shown}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
+        for note in notes:
+            err.print(f"  dev: {note}")
         application = create_app(
             settings, run_worker=not no_worker, dev=dev, admin_token=admin_token
         )
-        run_server(application, host=bind, port=listen_port)
+        run_server(application, sock=sock)
 
 
 class _TerminalSafeFormatter(logging.Formatter):
