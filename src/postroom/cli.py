@@ -6,15 +6,16 @@ Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or invalid in
 from __future__ import annotations
 
 import asyncio
-import difflib
+import contextlib
 import json
 import logging
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
+from sqlalchemy.engine import make_url
 
 from postroom.config import Settings, load_settings
 from postroom.config.durations import check_at_most, parse_duration
@@ -45,16 +47,55 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+CONFIG_ENV = "POSTROOM_CONFIG"
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        envvar="POSTROOM_CONFIG",
+        envvar=CONFIG_ENV,
         help="YAML configuration file (default: ./postroom.yaml when present).",
         dir_okay=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"postroom {version('postroom')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Postroom's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Postroom: the email courier for identity systems. `--config FILE` works before the
+    command too (`postroom --config postroom.yaml send ...`)."""
+    if config is None:
+        return
+    # Every command's --config reads POSTROOM_CONFIG: the file given before the command
+    # reaches it that way, and the environment is put back when the command ends.
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(config)
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = previous
+
+    ctx.call_on_close(restore)
 
 
 def plain(text: str, style: str = "", *, lines: bool = False) -> Text:
@@ -78,11 +119,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_notes: list[Text] = []  # printed once the command has succeeded
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn Postroom's errors into a clear line and an exit code instead of a traceback."""
+    """Turn Postroom's errors into a clear line and an exit code instead of a traceback;
+    after a success, print the notes the command collected."""
     try:
         yield
+        for note in _notes:
+            err.print(note)
     except (ConfigError, InputError) as exc:
         fail(str(exc), 2)
     except NotFoundError as exc:
@@ -99,8 +146,37 @@ def settings_from(config: Path | None) -> Settings:
     return loaded.settings
 
 
-def run_with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, bring the schema up to date, run ``work``, close."""
+def _new_sqlite_file(dsn: str) -> Path | None:
+    """The SQLite file ``dsn`` names when it does not exist yet (opening creates it)."""
+    if not dsn.startswith("sqlite"):
+        return None
+    database = make_url(dsn).database
+    if not database or database == ":memory:":
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
+def run_with_store(
+    settings: Settings, work: Callable[[Store], Awaitable[T]], *, delivers: bool = False
+) -> T:
+    """Open the store, bring the schema up to date, run ``work``, close. A command that
+    creates the database says so, and (unless it ``delivers`` itself) that no server or
+    worker uses it yet."""
+    created = _new_sqlite_file(settings.dsn)
+    if created is not None and delivers:
+        err.print(labelled("note: ", f"created a new database {created.resolve()}"))
+    elif created is not None:  # said when the command succeeds (see user_errors)
+        _notes.append(
+            labelled(
+                "note: ",
+                f"created a new database {created.resolve()}; no `postroom serve` or "
+                "`postroom worker` has used it yet, so nothing here is delivered until one "
+                "runs with it (run commands where the server runs, or give the same "
+                "--config / DSN)",
+                label_style="yellow",
+            )
+        )
 
     async def main() -> T:
         store = open_store(settings.dsn)
@@ -138,12 +214,6 @@ def with_api_tenants(settings: Settings) -> Settings:
             f"[yellow]warning:[/] tenant {name} cannot be used: {escape(reason)}", markup=True
         )
     return merged
-
-
-def did_you_mean(given: str, names: Iterable[str]) -> str:
-    """``' (did you mean X?)'`` when a name close to ``given`` exists, else ``''``."""
-    close = difflib.get_close_matches(given, list(names), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def print_json(value: Any) -> None:
@@ -322,7 +392,8 @@ def worker(
             wait = check_at_most(parse_duration(max_wait), MAX_TTL)
         except ValueError as exc:
             raise InputError(str(exc), field="--max-wait") from None
-        _log_to_stderr()
+        # A drain reports its own progress; the library's INFO lines would bury it.
+        _log_to_stderr(default="WARNING" if drain else "INFO")
 
         async def work(store: Store) -> None:
             stop = asyncio.Event()
@@ -335,13 +406,20 @@ def worker(
                 start_http_server(metrics_port, addr=settings.serve.host, registry=metrics.registry)
                 gauge = asyncio.create_task(_update_queue_gauge(store, metrics))
             registry = TenantRegistry(settings, store)
+            delivery = Worker(
+                store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
+            )
+            shown = None
+            if drain and err.is_terminal:
+                shown = asyncio.create_task(_drain_progress(delivery, await store.count_pending()))
             try:
-                stats = await Worker(
-                    store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
-                ).run(stop, drain=drain, max_wait=wait)
+                stats = await delivery.run(stop, drain=drain, max_wait=wait)
             finally:
-                if gauge is not None:
-                    gauge.cancel()
+                for task in (gauge, shown):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
             if drain:
                 pending = await store.count_pending()
                 out.print(
@@ -349,7 +427,29 @@ def worker(
                     f"{pending} still queued"
                 )
 
-        run_with_store(settings, work)
+        run_with_store(settings, work, delivers=True)
+
+
+async def _drain_progress(delivery: Any, due: int) -> None:
+    """A progress bar on the terminal while a drain works: messages finished (sent or
+    abandoned) of those pending when it started; retries show in the description."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("delivering", total=max(due, 1))
+        while True:
+            stats = delivery.stats
+            progress.update(
+                task,
+                completed=stats.sent + stats.abandoned,
+                description=f"delivering (sent {stats.sent}, retrying {stats.retried})",
+            )
+            await asyncio.sleep(0.2)
 
 
 async def _update_queue_gauge(store: Store, metrics: Any) -> None:
@@ -399,7 +499,7 @@ def migrate(config: ConfigOpt = None) -> None:
         async def work(store: Store) -> None:
             return None
 
-        run_with_store(settings, work)
+        run_with_store(settings, work, delivers=True)
         out.print("schema is up to date")
 
 
@@ -461,11 +561,11 @@ class _TerminalSafeFormatter(logging.Formatter):
         return terminal_safe(super().format(record), keep_newlines=True)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(*, default: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=os.environ.get("POSTROOM_LOG_LEVEL", "INFO").upper(), handlers=[handler]
+        level=os.environ.get("POSTROOM_LOG_LEVEL", default).upper(), handlers=[handler]
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

@@ -17,6 +17,7 @@ from postroom.errors import InputError
 from postroom.models import Message, Status, TemplateType, message_json
 from postroom.store import MessageFilter, Store
 from postroom.store.search import resolve_message_id, short_id
+from postroom.text import did_you_mean
 
 messages_app = typer.Typer(
     help="Inspect messages and their delivery attempts; retry or cancel one.",
@@ -257,7 +258,6 @@ def _expose(settings: Settings, message: Message) -> bool:
 from postroom.cli import (  # noqa: E402
     ConfigOpt,
     JsonOpt,
-    did_you_mean,
     labelled,
     out,
     plain,

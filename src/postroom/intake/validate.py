@@ -8,7 +8,7 @@ from typing import Any
 
 from postroom.errors import InputError
 from postroom.models import TemplateType
-from postroom.text import check_data, header_line_problem
+from postroom.text import check_data, did_you_mean, header_line_problem
 
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_BODY = 1_000_000  # characters, per part
@@ -70,7 +70,10 @@ def validate_template_type(value: Any, *, field: str = "template_type") -> Templ
         return TemplateType(value)
     except ValueError:
         known = ", ".join(t.value for t in TemplateType)
-        raise InputError(f"unknown template type {value!r}; known: {known}", field=field) from None
+        hint = did_you_mean(str(value), [t.value for t in TemplateType])
+        raise InputError(
+            f"unknown template type {value!r}{hint}; known: {known}", field=field
+        ) from None
 
 
 # What a template cannot do without: an email with an empty code is worse than none.
