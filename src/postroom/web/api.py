@@ -243,8 +243,22 @@ async def put_tenant(
     tenant_id: str,
     courier: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
-    """Create or replace a tenant from its courier section; ``***`` keeps a stored secret."""
-    return await _tenants(request).save(tenant_id, courier)
+    """Create or replace a tenant from its courier section, or from what ``GET`` answers
+    (``{"id", "source", "courier": {...}}``: the read-only fields are ignored); ``***``
+    keeps a stored secret."""
+    return await _tenants(request).save(tenant_id, _courier_section(courier))
+
+
+_READ_ONLY = frozenset({"id", "source", "error"})
+
+
+def _courier_section(body: dict[str, Any]) -> dict[str, Any]:
+    """The courier section of a PUT body: the body itself, or its ``courier`` when the body
+    is a tenant as ``GET`` shows it."""
+    section = body.get("courier")
+    if isinstance(section, dict) and set(body) - {"courier"} <= _READ_ONLY:
+        return section
+    return body
 
 
 @router.delete("/admin/tenants/{tenant_id}", status_code=204, tags=["tenants"])

@@ -217,8 +217,13 @@ async def retry(request: Request, _viewer: Viewer, message_id: str) -> Response:
 
 @router.post("/messages/{message_id}/cancel")
 async def cancel(request: Request, _viewer: Viewer, message_id: str) -> Response:
-    """Abandon a queued message with code ``cancelled``."""
-    await read_form(request)
+    """Abandon a queued message with code ``cancelled``, after a confirmation."""
+    form = await read_form(request)
+    if form_value(form, "confirm") != "yes":
+        message = await store(request).get(message_id)
+        return render(
+            request, "confirm_cancel.html", title="Cancel a message?", nav="messages", m=message
+        )
     try:
         await api.cancel_message(request, OPERATOR, message_id)
     except ConflictError as exc:
