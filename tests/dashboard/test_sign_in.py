@@ -86,7 +86,9 @@ def test_forms_need_their_csrf_token_and_this_site(
         assert other.http.post(f"{path}/cancel", data={"csrf": csrf}).status_code == 403
         # The right token, from this origin, works.
         done = dash.http.post(
-            f"{path}/cancel", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "same-origin"}
+            f"{path}/cancel",
+            data={"csrf": csrf, "confirm": "yes"},  # the confirmation page's form
+            headers={"Sec-Fetch-Site": "same-origin"},
         )
         assert done.status_code == 303
         assert dash.message(message["id"])["status"] == "abandoned"
