@@ -23,6 +23,7 @@ MESSAGE_KEYS = {
     "tenant",
     "status",
     "type",
+    "channel",
     "recipient",
     "subject",
     "body",

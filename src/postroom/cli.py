@@ -7,32 +7,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.text import Text
-from sqlalchemy.engine import make_url
 
-from postroom.config import Settings, load_settings
+from postroom.commands import diagnose, listener, messages, oauth
+from postroom.commands.common import (
+    CONFIG_ENV,
+    ConfigOpt,
+    JsonOpt,
+    err,
+    labelled,
+    out,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
+from postroom.config import Settings
+from postroom.config.dev import dev_settings
 from postroom.config.durations import check_at_most, parse_duration
 from postroom.config.settings import MAX_RETENTION, MAX_TTL
-from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
+from postroom.errors import InputError
 from postroom.models import NewMessage, message_json
-from postroom.store import Store, open_store
-from postroom.text import data_problem, json_terminal_safe, terminal_safe
+from postroom.service import tenants as tenant_service
+from postroom.store import Store
+from postroom.text import data_problem, terminal_safe
 
 T = TypeVar("T")
 
@@ -43,21 +52,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-CONFIG_ENV = "POSTROOM_CONFIG"
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        envvar=CONFIG_ENV,
-        help="YAML configuration file (default: ./postroom.yaml when present).",
-        dir_okay=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _print_version(wanted: bool) -> None:
@@ -96,132 +90,6 @@ def _main(
             os.environ[CONFIG_ENV] = previous
 
     ctx.call_on_close(restore)
-
-
-def plain(text: str, style: str = "", *, lines: bool = False) -> Text:
-    """``text`` for Rich to print as it is: no markup, no emoji codes, and every control
-    character escaped (:func:`~postroom.text.terminal_safe`); with ``lines``, line breaks
-    stay. Every command prints text that came from outside (a server reply, a stored
-    subject, a file's line) through this."""
-    return Text(terminal_safe(text, keep_newlines=lines), style=style)
-
-
-def labelled(
-    label: str, text: str, *, style: str = "", label_style: str = "", lines: bool = False
-) -> Text:
-    """``label`` (ours, styled) followed by outside ``text`` shown with :func:`plain`."""
-    return Text.assemble(Text(label, style=label_style), plain(text, style, lines=lines))
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` to stderr and exit."""
-    err.print(labelled("error: ", message, label_style="bold red", lines=True))
-    raise typer.Exit(code)
-
-
-_notes: list[Text] = []  # printed once the command has succeeded
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn Postroom's errors into a clear line and an exit code instead of a traceback;
-    after a success, print the notes the command collected."""
-    try:
-        yield
-        for note in _notes:
-            err.print(note)
-    except (ConfigError, InputError) as exc:
-        fail(str(exc), 2)
-    except NotFoundError as exc:
-        fail(str(exc), 1)
-    except PostroomError as exc:
-        fail(str(exc), 1)
-
-
-def settings_from(config: Path | None) -> Settings:
-    """Load the configuration and print its warnings to stderr."""
-    loaded = load_settings(config)
-    for warning in loaded.warnings:
-        err.print(labelled("warning: ", warning, label_style="yellow"))
-    return loaded.settings
-
-
-def _new_sqlite_file(dsn: str) -> Path | None:
-    """The SQLite file ``dsn`` names when it does not exist yet (opening creates it)."""
-    if not dsn.startswith("sqlite"):
-        return None
-    database = make_url(dsn).database
-    if not database or database == ":memory:":
-        return None
-    path = Path(database)
-    return None if path.exists() else path
-
-
-def run_with_store(
-    settings: Settings, work: Callable[[Store], Awaitable[T]], *, delivers: bool = False
-) -> T:
-    """Open the store, bring the schema up to date, run ``work``, close. A command that
-    creates the database says so, and (unless it ``delivers`` itself) that no server or
-    worker uses it yet."""
-    created = _new_sqlite_file(settings.dsn)
-    if created is not None and delivers:
-        err.print(labelled("note: ", f"created a new database {created.resolve()}"))
-    elif created is not None:  # said when the command succeeds (see user_errors)
-        _notes.append(
-            labelled(
-                "note: ",
-                f"created a new database {created.resolve()}; no `postroom serve` or "
-                "`postroom worker` has used it yet, so nothing here is delivered until one "
-                "runs with it (run commands where the server runs, or give the same "
-                "--config / DSN)",
-                label_style="yellow",
-            )
-        )
-
-    async def main() -> T:
-        store = open_store(settings.dsn)
-        try:
-            await store.migrate()
-            return await work(store)
-        finally:
-            await store.close()
-
-    return run_async(main())
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop where it is installed (faster sockets), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def with_api_tenants(settings: Settings) -> Settings:
-    """The settings plus the tenants saved through the admin API (a warning on stderr for
-    each saved tenant that cannot be used, and why)."""
-    from postroom.config.tenants import TenantRegistry
-
-    async def load(store: Store) -> tuple[Settings, dict[str, str]]:
-        registry = TenantRegistry(settings, store)
-        merged = await registry.settings()
-        return merged, registry.broken_tenants()
-
-    merged, broken = run_with_store(settings, load)
-    for name, reason in broken.items():
-        err.print(
-            f"[yellow]warning:[/] tenant {name} cannot be used: {escape(reason)}", markup=True
-        )
-    return merged
-
-
-def print_json(value: Any) -> None:
-    """Print JSON to stdout, unstyled; characters a terminal acts on are ``\\u`` escapes."""
-    sys.stdout.write(json_terminal_safe(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
-
-
-# -- send ----------------------------------------------------------------------------
 
 
 def _parse_data(raw: str | None) -> dict[str, Any]:
@@ -310,13 +178,15 @@ def send(
             tenant=tenant,
             idempotency_key=idempotency_key,
         )
-        courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
         message, _created = run_with_store(
             settings, lambda store: enqueue(store, settings, [request])
         )[0]
         if as_json:
-            expose = bool(courier and courier.expose_message_bodies)
-            print_json(message_json(message, expose_bodies=expose))
+            print_json(
+                message_json(
+                    message, expose_bodies=tenant_service.exposes_bodies(settings, message.tenant)
+                )
+            )
         else:
             sys.stdout.write(message.id + "\n")
 
@@ -518,7 +388,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
-    from postroom.config.dev import dev_settings
+    from postroom.intake.smtp_listener import bind_sockets, listener_banner
     from postroom.web.app import create_app
     from postroom.web.server import bind as bind_socket
     from postroom.web.server import check_listen, run_server
@@ -541,6 +411,9 @@ def serve(
                 "No serve.admin_token is configured; this run's admin token (shown once) is:\n"
                 f"  {admin_token}"
             )
+        smtp_sockets = (
+            bind_sockets(settings, dev=dev) if dev or settings.listener.smtp_enabled else []
+        )
         shown = f"[{bind}]" if ":" in bind else bind
         err.print(
             f"Postroom {'(dev) ' if dev else ''}listening on http://{shown}:{listen_port}/ "
@@ -548,8 +421,14 @@ def serve(
         )
         for note in notes:
             err.print(f"  dev: {note}")
+        for line in listener_banner(settings, smtp_sockets, dev=dev):
+            err.print(line)
         application = create_app(
-            settings, run_worker=not no_worker, dev=dev, admin_token=admin_token
+            settings,
+            run_worker=not no_worker,
+            dev=dev,
+            admin_token=admin_token,
+            smtp_sockets=smtp_sockets,
         )
         run_server(application, sock=sock)
 
@@ -570,13 +449,8 @@ def _log_to_stderr(*, default: str = "INFO") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
-from postroom.commands.messages import register as _register_messages  # noqa: E402
-from postroom.commands.oauth import register as _register_oauth  # noqa: E402
-
-_register_messages(app)
-_register_diagnose(app)
-_register_oauth(app)
+for register in (messages.register, diagnose.register, oauth.register, listener.register):
+    register(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from test_store_contract import new
+from store_support import new
 
 from postroom.errors import InputError, NotFoundError
 from postroom.store import MessageFilter, Store

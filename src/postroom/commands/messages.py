@@ -1,7 +1,7 @@
-"""``postroom messages``: list, show, retry and cancel messages. Thin: the work is in the
-store (:mod:`postroom.store.search` names messages the way people do); this module parses,
-prints and picks the exit code (0 success, 1 the message is not there or cannot be changed,
-2 bad input)."""
+"""``postroom messages``: list, show, retry and cancel messages, through the same service
+layer as the admin API and the dashboard (:mod:`postroom.store.search` names messages the way
+people do). Thin: this module parses, prints and picks the exit code (0 success, 1 the message
+is not there or cannot be changed, 2 bad input)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,23 @@ import typer
 from rich.measure import Measurement
 from rich.table import Column, Table
 
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    labelled,
+    out,
+    plain,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
 from postroom.config import Settings
-from postroom.diagnosis import diagnose
 from postroom.errors import InputError
 from postroom.models import Message, Status, TemplateType, message_json
+from postroom.service import messages as message_service
+from postroom.service import tenants as tenant_service
 from postroom.store import MessageFilter, Store
 from postroom.store.search import resolve_message_id, short_id
 from postroom.text import did_you_mean
@@ -97,7 +110,8 @@ def messages_list(
             provider_message_id=provider_id,
             limit=limit,
         )
-        rows = run_with_store(settings, lambda store: store.list_messages(query))
+        page = run_with_store(settings, lambda store: message_service.list_page(store, query))
+        rows = page.messages
         if as_json:
             print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
             return
@@ -155,7 +169,7 @@ def messages_show(message_id: IdArg, as_json: JsonOpt = False, config: ConfigOpt
         settings = settings_from(config)
 
         async def read(store: Store) -> Message:
-            return await store.get(await resolve_message_id(store, message_id))
+            return await message_service.get(store, await resolve_message_id(store, message_id))
 
         message = run_with_store(settings, read)
         data = message_json(message, expose_bodies=_expose(settings, message))
@@ -212,15 +226,8 @@ def messages_retry(message_id: IdArg, config: ConfigOpt = None) -> None:
         settings = with_api_tenants(settings_from(config))
 
         async def work(store: Store) -> Message:
-            current = await store.get(await resolve_message_id(store, message_id))
-            courier = (
-                settings.tenant(current.tenant)
-                if current.tenant in settings.tenant_names()
-                else settings.courier
-            )
-            return await store.retry(
-                current.id, attempts=courier.message_retries + 1, ttl=courier.message_ttl
-            )
+            full = await resolve_message_id(store, message_id)
+            return await message_service.retry(store, settings, full)
 
         message = run_with_store(settings, work)
         out.print(f"{message.id} queued again; `postroom worker --drain` or `serve` sends it")
@@ -234,7 +241,7 @@ def messages_cancel(message_id: IdArg, config: ConfigOpt = None) -> None:
 
         async def work(store: Store) -> Message:
             full = await resolve_message_id(store, message_id)
-            return await store.cancel(full, error=diagnose("cancelled"))
+            return await message_service.cancel(store, full)
 
         message = run_with_store(settings, work)
         out.print(f"{message.id} cancelled")
@@ -247,23 +254,4 @@ def _status_text(m: Message) -> str:
 
 
 def _expose(settings: Settings, message: Message) -> bool:
-    try:
-        return settings.tenant(message.tenant).expose_message_bodies
-    except KeyError:
-        return False
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    labelled,
-    out,
-    plain,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-    with_api_tenants,
-)
+    return tenant_service.exposes_bodies(settings, message.tenant)

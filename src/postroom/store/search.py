@@ -9,7 +9,8 @@ import re
 from sqlalchemy import ColumnElement, func, or_
 
 from postroom.errors import InputError, NotFoundError
-from postroom.store.base import MessageFilter, Store
+from postroom.store.base import MessageFilter
+from postroom.store.roles import Records
 from postroom.store.schema import messages
 
 SHORT_ID = 12
@@ -58,7 +59,7 @@ def id_matches(message_id: str, fragment: str) -> bool:
     return message_id.startswith(part) or message_id.endswith(part)
 
 
-async def resolve_message_id(store: Store, text: str) -> str:
+async def resolve_message_id(records: Records, text: str) -> str:
     """The full id of the one message whose id is ``text``, or starts or ends with it (the
     short id of ``messages list`` is its end). Raises :class:`InputError` when several
     messages match, :class:`NotFoundError` when none does (or the text cannot be an id)."""
@@ -70,7 +71,7 @@ async def resolve_message_id(store: Store, text: str) -> str:
             f"no message has the id {text!r}; give the id, its short form from `messages list` "
             "or at least its first or last 4 characters"
         )
-    found = await store.list_messages(MessageFilter(id_fragment=wanted, limit=6))
+    found = await records.list_messages(MessageFilter(id_fragment=wanted, limit=6))
     if not found:
         raise NotFoundError(f"no message id starts or ends with {wanted}")
     if len(found) > 1:
