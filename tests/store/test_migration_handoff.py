@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, text
 from store_support import new
-from test_migrations import engine_at
+from test_migrations import engine_at, old_message
 
 from postroom.models import DispatchStatus, Handoff, Status
 from postroom.store import Completion, MessageFilter, open_store, utcnow
@@ -21,19 +21,19 @@ async def test_a_database_of_0008_with_dispatches_gains_the_evidence_columns(
     }
     store = open_store(sql_dsn)
     try:
-        [(old, _)] = await store.enqueue([new(1)], max_attempts=3, ttl=0)
-        with engine.begin() as conn:  # a dispatch as the 0008 code wrote it
+        with engine.begin() as conn:  # a message and a dispatch as the 0008 code wrote them
+            old_message(conn, "m-old", "test", "queued")
             conn.execute(
                 text(
                     "INSERT INTO dispatches (id, message_id, status, error, worker, "
                     "created_at, updated_at) VALUES ('d-old', :m, 'success', NULL, 'w1', "
                     ":now, :now)"
                 ),
-                {"m": old.id, "now": utcnow().replace(tzinfo=None)},
+                {"m": "m-old", "now": utcnow().replace(tzinfo=None)},
             )
         await store.migrate()
 
-        [kept] = (await store.get(old.id)).dispatches
+        [kept] = (await store.get("m-old")).dispatches
         assert (kept.id, kept.status, kept.transport, kept.provider_message_id) == (
             "d-old",
             DispatchStatus.SUCCESS,
@@ -42,7 +42,7 @@ async def test_a_database_of_0008_with_dispatches_gains_the_evidence_columns(
         )
         [(fresh, _)] = await store.enqueue([new(2)], max_attempts=3, ttl=0)
         claimed = await store.claim(worker="w2", limit=5, lease=30)
-        assert {m.id for m in claimed} == {old.id, fresh.id}
+        assert {m.id for m in claimed} == {"m-old", fresh.id}
         evidence = Handoff("smtp", "mx.example.org:587", "250 2.0.0 Ok: queued as 4Fh2", "4Fh2")
         await store.complete([Completion(fresh.id, Status.SENT, handoff=evidence)], worker="w2")
         latest = (await store.get(fresh.id)).dispatches[0]

@@ -151,7 +151,7 @@ def _table(rows: list[Message]) -> Table:
             str(m.send_count),
             plain(m.recipient),
             *([plain(m.tenant)] if tenants else []),
-            m.template_type.value + (f" ({m.locale})" if m.locale else ""),
+            m.template_type.value,
             plain(m.last_error.code) if m.last_error else "",
         )
     if not fit:
