@@ -105,6 +105,7 @@ class Dispatch:
     created_at: datetime
     updated_at: datetime
     reclaimed_from: str | None = None  # the attempt followed a worker that died mid-send
+    provider_message_id: str | None = None  # the provider's id of a successful hand-off
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,7 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "error": dispatch.error.to_json() if dispatch.error else None,
         "created_at": _time(dispatch.created_at),
         "updated_at": _time(dispatch.updated_at),
+        "provider_message_id": dispatch.provider_message_id,
     } | (
         # Only after a takeover: the dead worker may have handed the message off already.
         {"reclaimed_from": dispatch.reclaimed_from} if dispatch.reclaimed_from else {}

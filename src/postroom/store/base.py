@@ -30,6 +30,7 @@ class Completion:
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     reclaimed_from: str | None = None
+    provider_message_id: str | None = None  # a success: the provider's id of the hand-off
 
 
 @dataclass(frozen=True, slots=True)

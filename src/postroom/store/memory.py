@@ -218,6 +218,7 @@ class MemoryStore:
                         now,
                         now,
                         reclaimed_from=c.reclaimed_from,
+                        provider_message_id=c.provider_message_id,
                     )
                 )
             self._put(replace(message, **changes))

@@ -101,7 +101,9 @@ dispatches = Table(
     Column("reclaimed_from", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("provider_message_id", String(255), nullable=True),
     Index("ix_dispatches_message", "message_id", "created_at"),
+    Index("ix_dispatches_provider_message_id", "provider_message_id"),
 )
 
 # Tenants saved through the admin API; credentials inside ``courier`` are encrypted.

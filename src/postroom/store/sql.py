@@ -1036,6 +1036,7 @@ def _dispatch_row(
         "error": error,
         "worker": worker,
         "reclaimed_from": c.reclaimed_from,
+        "provider_message_id": c.provider_message_id,
         "created_at": now,
         "updated_at": now,
     }
@@ -1114,6 +1115,7 @@ def _dispatch(row: Row[Any]) -> Dispatch:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         reclaimed_from=m.get("reclaimed_from"),
+        provider_message_id=m.get("provider_message_id"),
     )
 
 

@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,18 @@ def build_tls_context(uri: SmtpUri, settings: SmtpSettings) -> ssl.SSLContext:
     if settings.client_cert_path:
         context.load_cert_chain(settings.client_cert_path, keyfile=settings.client_key_path)
     return context
+
+
+_QUEUED_AS = re.compile(
+    r"queued as <?([^\s<>]+)>?|^250[ -](?:2\.0\.0 )?Ok:? <?([0-9a-f]{16}-[0-9a-f-]+-0{6})>?", re.I
+)
+
+
+def queued_id(reply: str) -> str | None:
+    """The provider's message id in a 250 to end-of-data: ``queued as ID`` (SendGrid,
+    Postfix, Postmark) or Amazon SES's ``250 Ok ID``; None when the reply names none."""
+    found = _QUEUED_AS.search(reply)
+    return (found.group(1) or found.group(2)) if found else None
 
 
 def _reply(response: SMTPResponse) -> str:
@@ -457,7 +470,8 @@ class SmtpConnection:
             await self._reset()
             raise
         self.delivered += 1
-        return SendResult(reply=_reply(response))
+        reply = _reply(response)
+        return SendResult(reply=reply, provider_message_id=queued_id(reply))
 
     async def check_envelope(self, envelope: Envelope) -> None:
         """MAIL and RCPT for ``envelope`` without DATA, then RSET (``test-smtp --no-send``):

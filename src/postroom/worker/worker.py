@@ -188,7 +188,7 @@ class Worker:
             template_data=message.template_data,
         )
         try:
-            await self._transport(message.tenant).send(envelope)
+            result = await self._transport(message.tenant).send(envelope)
         except (DeliveryError, ConfigError) as exc:
             diagnosis = diagnose_error(exc)
             retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
@@ -213,7 +213,10 @@ class Worker:
             )
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
-            self._finish(Completion(message.id, Status.SENT), message)
+            completion = Completion(
+                message.id, Status.SENT, provider_message_id=result.provider_message_id
+            )
+            self._finish(completion, message)
 
     def _finish(self, completion: Completion, message: Message) -> None:
         if message.reclaimed_from and completion.attempted:
