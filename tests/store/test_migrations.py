@@ -12,6 +12,8 @@ from sqlalchemy import create_engine, inspect, text
 from test_store_contract import new
 
 from postroom.store import open_store, utcnow
+from postroom.store.events_base import Suppression
+from postroom.store.records import events_of
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url
 
 
@@ -109,4 +111,44 @@ async def test_expired_sessions_are_deleted_when_a_session_starts(sql_dsn: str) 
     engine = create_engine(url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM sessions")).scalars().all() == ["live"]
+    engine.dispose()
+
+
+async def test_a_database_of_the_previous_head_with_data_gains_the_delivery_event_tables(
+    sql_dsn: str,
+) -> None:
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0009")  # the revision before the delivery events
+    assert "delivery_events" not in inspect(engine).get_table_names()
+    store = open_store(sql_dsn)
+    try:
+        [(message, _)] = await store.enqueue([new(1)], max_attempts=3, ttl=0)
+        await store.put_tenant("acme", {"message_retries": 2})
+        await store.migrate()
+        assert (await store.get(message.id)).recipient == message.recipient
+        tenant = await store.get_tenant("acme")
+        assert tenant is not None and tenant.courier == {"message_retries": 2}
+        records = events_of(store)
+        await records.suppress(
+            Suppression(
+                "default",
+                "A@Example.org",
+                "hard bounce",
+                "bounced",
+                None,
+                message.id,
+                utcnow(),
+                None,
+            )
+        )
+        found = await records.suppression("default", "a@example.org", now=utcnow())
+        assert found is not None and found.message_id == message.id
+    finally:
+        await store.close()
+    tables = set(inspect(engine).get_table_names())
+    assert {"delivery_events", "suppressions", "webhook_nonces", "webhook_deliveries"} <= tables
     engine.dispose()

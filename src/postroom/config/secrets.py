@@ -135,7 +135,12 @@ _FIXED: tuple[tuple[tuple[str, ...], str], ...] = (
     (("smtp", "oauth2", "client_secret"), "oauth"),
     (("smtp", "oauth2", "service_account_json"), "oauth"),
     (("smtp", "oauth2", "refresh_token"), "oauth"),
+    # Keys a provider signs its event webhooks with: they come in, so nothing to bind to.
+    (("provider_events", "mailgun", "signing_key"), "events"),
+    (("provider_events", "postmark", "password"), "events"),
+    (("provider_events", "generic", "secret"), "events"),
 )
+WEBHOOKS_PATH = ("webhooks",)
 URI_PATH = ("smtp", "connection_uri")
 HTTP_URL_PATH = ("http", "request_config", "url")
 _HEADER_DICTS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -155,10 +160,12 @@ class _Slot:
     """Where one credential lives in a courier section, and which target it is bound to.
 
     ``kind``: ``plain`` (the value at ``path``), ``uri`` (the password of the URI at
-    ``path``), ``header`` (the value of header ``name`` of the mapping at ``path``) or
-    ``query`` (the value of query key ``name`` of the URL at ``path``). ``target`` is ``smtp``
-    (the connection URI's scheme, host and port), ``http`` (the HTTP URL's origin) or
-    ``oauth`` (the token endpoint: provider, tenant, token URL and client).
+    ``path``), ``header`` (the value of header ``name`` of the mapping at ``path``),
+    ``query`` (the value of query key ``name`` of the URL at ``path``) or ``webhook`` (the
+    ``secret`` of entry number ``name`` of the list at ``path``). ``target`` is ``smtp``
+    (the connection URI's scheme, host and port), ``http`` (the HTTP URL's origin), ``oauth``
+    (the token endpoint: provider, tenant, token URL and client), ``webhook`` (that entry's
+    URL origin) or ``events`` (a key a provider signs with: bound to nothing).
     """
 
     path: tuple[str, ...]
@@ -174,6 +181,8 @@ class _Slot:
             return f"{dotted}.{self.name}"
         if self.kind == "query":
             return f"{dotted} (query key {self.name!r})"
+        if self.kind == "webhook":
+            return f"{dotted}[{self.name}].secret"
         return dotted
 
     def same_place(self, other: _Slot) -> bool:
@@ -233,6 +242,13 @@ def _slots(courier: dict[str, Any]) -> list[_Slot]:
                 for name, value in headers.items()
                 if isinstance(name, str) and isinstance(value, str) and is_credential_name(name)
             ]
+    hooks = _get(courier, WEBHOOKS_PATH)
+    if isinstance(hooks, list):
+        found += [
+            _Slot(WEBHOOKS_PATH, "webhook", "webhook", str(index))
+            for index, hook in enumerate(hooks)
+            if isinstance(hook, dict) and isinstance(hook.get("secret"), str)
+        ]
     url = _get(courier, HTTP_URL_PATH)
     if isinstance(url, str):
         with contextlib.suppress(ValueError):
@@ -250,6 +266,8 @@ def _read(courier: dict[str, Any], slot: _Slot) -> str:
         return _uri_password(value) or ""
     if slot.kind == "header":
         return str(value[slot.name])
+    if slot.kind == "webhook":
+        return str(value[int(slot.name)]["secret"])
     if slot.kind == "query":
         for key, raw in _query_pairs(value):
             if unquote_plus(key) == slot.name and raw is not None:
@@ -264,6 +282,8 @@ def _write(courier: dict[str, Any], slot: _Slot, secret: str) -> None:
         _set(courier, slot.path, _with_uri_password(value, secret))
     elif slot.kind == "header":
         value[slot.name] = secret
+    elif slot.kind == "webhook":
+        value[int(slot.name)]["secret"] = secret
     elif slot.kind == "query":
         _set(courier, slot.path, _with_query_value(value, slot.name, secret))
     else:
@@ -305,8 +325,15 @@ def _origin(url: Any) -> tuple[str, str, int] | None:
         return None
 
 
-def _target(courier: dict[str, Any], kind: str) -> object:
+def _target(courier: dict[str, Any], kind: str, slot: _Slot) -> object:
     """What a credential of this target kind is sent to, for comparison."""
+    if kind == "events":
+        return None
+    if kind == "webhook":
+        hooks = _get(courier, WEBHOOKS_PATH)
+        index = int(slot.name)
+        entry = hooks[index] if isinstance(hooks, list) and index < len(hooks) else None
+        return _origin(entry.get("url")) if isinstance(entry, dict) else None
     if kind == "smtp":
         return _origin(_get(courier, URI_PATH))
     if kind == "http":
@@ -320,6 +347,7 @@ _TARGET_WORDS = {
     "smtp": "the SMTP server (scheme, host and port of smtp.connection_uri)",
     "http": "the HTTP endpoint (scheme, host and port of http.request_config.url)",
     "oauth": "the OAuth2 token endpoint (smtp.oauth2 provider, tenant_id, token_url, client_id)",
+    "webhook": "the webhook's URL (scheme, host and port)",
 }
 
 
@@ -359,7 +387,7 @@ def keep_masked(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
                 "value itself",
                 field=slot.field,
             )
-        if _target(out, slot.target) != _target(stored, slot.target):
+        if _target(out, slot.target, slot) != _target(stored, slot.target, before):
             raise InputError(
                 f"is {MASK!r} (keep the stored value), but {_TARGET_WORDS[slot.target]} changed "
                 "since it was saved; a kept credential only goes where it went before, so give "

@@ -6,6 +6,7 @@ Validation lives here; reading files and the environment lives in ``loader``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
 )
 
 from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
+from postroom.config.events import ProviderEventsSettings, SuppressionSettings, WebhookSettings
 from postroom.config.http import HttpSettings
 from postroom.config.model import SettingsModel
 from postroom.config.oauth2 import OAuth2Settings
@@ -187,6 +189,9 @@ class CourierSettings(_Strict):
     rate_limits: Annotated[list[RateLimitSettings], BeforeValidator(_list_from_text)] = Field(
         default_factory=list
     )
+    provider_events: ProviderEventsSettings = Field(default_factory=ProviderEventsSettings)
+    suppression: SuppressionSettings = Field(default_factory=SuppressionSettings)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
 
     @field_validator("preset")
     @classmethod
@@ -265,6 +270,17 @@ class ServeSettings(_Strict):
     trusted_proxies: Annotated[list[str], BeforeValidator(_proxy_list)] = Field(
         default_factory=list
     )
+    # The hosts an SNS SigningCertURL may name (https only): AWS's own unless widened here.
+    sns_cert_host_pattern: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+
+    @field_validator("sns_cert_host_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

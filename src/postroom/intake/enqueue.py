@@ -13,6 +13,7 @@ from typing import Any
 
 from postroom.config import Settings
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
+from postroom.events.suppress import admit
 from postroom.intake.validate import (
     MAX_BODY,
     MAX_SUBJECT,
@@ -179,9 +180,14 @@ async def enqueue(
 
 
 async def enqueue_prepared(
-    store: Store, settings: Settings, prepared: Sequence[NewMessage]
+    store: Store, settings: Settings, prepared: Sequence[NewMessage], *, bulk: bool = False
 ) -> list[tuple[Message, bool]]:
-    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`."""
+    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`.
+
+    A message to an address on its tenant's suppression list raises ``SuppressedError``
+    (nothing is stored), unless it is urgent (see ``events.suppress``); with ``bulk``, such
+    messages are left out of the result instead and the others stored."""
+    prepared = await admit(store, settings, prepared, bulk=bulk)
     # A key repeated within the batch: the first occurrence is stored, the others return it.
     first: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}

@@ -18,11 +18,13 @@ from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis import diagnose
 from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
 from postroom.errors import InputError, NotFoundError
+from postroom.events.model import DeliveryEvent
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
 from postroom.models import Message, Status, message_json
 from postroom.store import MessageFilter, Store
+from postroom.store.records import events_of
 from postroom.text import data_problem
 from postroom.web.auth import Caller, require_admin, require_intake
 
@@ -166,13 +168,28 @@ async def list_messages(
         params["page_token"] = _page_token(page[-1])
         links.append(f'</admin/courier/messages?{urlencode(params)}>; rel="next"')
     response.headers["Link"] = ", ".join(links)
-    return [await _view(request, m) for m in page]
+    latest = await events_of(_store(request)).latest_events([m.id for m in page])
+    return [await _view(request, m) | {"delivery": _delivery(latest.get(m.id))} for m in page]
 
 
 @router.get("/admin/courier/messages/{message_id}", tags=["messages"])
 async def get_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
-    """One message with its dispatches, newest first."""
-    return await _view(request, await _store(request).get(message_id))
+    """One message with its dispatches, newest first, its ``delivery`` (the latest event a
+    provider reported) and all its ``events``, oldest first."""
+    view = await _view(request, await _store(request).get(message_id))
+    events = await events_of(_store(request)).events_for(message_id)
+    return view | {
+        "delivery": _delivery(events[-1] if events else None),
+        "events": [e.to_json() for e in events],
+    }
+
+
+def _delivery(event: DeliveryEvent | None) -> dict[str, Any] | None:
+    """A message's ``delivery``: its latest event as ``{event, at, reply, diagnosis}``."""
+    if event is None:
+        return None
+    shown = event.to_json()
+    return {key: shown[key] for key in ("event", "at", "reply", "diagnosis")}
 
 
 @router.post("/admin/courier/messages/{message_id}/retry", tags=["messages"])

@@ -17,9 +17,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from postroom import __version__
 from postroom.config import Settings
 from postroom.config.tenants import TenantRegistry
+from postroom.events.intake import EventIntake
+from postroom.events.runner import after_handoff
+from postroom.events.webhooks import WebhookSender
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
-from postroom.web import api, dashboard
+from postroom.web import api, dashboard, events
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.web.throttle import Throttle
 from postroom.worker import Worker, retention
@@ -44,7 +47,12 @@ def create_app(
         app.state.store = store or open_store(settings.dsn)
         await app.state.store.migrate()
         app.state.tenants = TenantRegistry(settings, app.state.store)
+        app.state.event_intake = EventIntake(app.state.store, app.state.tenants, app.state.metrics)
+        app.state.webhook_sender = WebhookSender(app.state.store, app.state.tenants)
         stop = asyncio.Event()
+        after = asyncio.create_task(
+            after_handoff(app.state.event_intake, app.state.webhook_sender, stop)
+        )
         task = None
         daily = asyncio.create_task(
             retention.run_daily(app.state.store, app.state.tenants.settings, stop)
@@ -61,6 +69,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            await after
             await daily
             if store is None:
                 await app.state.store.close()
@@ -82,6 +91,7 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.serve.trusted_proxies)
     app.add_middleware(NoNulInUrl)
     app.include_router(api.router)
+    app.include_router(events.router)
 
     @app.get("/health/alive", tags=["health"])
     async def alive() -> dict[str, str]:

@@ -19,6 +19,7 @@ from postroom.errors import (
     DuplicateRequestError,
     InputError,
     NotFoundError,
+    SuppressedError,
     UnavailableError,
 )
 from postroom.text import terminal_safe
@@ -35,6 +36,7 @@ _MESSAGES = {
     409: "The request could not be completed due to a conflict.",
     503: "The service is temporarily unavailable for this request.",
     413: "The request body is too large.",
+    422: "The request was understood but cannot be carried out.",
     500: "An internal server error occurred, please contact the system administrator.",
 }
 
@@ -63,6 +65,7 @@ def error_response(code: int, reason: str, headers: dict[str, str] | None = None
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (DuplicateRequestError, 409),
     (InputError, 400),
+    (SuppressedError, 422),
     (ConfigError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -87,7 +90,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def postroom_error(_request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
-        return error_response(status, str(exc))
+        response = error_response(status, str(exc))
+        if isinstance(exc, SuppressedError):  # a code a program can test, and the evidence
+            body = error_body(status, str(exc))
+            body["error"] |= {
+                "id": "suppressed",
+                "details": {"address": exc.address, "reason": exc.reason, "since": exc.since},
+            }
+            response = JSONResponse(body, status_code=status)
+        return response
 
     for kind, _status in STATUS_OF:
         app.add_exception_handler(kind, postroom_error)

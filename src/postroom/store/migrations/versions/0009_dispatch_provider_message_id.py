@@ -18,9 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("dispatches", sa.Column("provider_message_id", sa.String(255), nullable=True))
-    op.create_index(
-        "ix_dispatches_provider_message_id", "dispatches", ["provider_message_id"]
-    )
+    op.create_index("ix_dispatches_provider_message_id", "dispatches", ["provider_message_id"])
 
 
 def downgrade() -> None:
