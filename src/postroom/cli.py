@@ -474,6 +474,10 @@ def messages_list(
     ] = None,
     recipient: Annotated[str | None, typer.Option("--recipient")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    provider_id: Annotated[
+        str | None,
+        typer.Option("--provider-id", help="The provider's id for a message it accepted."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
@@ -488,7 +492,13 @@ def messages_list(
                 f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}",
                 field="--status",
             ) from None
-        query = MessageFilter(status=wanted, recipient=recipient, tenant=tenant, limit=limit)
+        query = MessageFilter(
+            status=wanted,
+            recipient=recipient,
+            tenant=tenant,
+            provider_message_id=provider_id,
+            limit=limit,
+        )
         rows = run_with_store(settings, lambda store: store.list_messages(query))
         if as_json:
             print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
@@ -556,16 +566,23 @@ def messages_show(
             if data.get(key) is not None:
                 out.print(labelled(f"{key:>16}  ", str(data[key]), label_style="bold"))
         if message.last_error:
-            _print_diagnosis("last error", message.last_error.to_json())
+            gave_up = message.status is Status.ABANDONED
+            _print_diagnosis("last error", message.last_error.to_json(), gave_up=gave_up)
         for number, dispatch in enumerate(reversed(message.dispatches), start=1):
             when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
             out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
+            for key in ("transport", "host", "reply", "provider_message_id"):
+                value = getattr(dispatch, key)
+                if value:
+                    out.print(labelled(f"{key.replace('_', ' '):>16}  ", value))
             if dispatch.error:
                 _print_diagnosis("  error", dispatch.error.to_json())
 
 
-def _print_diagnosis(title: str, error: dict[str, Any]) -> None:
-    kind = "transient" if error.get("transient") else "permanent"
+def _print_diagnosis(title: str, error: dict[str, Any], *, gave_up: bool = False) -> None:
+    kind = "permanent"
+    if error.get("transient"):
+        kind = "transient, but the attempts ran out" if gave_up else "transient"
     out.print(labelled(f"{title:>16}  ", f"{error['code']} ({kind})", label_style="bold red"))
     for key in ("stage", "reply", "cause", "fix"):
         if error.get(key):

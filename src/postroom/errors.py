@@ -90,8 +90,11 @@ class DeliveryError(PostroomError):
     ``auth``, ``mail``, ``rcpt``, ``data``, ``quit``, ``request``...). ``reply_code`` and
     ``reply_text`` carry the server's answer when there was one. The original exception is
     chained as ``__cause__``. ``retry_after`` is how many seconds the server asked us to wait
-    before the next attempt (HTTP ``Retry-After``), when it said so.
+    before the next attempt (HTTP ``Retry-After``), when it said so. ``auth_skipped`` is True
+    when the SMTP server offered AUTH and no login was made (the URI has no username).
     """
+
+    auth_skipped: bool = False
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from test_store_contract import new
 
 from postroom.store import open_store, utcnow
@@ -21,6 +21,17 @@ def alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
+
+
+def engine_at(sql_dsn: str, revision: str) -> Engine:
+    """An engine on the test database, upgraded to ``revision`` and no further."""
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
 
 
 def test_the_quick_head_check_agrees_with_alembic() -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
+from postroom.models import Diagnosis, Handoff, Message, NewMessage, Status, WaitingFor
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class Completion:
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     reclaimed_from: str | None = None
-    provider_message_id: str | None = None  # a success: the provider's id of the hand-off
+    handoff: Handoff | None = None  # a success: where it went and what the provider answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,7 @@ class MessageFilter:
     recipient: str | None = None
     tenant: str | None = None
     template_type: str | None = None
+    provider_message_id: str | None = None  # a dispatch of the message carries this id
     limit: int = 50
     before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
 

@@ -32,6 +32,7 @@ from postroom.store.base import (
     activity_edges,
     new_id,
 )
+from postroom.store.evidence import handoff_values
 from postroom.store.sql import slot_free_at, utcnow
 
 
@@ -218,7 +219,7 @@ class MemoryStore:
                         now,
                         now,
                         reclaimed_from=c.reclaimed_from,
-                        provider_message_id=c.provider_message_id,
+                        **handoff_values(c.handoff),
                     )
                 )
             self._put(replace(message, **changes))
@@ -242,6 +243,13 @@ class MemoryStore:
             and (query.tenant is None or m.tenant == query.tenant)
             and (query.template_type is None or m.template_type.value == query.template_type)
             and (query.before is None or (m.created_at, m.id) < query.before)
+            and (
+                query.provider_message_id is None
+                or any(
+                    d.provider_message_id == query.provider_message_id
+                    for d in self._dispatches[m.id]
+                )
+            )
         ]
         rows.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return rows[: query.limit]

@@ -102,6 +102,11 @@ dispatches = Table(
     Column("reclaimed_from", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The evidence of a hand-off (migration 0009): where it went, the provider's answer and
+    # its id for the message, by which provider events and searches find the message.
+    Column("transport", String(16), nullable=True),
+    Column("host", String(320), nullable=True),
+    Column("reply", Text, nullable=True),
     Column("provider_message_id", String(255), nullable=True),
     Index("ix_dispatches_message", "message_id", "created_at"),
     Index("ix_dispatches_provider_message_id", "provider_message_id"),

@@ -59,6 +59,7 @@ from postroom.store.base import (
     activity_edges,
     new_id,
 )
+from postroom.store.evidence import handoff_fields, handoff_values, with_provider_message_id
 from postroom.store.schema import (
     UtcDateTime,
     dispatches,
@@ -832,6 +833,8 @@ class SqlStore:
                 # ``column || ''`` keeps the planner off that column's indexes, so that the
                 # page is read along the index of the driving columns (see _driving_columns).
                 stmt = stmt.where((column if name in driving else column + "") == value)
+            if query.provider_message_id is not None:
+                stmt = stmt.where(with_provider_message_id(query.provider_message_id))
             if query.before is not None:
                 created, last_id = query.before
                 # (created_at, id) < (created, last_id), written so that the first condition
@@ -1036,9 +1039,9 @@ def _dispatch_row(
         "error": error,
         "worker": worker,
         "reclaimed_from": c.reclaimed_from,
-        "provider_message_id": c.provider_message_id,
         "created_at": now,
         "updated_at": now,
+        **handoff_values(c.handoff),
     }
 
 
@@ -1115,7 +1118,7 @@ def _dispatch(row: Row[Any]) -> Dispatch:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         reclaimed_from=m.get("reclaimed_from"),
-        provider_message_id=m.get("provider_message_id"),
+        **handoff_fields(m),
     )
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import json
 import logging
 import ssl
 import time
@@ -46,7 +45,8 @@ from postroom.render.jsonnet import (
     form_fields,
     load_body,
 )
-from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.base import Envelope, Recorder, SendResult, target_host
+from postroom.transports.evidence import http_message_id
 from postroom.transports.targets import resolve_target
 
 REPLY_EXCERPT = 1024  # bytes of a refusal's body kept in the diagnosis
@@ -179,24 +179,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _provider_message_id(response: httpx.Response, content: bytes) -> str | None:
-    for header in ("X-Message-Id", "X-Message-ID", "X-Request-Id"):
-        if header in response.headers:
-            return response.headers[header]
-    if b"{" not in content[:64]:
-        return None
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        for key in ("id", "message_id", "messageId", "MessageID", "MessageId"):
-            value = data.get(key)
-            if isinstance(value, (str, int)) and str(value):
-                return str(value)
-    return None
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:
@@ -428,9 +410,12 @@ class HttpTransport:
         status = response.status_code
         if 200 <= status < 300:
             ms = (time.perf_counter() - started) * 1000
+            excerpt = body[:REPLY_EXCERPT].decode("utf-8", errors="replace").strip()
             return SendResult(
-                reply=f"{status} {response.reason_phrase} ({ms:.0f} ms)",
-                provider_message_id=_provider_message_id(response, body),
+                reply=f"{status} {response.reason_phrase} ({ms:.0f} ms) {excerpt}".strip(),
+                provider_message_id=http_message_id(response.headers, body),
+                transport="http",
+                host=target_host(self.url),
             )
         reply_text = _excerpt(body, response)
         if 300 <= status < 400:

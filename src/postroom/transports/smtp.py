@@ -14,9 +14,9 @@ import base64
 import binascii
 import contextlib
 import json
-import re
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +31,7 @@ from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError, OAuthError
 from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.evidence import smtp_message_id
 from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.targets import Target, resolve_target
 
@@ -48,18 +49,6 @@ def build_tls_context(uri: SmtpUri, settings: SmtpSettings) -> ssl.SSLContext:
     if settings.client_cert_path:
         context.load_cert_chain(settings.client_cert_path, keyfile=settings.client_key_path)
     return context
-
-
-_QUEUED_AS = re.compile(
-    r"queued as <?([^\s<>]+)>?|^250[ -](?:2\.0\.0 )?Ok:? <?([0-9a-f]{16}-[0-9a-f-]+-0{6})>?", re.I
-)
-
-
-def queued_id(reply: str) -> str | None:
-    """The provider's message id in a 250 to end-of-data: ``queued as ID`` (SendGrid,
-    Postfix, Postmark) or Amazon SES's ``250 Ok ID``; None when the reply names none."""
-    found = _QUEUED_AS.search(reply)
-    return (found.group(1) or found.group(2)) if found else None
 
 
 def _reply(response: SMTPResponse) -> str:
@@ -154,6 +143,7 @@ class SmtpConnection:
         self.tokens = tokens
         self.client: aiosmtplib.SMTP | None = None
         self.delivered = 0
+        self.auth_skipped = False  # the server offered AUTH and the URI has no login
         self._peer: Target | None = None  # the checked address open() connected to
 
     @property
@@ -175,7 +165,7 @@ class SmtpConnection:
             except DeliveryError:
                 raise
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                raise _delivery_error(stage, exc) from exc
+                raise self._failure(stage, exc) from exc
         with self.recorder.timed(stage) as step:
             try:
                 result = await action()
@@ -185,7 +175,7 @@ class SmtpConnection:
                 step.detail = str(exc)
                 raise
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                error = _delivery_error(stage, exc)
+                error = self._failure(stage, exc)
                 if error.reply is not None:
                     step.reply = error.reply
                 else:
@@ -196,6 +186,11 @@ class SmtpConnection:
             if detail is not None:
                 step.detail = detail(result)
             return result
+
+    def _failure(self, stage: str, exc: BaseException) -> DeliveryError:
+        error = _delivery_error(stage, exc)
+        error.auth_skipped = self.auth_skipped
+        return error
 
     async def open(self) -> None:
         """Resolve, connect, (implicit TLS), greeting, EHLO, (STARTTLS, EHLO), AUTH."""
@@ -302,32 +297,42 @@ class SmtpConnection:
             await self._oauth_login(self.tokens)
         elif uri.username is not None:
             await self._step("auth", self._login, detail=lambda r: f"logged in as {uri.username}")
+        else:
+            self.auth_skipped = client.supports_extension("auth")
 
     async def _greeting(self) -> SMTPResponse:
         """Wait for the greeting of a plain (STARTTLS or cleartext) connection. A server that
         never greets on port 465, or that answers a TLS handshake on a second connection,
         expects implicit TLS: that is ``tls_wrong_mode``, not a timeout."""
         assert self.client is not None
+        uri, timeout = self.uri, self.settings.timeout
+        # The greeting wait and the TLS probe share one budget: together they take `timeout`.
+        probe = 0.0 if uri.port == IMPLICIT_TLS_PORT else min(timeout / 4, 5.0)
+        started = time.monotonic()
         try:
-            return await self.client.connect()
+            return await self.client.connect(timeout=timeout - probe)
         except aiosmtplib.SMTPConnectTimeoutError as exc:
-            uri = self.uri
-            if uri.port == IMPLICIT_TLS_PORT or await self._speaks_tls_first():
+            left = timeout - (time.monotonic() - started)
+            if not probe or await self._speaks_tls_first(max(left, 0.1)):
                 raise DeliveryError(
                     f"no greeting from {uri.host}:{uri.port}: the port expects TLS from the "
                     "first byte (implicit TLS), so smtp:// waits for a greeting that never comes",
                     stage="connect",
                     hint="tls_wrong_mode",
                 ) from exc
-            raise
+            raise DeliveryError(
+                f"{uri.host}:{uri.port} accepted the connection but sent no greeting within "
+                f"{timeout:g}s",
+                stage="connect",
+                hint="no_greeting",
+            ) from exc
 
-    async def _speaks_tls_first(self) -> bool:
-        """A quick second connection that tries a TLS handshake first (certificate not
-        checked: the only question is whether the port speaks TLS)."""
+    async def _speaks_tls_first(self, wait: float) -> bool:
+        """A quick second connection that tries a TLS handshake first, within ``wait``
+        seconds (certificate not checked: the only question is whether the port speaks TLS)."""
         probe = ssl.create_default_context()
         probe.check_hostname = False
         probe.verify_mode = ssl.CERT_NONE
-        wait = min(self.settings.timeout, 5.0)
         target = self._peer  # resolved and checked by open(): never resolved again
         if target is None:
             return False
@@ -340,7 +345,7 @@ class SmtpConnection:
                     server_hostname=self.uri.tls_name,
                     ssl_handshake_timeout=wait,
                 ),
-                wait + 1,
+                wait,
             )
         except (OSError, TimeoutError, ssl.SSLError):
             return False
@@ -471,7 +476,13 @@ class SmtpConnection:
             raise
         self.delivered += 1
         reply = _reply(response)
-        return SendResult(reply=reply, provider_message_id=queued_id(reply))
+        host = f"[{self.uri.host}]" if ":" in self.uri.host else self.uri.host
+        return SendResult(
+            reply=reply,
+            provider_message_id=smtp_message_id(reply),
+            transport="smtp",
+            host=f"{host}:{self.uri.port}",
+        )
 
     async def check_envelope(self, envelope: Envelope) -> None:
         """MAIL and RCPT for ``envelope`` without DATA, then RSET (``test-smtp --no-send``):

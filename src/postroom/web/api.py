@@ -139,6 +139,7 @@ async def list_messages(
     recipient: str | None = None,
     tenant: str | None = None,
     template_type: str | None = None,
+    provider_message_id: str | None = None,
     page_size: Annotated[int, Query(ge=1, le=500)] = 250,
     page_token: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -149,6 +150,7 @@ async def list_messages(
         recipient=recipient,
         tenant=tenant,
         template_type=template_type,
+        provider_message_id=provider_message_id,
         limit=page_size + 1,
         before=before,
     )
@@ -160,6 +162,7 @@ async def list_messages(
         ("recipient", recipient),
         ("tenant", tenant),
         ("template_type", template_type),
+        ("provider_message_id", provider_message_id),
     ):
         if value is not None:
             params[key] = value

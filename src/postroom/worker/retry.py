@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from postroom.config.durations import format_duration
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis import diagnose
+from postroom.diagnosis.catalogue import gave_up
 from postroom.models import Diagnosis, Message, Status, WaitingFor
 from postroom.store.base import Completion
 
@@ -45,8 +46,11 @@ def after_failure(
     it.
     """
     attempts = message.send_count + 1
-    if not diagnosis.transient or attempts >= message.max_attempts:
+    if not diagnosis.transient:
         return Completion(message_id=message.id, status=Status.ABANDONED, error=diagnosis)
+    if attempts >= message.max_attempts:  # the attempts ran out: say so, and what to check
+        error = gave_up(diagnosis, attempts=attempts)
+        return Completion(message_id=message.id, status=Status.ABANDONED, error=error)
     delay = backoff(attempts, courier)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))

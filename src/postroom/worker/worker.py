@@ -25,7 +25,7 @@ from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.events.webhooks import finished_webhooks
 from postroom.metrics import Metrics
-from postroom.models import Message, Status
+from postroom.models import Handoff, Message, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Store, StoreUnavailable, utcnow
 from postroom.store.events_base import WebhookDelivery
@@ -217,10 +217,10 @@ class Worker:
             )
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
-            completion = Completion(
-                message.id, Status.SENT, provider_message_id=result.provider_message_id
+            handoff = Handoff(
+                result.transport, result.host, result.reply, result.provider_message_id
             )
-            self._finish(completion, message)
+            self._finish(Completion(message.id, Status.SENT, handoff=handoff), message)
 
     def _finish(self, completion: Completion, message: Message) -> None:
         if message.reclaimed_from and completion.attempted:

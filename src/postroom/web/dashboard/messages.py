@@ -46,6 +46,7 @@ class Filters:
     status: str = ""
     template: str = ""
     recipient: str = ""
+    provider_id: str = ""
 
     def params(self) -> dict[str, str | None]:
         """As query parameters."""
@@ -54,6 +55,7 @@ class Filters:
             "status": self.status,
             "template": self.template,
             "recipient": self.recipient,
+            "provider_id": self.provider_id,
         }
 
     @property
@@ -81,11 +83,14 @@ async def message_list(
     status: str = "",
     template: str = "",
     recipient: str = "",
+    provider_id: str = "",
     page: str = "",
     fragment: str = "",
 ) -> Response:
     """Newest first, 50 a page; ``fragment=rows`` answers only the table rows (auto-refresh)."""
-    filters = Filters(tenant.strip(), status.strip(), template.strip(), recipient.strip())
+    filters = Filters(
+        tenant.strip(), status.strip(), template.strip(), recipient.strip(), provider_id.strip()
+    )
     error = None
     try:
         chosen_status = Status(filters.status) if filters.status else None
@@ -103,6 +108,7 @@ async def message_list(
                 recipient=filters.recipient or None,
                 tenant=filters.tenant or None,
                 template_type=filters.template or None,
+                provider_message_id=filters.provider_id or None,
                 limit=PAGE_SIZE + 1,
                 before=before,
             )

@@ -2,7 +2,7 @@
 webhooks and the webhooks sent back to the identity system.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0009 (the hand-off evidence)
 """
 
 from __future__ import annotations
