@@ -8,6 +8,8 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,3 +142,35 @@ def sns(
 def whsec() -> str:
     """A Standard Webhooks secret."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass
+class Keys:
+    """Every provider's keys for one test session."""
+
+    sendgrid: ec.EllipticCurvePrivateKey
+    sendgrid_public: str
+    sns: rsa.RSAPrivateKey
+    sns_cert: bytes
+    mailgun: str = "mailgun-signing-key-0123456789"
+    postmark: tuple[str, str] = ("postmark", "postmark-password-0123")
+    generic: str = field(default_factory=whsec)
+    hook: str = field(default_factory=whsec)
+
+
+def make_keys() -> Keys:
+    """Fresh keys: a SendGrid P-256 pair, an SNS RSA key with its certificate."""
+    sg, sg_public = sendgrid_key()
+    sns_key, cert = sns_signer()
+    return Keys(sg, sg_public, sns_key, cert)
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

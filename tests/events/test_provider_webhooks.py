@@ -23,40 +23,17 @@ from postroom.config import Settings
 import provider_requests as sign
 from conftest import Pki
 from http_servers import HttpServer, http_server, reply
+from provider_requests import Keys, make_keys, until
 from smtp_servers import Accepted, smtp_server
 from web_support import AUTH, serving
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 
 
-def until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-@dataclass
-class Keys:
-    sendgrid: Any
-    sendgrid_public: str
-    sns: Any
-    sns_cert: bytes
-    mailgun = "mailgun-signing-key-0123456789"
-    postmark = ("postmark", "postmark-password-0123")
-    generic = sign.whsec()
-    hook = sign.whsec()
-
-
 @pytest.fixture(scope="module")
 def keys() -> Keys:
-    sg, sg_public = sign.sendgrid_key()
-    sns_key, cert = sign.sns_signer()
-    return Keys(sg, sg_public, sns_key, cert)
+    """Every provider's keys, made once per module (RSA key generation is slow)."""
+    return make_keys()
 
 
 # How each provider's SMTP service answers the end of DATA, and so what id the send records.
