@@ -604,9 +604,11 @@ def _expose(settings: Settings, message: Message) -> bool:
 
 from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
 from postroom.commands.oauth import register as _register_oauth  # noqa: E402
+from postroom.commands.suppressions import register as _register_suppressions  # noqa: E402
 
 _register_diagnose(app)
 _register_oauth(app)
+_register_suppressions(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:
