@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.errors import ConflictError, InputError, NotFoundError
 from postroom.models import REDACTED, Message, Status, TemplateType
-from postroom.store import MessageFilter
+from postroom.store import MessageFilter, utcnow
+from postroom.store.records import events_of
 from postroom.web import api
 from postroom.web.api import exposes_bodies
 from postroom.web.auth import Caller
@@ -119,6 +120,7 @@ async def message_list(
     settings = await registry(request).settings()
     context: dict[str, Any] = {
         "rows": rows,
+        "delivery": await events_of(store(request)).latest_events([m.id for m in rows]),
         "exposed": exposed,
         "now": datetime.now(UTC),
     }
@@ -151,6 +153,8 @@ async def _detail(
     exposed = await exposes_bodies(request, message.tenant)
     settings = await registry(request).settings()
     courier = courier_for(settings, message.tenant)
+    records = events_of(store(request))
+    suppressed = await records.suppression(message.tenant, message.recipient, now=utcnow())
     return render(
         request,
         "message.html",
@@ -162,6 +166,9 @@ async def _detail(
         headers=_headers(message, exposed),
         ttl=courier.message_ttl,
         now=datetime.now(UTC),
+        events=await records.events_for(message.id),
+        webhooks=await records.list_deliveries(tenant=None, message_id=message.id, limit=50),
+        suppressed=suppressed,
         **extra,
     )
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from postroom.diagnosis import CODES
 from postroom.models import Status
 from postroom.store.base import Activity
+from postroom.store.records import events_of
 from postroom.web.dashboard.pages import DashboardRoute, registry, render, store
 from postroom.web.dashboard.session import require_viewer
 
@@ -193,9 +194,11 @@ async def overview(request: Request) -> Response:
         for status in STATUSES:
             totals.hour[status] += row.hour[status]
             totals.day[status] += row.day[status]
+    summary = await events_of(store(request)).event_summary(since=now - timedelta(hours=24))
     return render(
         request,
         "overview.html",
+        delivery=summary,
         title="Overview",
         nav="overview",
         rows=rows,
