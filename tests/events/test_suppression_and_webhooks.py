@@ -156,7 +156,7 @@ def test_a_failing_receiver_is_retried_and_each_answer_is_kept(
             ],
         )
         with serving(settings_with(courier=courier)) as base, httpx.Client(base_url=base) as http:
-            message = send(http, "someone@example.org").json()
+            message = send(http, "someone@example.org", reference="identity-42").json()
 
             def delivered() -> dict[str, Any] | None:
                 found = http.get(
@@ -169,7 +169,8 @@ def test_a_failing_receiver_is_retried_and_each_answer_is_kept(
     ids = {r.headers["webhook-id"] for r in receiver.requests}
     assert len(receiver.requests) == 3 and ids == {done["id"]}  # one id, however often sent
     for request in receiver.requests:
-        Webhook(hook_secret).verify(request.body, request.headers)
+        payload = Webhook(hook_secret).verify(request.body, request.headers)
+        assert payload["data"]["reference"] == "identity-42"  # the identity system's own id
 
 
 def test_webhooks_owed_while_the_receiver_is_down_are_sent_after_a_restart(

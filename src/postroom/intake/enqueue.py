@@ -50,13 +50,26 @@ class SendRequest:
         """Build from a JSON object with SPEC.md's bulk keys; raise :class:`InputError`."""
         if not isinstance(raw, dict):
             raise InputError("each line must be a JSON object")
-        allowed = {"to", "template", "data", "subject", "text", "html", "tenant", "idempotency_key"}
+        allowed = {
+            "to",
+            "template",
+            "data",
+            "subject",
+            "text",
+            "html",
+            "tenant",
+            "idempotency_key",
+            "reference",
+        }
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise InputError(
                 f"unknown key; allowed: {', '.join(sorted(allowed))}", field=unknown[0]
             )
         data = raw.get("data") or {}
+        if raw.get("reference") is not None and isinstance(data, dict):
+            # The identity system's own id, echoed in its webhooks (template_data.reference).
+            data = {**data, "reference": raw["reference"]}
         return cls(
             to=raw.get("to", ""),
             template_type=raw.get("template"),

@@ -45,6 +45,8 @@ class EnqueueBody(BaseModel):
     subject: str | None = None
     body: str | None = None
     html_body: str | None = None
+    # The identity system's own id for the message, echoed in its webhooks.
+    reference: str | None = Field(default=None, max_length=255)
 
 
 def _store(request: Request) -> Store:
@@ -101,7 +103,9 @@ async def create_message(
     send = SendRequest(
         to=body.recipient,
         template_type=body.template_type if body.template_type != "stub" else None,
-        data=body.template_data,
+        data=body.template_data
+        if body.reference is None
+        else {**body.template_data, "reference": body.reference},
         subject=body.subject,
         text=body.body,
         html=body.html_body,
