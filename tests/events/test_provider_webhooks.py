@@ -221,6 +221,12 @@ def test_a_hard_bounce_changes_the_message_suppresses_the_address_and_reaches_th
         assert "5.1.1" in shown["delivery"]["reply"]
         assert [e["event"] for e in shown["events"]] == ["bounced"]
 
+        metrics = w.http.get("/metrics").text
+        assert (
+            f'postroom_delivery_events_total{{event="bounced",provider="{provider}"}} 1.0'
+            in metrics
+        )
+
         suppressed = w.http.get(f"/admin/tenants/default/suppressions/{to}", headers=AUTH)
         assert suppressed.status_code == 200 and suppressed.json()["event"] == "bounced"
 

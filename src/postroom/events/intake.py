@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from postroom.config.settings import CourierSettings
@@ -18,7 +18,7 @@ from postroom.events.verify import Refused, Verified
 from postroom.events.webhooks import message_data, owed
 from postroom.metrics import Metrics
 from postroom.store import Store, utcnow
-from postroom.store.events_base import MatchedEvent, Suppression
+from postroom.store.events_base import MatchedEvent, Suppression, WebhookDelivery
 from postroom.store.records import events_of
 
 log = logging.getLogger("postroom.events")
@@ -71,15 +71,30 @@ class EventIntake:
         else:
             check = getattr(verify, provider)
             verified = check(config, body, lowered, now=now)
-        if verified.nonce is not None and await self.records.nonce_seen(
-            f"{tenant}:{verified.nonce}", now=now, keep=NONCES_KEPT
-        ):
-            raise Refused("this signed request was already taken (a replay)")
+        nonce = f"{tenant}:{verified.nonce}" if verified.nonce is not None else None
         if provider == "ses" and verified.body.get("Type") != "Notification":
+            if nonce is not None and await self.records.nonce_seen(
+                nonce, now=now, keep=NONCES_KEPT
+            ):
+                raise Refused("this signed request was already taken (a replay)")
             return await self._subscription(verified, settings.serve.sns_cert_host_pattern, tenant)
         events = list(self._parse(provider, verified, lowered, now))
-        matched = await self.records.record_events(tenant, events, now=now)
-        await self.act(tenant, courier, matched)
+        taken = await self.records.take_events(
+            tenant,
+            events,
+            now=now,
+            nonce=nonce,
+            keep=NONCES_KEPT,
+            plan=lambda matched: plan(tenant, courier, matched, now=now),
+        )
+        if taken is None:
+            raise Refused("this signed request was already taken (a replay)")
+        matched = taken
+        if self.metrics is not None:
+            for item in matched:
+                self.metrics.delivery_events.labels(
+                    item.event.kind.value, item.event.provider
+                ).inc()
         return {
             "received": len(events),
             "stored": len(matched),
@@ -110,45 +125,6 @@ class EventIntake:
             return {"confirmed": verified.body["TopicArn"]}
         return {"received": 0, "stored": 0, "matched": 0}
 
-    async def act(
-        self, tenant: str, courier: CourierSettings, matched: Sequence[MatchedEvent]
-    ) -> None:
-        """What new events lead to: suppressions, owed webhooks, metrics."""
-        now = utcnow()
-        owed_now = []
-        for item in matched:
-            event = item.event
-            if self.metrics is not None:
-                self.metrics.delivery_events.labels(event.kind.value, event.provider).inc()
-            if event.kind is EventKind.COMPLAINED or (
-                event.kind is EventKind.BOUNCED and event.hard
-            ):
-                expire = courier.suppression.expire
-                await self.records.suppress(
-                    Suppression(
-                        tenant=tenant,
-                        address=event.recipient,
-                        reason=_reason(event.kind, event.diagnosis, event.reply),
-                        event=event.kind.value,
-                        event_ref=event.id,
-                        message_id=event.message_id,
-                        created_at=now,
-                        expires_at=now + timedelta(seconds=expire) if expire else None,
-                    )
-                )
-            kind = WEBHOOK_TYPES.get(event.kind)
-            if kind is not None and event.message_id is not None:
-                data = message_data(
-                    message_id=event.message_id,
-                    recipient=item.recipient or event.recipient,
-                    template_type=item.template_type,
-                    template_data=item.template_data,
-                    event=event.kind.value,
-                    diagnosis=event.diagnosis,
-                )
-                owed_now += owed(tenant, courier, kind, data, now=now)
-        await self.records.add_deliveries(owed_now)
-
     async def match_pending(self) -> int:
         """Match events whose send was recorded after they came; act on them."""
         matched = await self.records.match_pending(now=utcnow())
@@ -164,18 +140,52 @@ class EventIntake:
 
     async def _owe_only(self, tenant: str, courier: CourierSettings, item: MatchedEvent) -> None:
         # The suppression (if any) was added when the event came; only the webhook is new.
-        kind = WEBHOOK_TYPES.get(item.event.kind)
-        if kind is None:
-            return
-        data = message_data(
-            message_id=item.event.message_id,
-            recipient=item.recipient or item.event.recipient,
-            template_type=item.template_type,
-            template_data=item.template_data,
-            event=item.event.kind.value,
-            diagnosis=item.event.diagnosis,
-        )
-        await self.records.add_deliveries(owed(tenant, courier, kind, data, now=utcnow()))
+        await self.records.add_deliveries(_owed_for(tenant, courier, item, now=utcnow()))
+
+
+def plan(
+    tenant: str, courier: CourierSettings, matched: Sequence[MatchedEvent], *, now: datetime
+) -> tuple[list[Suppression], list[WebhookDelivery]]:
+    """What new events lead to: a suppression for each hard bounce or complaint (matched to
+    a message or not), and the webhooks owed for each matched delivery, bounce or complaint."""
+    entries: list[Suppression] = []
+    deliveries: list[WebhookDelivery] = []
+    expire = courier.suppression.expire
+    for item in matched:
+        event = item.event
+        if event.kind is EventKind.COMPLAINED or (event.kind is EventKind.BOUNCED and event.hard):
+            entries.append(
+                Suppression(
+                    tenant=tenant,
+                    address=event.recipient,
+                    reason=_reason(event.kind, event.diagnosis, event.reply),
+                    event=event.kind.value,
+                    event_ref=event.id,
+                    message_id=event.message_id,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=expire) if expire else None,
+                )
+            )
+        if event.message_id is not None:
+            deliveries += _owed_for(tenant, courier, item, now=now)
+    return entries, deliveries
+
+
+def _owed_for(
+    tenant: str, courier: CourierSettings, item: MatchedEvent, *, now: datetime
+) -> list[WebhookDelivery]:
+    kind = WEBHOOK_TYPES.get(item.event.kind)
+    if kind is None:
+        return []
+    data = message_data(
+        message_id=item.event.message_id,
+        recipient=item.recipient or item.event.recipient,
+        template_type=item.template_type,
+        template_data=item.template_data,
+        event=item.event.kind.value,
+        diagnosis=item.event.diagnosis,
+    )
+    return owed(tenant, courier, kind, data, now=now)
 
 
 def _reason(kind: EventKind, diagnosis: str | None, reply: str | None) -> str:

@@ -4,7 +4,7 @@ replay nonces and the webhooks owed to the identity system. :func:`events_of` gi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -88,6 +88,10 @@ class MatchedEvent:
     template_data: dict[str, Any] | None = None
 
 
+Plan = Callable[[list[MatchedEvent]], tuple[list[Suppression], list[WebhookDelivery]]]
+"""What new events lead to: the suppressions and the webhook deliveries to write with them."""
+
+
 def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
@@ -105,6 +109,20 @@ class EventRecords(Protocol):
         """Store the events not stored before (same tenant, provider and event id), each
         matched to a message of ``tenant`` by the provider's message id of a dispatch, else by
         Message-ID header and recipient; return the new ones."""
+
+    async def take_events(
+        self,
+        tenant: str,
+        events: Sequence[ProviderEvent],
+        *,
+        now: datetime,
+        nonce: str | None,
+        keep: float,
+        plan: Plan,
+    ) -> list[MatchedEvent] | None:
+        """In one transaction: None when ``nonce`` was seen (a replay; nothing is stored),
+        else :meth:`record_events`, and the suppressions and deliveries ``plan`` makes of the
+        new events are written with them."""
 
     async def match_pending(self, *, now: datetime) -> list[MatchedEvent]:
         """Match stored events of unknown messages whose send is now recorded; forget those

@@ -14,6 +14,7 @@ from postroom.store.base import new_id
 from postroom.store.events_base import (
     UNMATCHED_KEPT,
     MatchedEvent,
+    Plan,
     Suppression,
     WebhookDelivery,
 )
@@ -96,6 +97,26 @@ class MemoryEventRecords:
             self._events[stored.id] = matched.event
             out.append(matched)
         return out
+
+    async def take_events(
+        self,
+        tenant: str,
+        events: Sequence[ProviderEvent],
+        *,
+        now: datetime,
+        nonce: str | None,
+        keep: float,
+        plan: Plan,
+    ) -> list[MatchedEvent] | None:
+        """A replay (None), or the events stored with what ``plan`` makes of them."""
+        if nonce is not None and await self.nonce_seen(nonce, now=now, keep=keep):
+            return None
+        matched = await self.record_events(tenant, events, now=now)
+        entries, deliveries = plan(matched)
+        for entry in entries:
+            await self.suppress(entry)
+        await self.add_deliveries(deliveries)
+        return matched
 
     async def match_pending(self, *, now: datetime) -> list[MatchedEvent]:
         """Match what can be matched now; forget unmatched events older than a day."""

@@ -17,6 +17,7 @@ from postroom.store.base import new_id
 from postroom.store.events_base import (
     UNMATCHED_KEPT,
     MatchedEvent,
+    Plan,
     Suppression,
 )
 from postroom.store.schema import (
@@ -24,9 +25,10 @@ from postroom.store.schema import (
     dispatches,
     messages,
     suppressions,
+    webhook_deliveries,
     webhook_nonces,
 )
-from postroom.store.webhooks_sql import SqlDeliveries
+from postroom.store.webhooks_sql import SqlDeliveries, delivery_row
 
 T = TypeVar("T")
 CANDIDATES = 50  # newest messages to a recipient searched for a Message-ID header
@@ -40,20 +42,7 @@ class SqlEventRecords(SqlDeliveries):
     async def nonce_seen(self, nonce: str, *, now: datetime, keep: float) -> bool:
         """Remember ``nonce``; True when it was already remembered."""
 
-        def run(conn: Connection) -> bool:
-            conn.execute(
-                webhook_nonces.delete().where(
-                    webhook_nonces.c.seen_at < now - timedelta(seconds=keep)
-                )
-            )
-            try:
-                with conn.begin_nested():
-                    conn.execute(webhook_nonces.insert().values(nonce=nonce[:300], seen_at=now))
-            except IntegrityError:
-                return True
-            return False
-
-        return await self._write(run)
+        return await self._write(lambda conn: _nonce_seen(conn, nonce, now, keep))
 
     # -- events ----------------------------------------------------------------------
 
@@ -62,39 +51,31 @@ class SqlEventRecords(SqlDeliveries):
     ) -> list[MatchedEvent]:
         """Store new events, matched where a message is found."""
 
-        def run(conn: Connection) -> list[MatchedEvent]:
-            out: list[MatchedEvent] = []
-            for event in events:
-                exists = conn.execute(
-                    select(delivery_events.c.id).where(
-                        delivery_events.c.tenant == tenant,
-                        delivery_events.c.provider == event.provider,
-                        delivery_events.c.event_id == event.event_id,
-                    )
-                ).first()
-                if exists is not None:
-                    continue
-                found = _match(
-                    conn,
-                    tenant,
-                    event.provider_message_id,
-                    event.header_message_id,
-                    event.recipient,
-                )
-                stored = DeliveryEvent(
-                    id=new_id(),
-                    tenant=tenant,
-                    message_id=found["id"] if found else None,
-                    received_at=now,
-                    **_fields(event),
-                )
-                try:
-                    with conn.begin_nested():
-                        conn.execute(delivery_events.insert().values(**_row(stored)))
-                except IntegrityError:
-                    continue  # the same event arrived at the same moment on another request
-                out.append(_matched(stored, found))
-            return out
+        return await self._write(lambda conn: _record(conn, tenant, events, now))
+
+    async def take_events(
+        self,
+        tenant: str,
+        events: Sequence[ProviderEvent],
+        *,
+        now: datetime,
+        nonce: str | None,
+        keep: float,
+        plan: Plan,
+    ) -> list[MatchedEvent] | None:
+        """In one transaction: refuse a seen nonce (None), store the events, and write the
+        suppressions and webhook deliveries ``plan`` makes of the new ones."""
+
+        def run(conn: Connection) -> list[MatchedEvent] | None:
+            if nonce is not None and _nonce_seen(conn, nonce, now, keep):
+                return None
+            matched = _record(conn, tenant, events, now)
+            entries, deliveries = plan(matched)
+            for entry in entries:
+                _suppress(conn, entry)
+            if deliveries:
+                conn.execute(webhook_deliveries.insert(), [delivery_row(d) for d in deliveries])
+            return matched
 
         return await self._write(run)
 
@@ -196,28 +177,7 @@ class SqlEventRecords(SqlDeliveries):
 
     async def suppress(self, entry: Suppression) -> None:
         """Add or refresh a suppression."""
-        values = {
-            "reason": entry.reason,
-            "event": entry.event,
-            "event_ref": entry.event_ref,
-            "message_id": entry.message_id,
-            "created_at": entry.created_at,
-            "expires_at": entry.expires_at,
-        }
-        key = {"tenant": entry.tenant, "address": entry.address.lower()}
-
-        def run(conn: Connection) -> None:
-            done = conn.execute(
-                update(suppressions)
-                .where(
-                    suppressions.c.tenant == key["tenant"], suppressions.c.address == key["address"]
-                )
-                .values(**values)
-            )
-            if done.rowcount == 0:
-                conn.execute(suppressions.insert().values(**key, **values))
-
-        await self._write(run)
+        await self._write(lambda conn: _suppress(conn, entry))
 
     async def suppression(self, tenant: str, address: str, *, now: datetime) -> Suppression | None:
         """The unexpired suppression of ``address`` for ``tenant``."""
@@ -265,6 +225,77 @@ class SqlEventRecords(SqlDeliveries):
             return bool(done.rowcount)
 
         return await self._write(run)
+
+
+def _record(
+    conn: Connection, tenant: str, events: Sequence[ProviderEvent], now: datetime
+) -> list[MatchedEvent]:
+    """Store the events not stored before, each matched where a message is found."""
+    out: list[MatchedEvent] = []
+    for event in events:
+        exists = conn.execute(
+            select(delivery_events.c.id).where(
+                delivery_events.c.tenant == tenant,
+                delivery_events.c.provider == event.provider,
+                delivery_events.c.event_id == event.event_id,
+            )
+        ).first()
+        if exists is not None:
+            continue
+        found = _match(
+            conn,
+            tenant,
+            event.provider_message_id,
+            event.header_message_id,
+            event.recipient,
+        )
+        stored = DeliveryEvent(
+            id=new_id(),
+            tenant=tenant,
+            message_id=found["id"] if found else None,
+            received_at=now,
+            **_fields(event),
+        )
+        try:
+            with conn.begin_nested():
+                conn.execute(delivery_events.insert().values(**_row(stored)))
+        except IntegrityError:
+            continue  # the same event arrived at the same moment on another request
+        out.append(_matched(stored, found))
+    return out
+
+
+def _nonce_seen(conn: Connection, nonce: str, now: datetime, keep: float) -> bool:
+    """Remember ``nonce`` (forgetting those older than ``keep``); True when it was known."""
+    conn.execute(
+        webhook_nonces.delete().where(webhook_nonces.c.seen_at < now - timedelta(seconds=keep))
+    )
+    try:
+        with conn.begin_nested():
+            conn.execute(webhook_nonces.insert().values(nonce=nonce[:300], seen_at=now))
+    except IntegrityError:
+        return True
+    return False
+
+
+def _suppress(conn: Connection, entry: Suppression) -> None:
+    """Add or refresh a suppression."""
+    values = {
+        "reason": entry.reason,
+        "event": entry.event,
+        "event_ref": entry.event_ref,
+        "message_id": entry.message_id,
+        "created_at": entry.created_at,
+        "expires_at": entry.expires_at,
+    }
+    address = entry.address.lower()
+    done = conn.execute(
+        update(suppressions)
+        .where(suppressions.c.tenant == entry.tenant, suppressions.c.address == address)
+        .values(**values)
+    )
+    if done.rowcount == 0:
+        conn.execute(suppressions.insert().values(tenant=entry.tenant, address=address, **values))
 
 
 def _match(

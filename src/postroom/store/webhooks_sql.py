@@ -51,10 +51,7 @@ class SqlDeliveries:
         def run(conn: Connection) -> None:
             conn.execute(
                 webhook_deliveries.insert(),
-                [
-                    {f: getattr(d, f) for f in WebhookDelivery.__dataclass_fields__}
-                    for d in deliveries
-                ],
+                [delivery_row(d) for d in deliveries],
             )
 
         await self._write(run)
@@ -130,6 +127,11 @@ class SqlDeliveries:
             return [_delivery(r) for r in conn.execute(query)]
 
         return await self._read(run)
+
+
+def delivery_row(delivery: WebhookDelivery) -> dict[str, Any]:
+    """The table row of a delivery."""
+    return {f: getattr(delivery, f) for f in WebhookDelivery.__dataclass_fields__}
 
 
 def _delivery(row: Row[Any]) -> WebhookDelivery:
