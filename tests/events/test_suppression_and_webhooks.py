@@ -68,6 +68,10 @@ def test_urgent_mail_still_goes_to_a_suppressed_address_unless_the_tenant_says_o
                 generic_bounce(http, secret, "gone@example.net")
                 notice = send(http, "gone@example.net")
                 assert notice.status_code == 422
+                ory = {"recipient": "gone@example.net", "template_type": "stub"}
+                ory |= {"subject": "Your address changed", "body": "..."}
+                refused = http.post("/intake/ory", json=ory, headers=AUTH)
+                assert refused.status_code == 422 and refused.json()["error"]["id"] == "suppressed"
                 login = http.post(
                     "/admin/courier/messages",
                     json={"recipient": "gone@example.net", **code},

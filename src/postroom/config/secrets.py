@@ -3,9 +3,11 @@ so keys can be rotated by putting a new one first.
 
 Which values of a ``courier`` section are credentials is decided here, in one place, for the
 API and the dashboard alike: the password of an SMTP connection URI, HTTP auth values, OAuth2
-client secrets and keys, and every HTTP or SMTP header and URL query key whose name looks like
-a credential (:func:`is_credential_name`). Each credential is bound to the target it was saved
-for: ``***`` keeps a stored one only while that target stays the same.
+client secrets and keys, the keys providers sign their event webhooks with
+(``provider_events``), the secrets of ``webhooks`` to the identity system, and every HTTP or
+SMTP header and URL query key whose name looks like a credential (:func:`is_credential_name`).
+Each credential is bound to the target it was saved for: ``***`` keeps a stored one only while
+that target stays the same.
 """
 
 from __future__ import annotations
