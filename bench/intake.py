@@ -1,11 +1,15 @@
-"""Intake throughput and latency: ``POST /admin/courier/messages`` against ``postroom serve``
-on SQLite, beside ``GET /health/alive`` measured in the same run with the same clients.
+"""Intake throughput and latency: ``POST /admin/courier/messages`` (admin token) and
+``POST /intake/ory`` (Ory's payload with a tenant's intake token) against ``postroom serve`` on
+SQLite, beside ``GET /health/alive`` measured in the same run with the same clients.
 
-Prints requests per second and p50/p99 latency for both at full load, the ratio of the two
-throughputs, and the enqueue latency at half the measured peak rate (an open-loop load).
-The server runs with ``--no-worker`` so that only intake is measured.
+Prints requests per second and p50/p99 latency for each at full load, the ratio of the enqueue
+and health throughputs, and the enqueue latency at half the measured peak rate (an open-loop
+load). The server runs with ``--no-worker`` so that only intake is measured.
 
-Usage: python bench/intake.py [--requests N] [--clients C]
+``--baseline-src DIR`` first measures a server importing Postroom from another source tree
+(e.g. ``git archive`` of an earlier commit, its ``src`` folder), then this one, in one run.
+
+Usage: python bench/intake.py [--requests N] [--clients C] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import httpx
 
 TOKEN = "bench-admin-token-0123456789abcdef"
+INTAKE_TOKEN = "bench-intake-token-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -95,6 +100,26 @@ async def enqueue(http: httpx.AsyncClient, n: int) -> httpx.Response:
     )
 
 
+async def ory(http: httpx.AsyncClient, n: int) -> httpx.Response:
+    return await http.post(
+        "/intake/ory",
+        json={
+            "recipient": f"ory{n}@example.org",
+            "template_type": "login_code_valid",
+            "to": f"ory{n}@example.org",
+            "login_code": f"{n:06d}",
+            "recovery_code": None,
+            "recovery_url": None,
+            "verification_url": None,
+            "verification_code": None,
+            "registration_code": None,
+            "subject": None,
+            "body": None,
+        },
+        headers={"Authorization": f"Bearer {INTAKE_TOKEN}"},
+    )
+
+
 async def alive(http: httpx.AsyncClient, n: int) -> httpx.Response:
     return await http.get("/health/alive")
 
@@ -110,10 +135,12 @@ async def measure(base: str, total: int, clients: int) -> None:
     await closed_loop(base, alive, 200, clients)  # warm up
     health_rate, health_lat = await closed_loop(base, alive, total, clients)
     enqueue_rate, enqueue_lat = await closed_loop(base, enqueue, total, clients)
+    ory_rate, ory_lat = await closed_loop(base, ory, total, clients)
     half = await open_loop(base, enqueue_rate / 2, min(total, int(enqueue_rate * 5)))
     print(f"requests: {total} per phase, clients: {clients}")
     print(line("GET /health/alive", health_rate, health_lat))
     print(line("POST /admin/courier/messages", enqueue_rate, enqueue_lat))
+    print(line("POST /intake/ory (tenant)", ory_rate, ory_lat))
     print(f"enqueue / health throughput: {enqueue_rate / health_rate:.2f}")
     print(
         f"at half the peak ({enqueue_rate / 2:.0f} req/s, open loop): "
@@ -122,15 +149,17 @@ async def measure(base: str, total: int, clients: int) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--clients", type=int, default=16)
-    args = parser.parse_args()
+def run_server(args: argparse.Namespace, src: str | None) -> None:
+    """Start ``postroom serve`` (importing Postroom from ``src`` when given), measure, stop."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
         env.update(SERVE_ADMIN_TOKEN=TOKEN, DSN=f"sqlite:///{Path(tmp) / 'bench.db'}")
+        if src is not None:
+            env["PYTHONPATH"] = src
+        (Path(tmp) / "postroom.yaml").write_text(
+            f"courier:\n  intake_tokens: [{INTAKE_TOKEN}]\n", encoding="utf-8"
+        )
         server = subprocess.Popen(
             [sys.executable, "-m", "postroom.cli", "serve", "--no-worker", "--port", str(port)],
             env=env,
@@ -153,6 +182,23 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure a server importing Postroom from DIR (its src folder), first",
+    )
+    args = parser.parse_args()
+    if args.baseline_src:
+        print(f"== baseline: Postroom from {args.baseline_src}")
+        run_server(args, str(Path(args.baseline_src).resolve()))
+        print("== this tree")
+    run_server(args, None)
 
 
 if __name__ == "__main__":

@@ -6,32 +6,42 @@ Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or invalid in
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Column, Table
-from rich.text import Text
 
-from postroom.config import Settings, load_settings
+from postroom.commands import diagnose, listener, messages, oauth, suppressions
+from postroom.commands.common import (
+    CONFIG_ENV,
+    ConfigOpt,
+    JsonOpt,
+    err,
+    labelled,
+    out,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
+from postroom.config import Settings
+from postroom.config.dev import dev_settings
 from postroom.config.durations import check_at_most, parse_duration
 from postroom.config.settings import MAX_RETENTION, MAX_TTL
-from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
-from postroom.models import Message, NewMessage, Status, message_json
-from postroom.store import MessageFilter, Store, open_store
-from postroom.text import data_problem, json_terminal_safe, terminal_safe
+from postroom.errors import InputError
+from postroom.models import NewMessage, message_json
+from postroom.service import tenants as tenant_service
+from postroom.store import Store
+from postroom.text import data_problem, terminal_safe
 
 T = TypeVar("T")
 
@@ -42,115 +52,44 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-messages_app = typer.Typer(
-    help="Inspect messages and their delivery attempts.", no_args_is_help=True
-)
-app.add_typer(messages_app, name="messages")
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        envvar="POSTROOM_CONFIG",
-        help="YAML configuration file (default: ./postroom.yaml when present).",
-        dir_okay=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def plain(text: str, style: str = "", *, lines: bool = False) -> Text:
-    """``text`` for Rich to print as it is: no markup, no emoji codes, and every control
-    character escaped (:func:`~postroom.text.terminal_safe`); with ``lines``, line breaks
-    stay. Every command prints text that came from outside (a server reply, a stored
-    subject, a file's line) through this."""
-    return Text(terminal_safe(text, keep_newlines=lines), style=style)
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"postroom {version('postroom')}")
+        raise typer.Exit()
 
 
-def labelled(
-    label: str, text: str, *, style: str = "", label_style: str = "", lines: bool = False
-) -> Text:
-    """``label`` (ours, styled) followed by outside ``text`` shown with :func:`plain`."""
-    return Text.assemble(Text(label, style=label_style), plain(text, style, lines=lines))
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Postroom's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Postroom: the email courier for identity systems. `--config FILE` works before the
+    command too (`postroom --config postroom.yaml send ...`)."""
+    if config is None:
+        return
+    # Every command's --config reads POSTROOM_CONFIG: the file given before the command
+    # reaches it that way, and the environment is put back when the command ends.
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(config)
 
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = previous
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` to stderr and exit."""
-    err.print(labelled("error: ", message, label_style="bold red", lines=True))
-    raise typer.Exit(code)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn Postroom's errors into a clear line and an exit code instead of a traceback."""
-    try:
-        yield
-    except (ConfigError, InputError) as exc:
-        fail(str(exc), 2)
-    except NotFoundError as exc:
-        fail(str(exc), 1)
-    except PostroomError as exc:
-        fail(str(exc), 1)
-
-
-def settings_from(config: Path | None) -> Settings:
-    """Load the configuration and print its warnings to stderr."""
-    loaded = load_settings(config)
-    for warning in loaded.warnings:
-        err.print(labelled("warning: ", warning, label_style="yellow"))
-    return loaded.settings
-
-
-def run_with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, bring the schema up to date, run ``work``, close."""
-
-    async def main() -> T:
-        store = open_store(settings.dsn)
-        try:
-            await store.migrate()
-            return await work(store)
-        finally:
-            await store.close()
-
-    return run_async(main())
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop where it is installed (faster sockets), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def with_api_tenants(settings: Settings) -> Settings:
-    """The settings plus the tenants saved through the admin API (a warning on stderr for
-    each saved tenant that cannot be used, and why)."""
-    from postroom.config.tenants import TenantRegistry
-
-    async def load(store: Store) -> tuple[Settings, dict[str, str]]:
-        registry = TenantRegistry(settings, store)
-        merged = await registry.settings()
-        return merged, registry.broken_tenants()
-
-    merged, broken = run_with_store(settings, load)
-    for name, reason in broken.items():
-        err.print(
-            f"[yellow]warning:[/] tenant {name} cannot be used: {escape(reason)}", markup=True
-        )
-    return merged
-
-
-def print_json(value: Any) -> None:
-    """Print JSON to stdout, unstyled; characters a terminal acts on are ``\\u`` escapes."""
-    sys.stdout.write(json_terminal_safe(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
-
-
-# -- send ----------------------------------------------------------------------------
+    ctx.call_on_close(restore)
 
 
 def _parse_data(raw: str | None) -> dict[str, Any]:
@@ -239,13 +178,15 @@ def send(
             tenant=tenant,
             idempotency_key=idempotency_key,
         )
-        courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
         message, _created = run_with_store(
             settings, lambda store: enqueue(store, settings, [request])
         )[0]
         if as_json:
-            expose = bool(courier and courier.expose_message_bodies)
-            print_json(message_json(message, expose_bodies=expose))
+            print_json(
+                message_json(
+                    message, expose_bodies=tenant_service.exposes_bodies(settings, message.tenant)
+                )
+            )
         else:
             sys.stdout.write(message.id + "\n")
 
@@ -328,7 +269,8 @@ def worker(
             wait = check_at_most(parse_duration(max_wait), MAX_TTL)
         except ValueError as exc:
             raise InputError(str(exc), field="--max-wait") from None
-        _log_to_stderr()
+        # A drain reports its own progress; the library's INFO lines would bury it.
+        _log_to_stderr(default="WARNING" if drain else "INFO")
 
         async def work(store: Store) -> None:
             stop = asyncio.Event()
@@ -341,13 +283,20 @@ def worker(
                 start_http_server(metrics_port, addr=settings.serve.host, registry=metrics.registry)
                 gauge = asyncio.create_task(_update_queue_gauge(store, metrics))
             registry = TenantRegistry(settings, store)
+            delivery = Worker(
+                store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
+            )
+            shown = None
+            if drain and err.is_terminal:
+                shown = asyncio.create_task(_drain_progress(delivery, await store.count_pending()))
             try:
-                stats = await Worker(
-                    store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
-                ).run(stop, drain=drain, max_wait=wait)
+                stats = await delivery.run(stop, drain=drain, max_wait=wait)
             finally:
-                if gauge is not None:
-                    gauge.cancel()
+                for task in (gauge, shown):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
             if drain:
                 pending = await store.count_pending()
                 out.print(
@@ -355,7 +304,29 @@ def worker(
                     f"{pending} still queued"
                 )
 
-        run_with_store(settings, work)
+        run_with_store(settings, work, delivers=True)
+
+
+async def _drain_progress(delivery: Any, due: int) -> None:
+    """A progress bar on the terminal while a drain works: messages finished (sent or
+    abandoned) of those pending when it started; retries show in the description."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("delivering", total=max(due, 1))
+        while True:
+            stats = delivery.stats
+            progress.update(
+                task,
+                completed=stats.sent + stats.abandoned,
+                description=f"delivering (sent {stats.sent}, retrying {stats.retried})",
+            )
+            await asyncio.sleep(0.2)
 
 
 async def _update_queue_gauge(store: Store, metrics: Any) -> None:
@@ -405,14 +376,16 @@ def migrate(config: ConfigOpt = None) -> None:
         async def work(store: Store) -> None:
             return None
 
-        run_with_store(settings, work)
+        run_with_store(settings, work, delivers=True)
         out.print("schema is up to date")
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any).")
+    ] = None,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not deliver in this process.")
     ] = False,
@@ -422,7 +395,9 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
+    from postroom.intake.smtp_listener import bind_sockets, listener_banner
     from postroom.web.app import create_app
+    from postroom.web.server import bind as bind_socket
     from postroom.web.server import check_listen, run_server
 
     with user_errors():
@@ -430,6 +405,11 @@ def serve(
         bind = host or settings.serve.host
         listen_port = settings.serve.port if port is None else port
         check_listen(bind, dev=dev, admin_token=settings.serve.admin_token)
+        notes: list[str] = []
+        if dev:
+            settings, notes = dev_settings(settings)
+        sock = bind_socket(bind, listen_port)  # the banner comes once the port is ours
+        listen_port = sock.getsockname()[1]
         _log_to_stderr()
         admin_token = settings.serve.admin_token
         if not dev and not admin_token:
@@ -438,14 +418,26 @@ def serve(
                 "No serve.admin_token is configured; this run's admin token (shown once) is:\n"
                 f"  {admin_token}"
             )
+        smtp_sockets = (
+            bind_sockets(settings, dev=dev) if dev or settings.listener.smtp_enabled else []
+        )
+        shown = f"[{bind}]" if ":" in bind else bind
         err.print(
-            f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
-            f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
+            f"Postroom {'(dev) ' if dev else ''}listening on http://{shown}:{listen_port}/ "
+            f"- dashboard: http://{shown}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
+        for note in notes:
+            err.print(f"  dev: {note}")
+        for line in listener_banner(settings, smtp_sockets, dev=dev):
+            err.print(line)
         application = create_app(
-            settings, run_worker=not no_worker, dev=dev, admin_token=admin_token
+            settings,
+            run_worker=not no_worker,
+            dev=dev,
+            admin_token=admin_token,
+            smtp_sockets=smtp_sockets,
         )
-        run_server(application, host=bind, port=listen_port)
+        run_server(application, sock=sock)
 
 
 class _TerminalSafeFormatter(logging.Formatter):
@@ -455,160 +447,23 @@ class _TerminalSafeFormatter(logging.Formatter):
         return terminal_safe(super().format(record), keep_newlines=True)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(*, default: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=os.environ.get("POSTROOM_LOG_LEVEL", "INFO").upper(), handlers=[handler]
+        level=os.environ.get("POSTROOM_LOG_LEVEL", default).upper(), handlers=[handler]
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-# -- messages --------------------------------------------------------------------------
-
-
-@messages_app.command("list")
-def messages_list(
-    status: Annotated[
-        str | None, typer.Option("--status", help="queued, processing, sent or abandoned.")
-    ] = None,
-    recipient: Annotated[str | None, typer.Option("--recipient")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    provider_id: Annotated[
-        str | None,
-        typer.Option("--provider-id", help="The provider's id for a message it accepted."),
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """List messages, newest first."""
-    with user_errors():
-        settings = settings_from(config)
-        try:
-            wanted = Status(status) if status else None
-        except ValueError:
-            raise InputError(
-                f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}",
-                field="--status",
-            ) from None
-        query = MessageFilter(
-            status=wanted,
-            recipient=recipient,
-            tenant=tenant,
-            provider_message_id=provider_id,
-            limit=limit,
-        )
-        rows = run_with_store(settings, lambda store: store.list_messages(query))
-        if as_json:
-            print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
-            return
-        table = Table(
-            # The id is what `messages show` needs: never cut it, however narrow the output.
-            Column("id", no_wrap=True, min_width=36),
-            "created",
-            "tenant",
-            "recipient",
-            "template",
-            "status",
-            "attempts",
-            "last error",
-        )
-        for m in rows:
-            table.add_row(
-                m.id,
-                m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                plain(m.tenant),
-                plain(m.recipient),
-                m.template_type.value,
-                _status_text(m),
-                str(m.send_count),
-                plain(m.last_error.code) if m.last_error else "",
-            )
-        if not rows:
-            out.print("no messages")
-            return
-        # In a pipe or a file there is no terminal width to fit: print every column whole.
-        if not out.is_terminal:
-            out.width = max(
-                out.width, Measurement.get(out, out.options.update_width(1000), table).maximum
-            )
-        out.print(table)
-
-
-@messages_app.command("show")
-def messages_show(
-    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message id.")],
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Show one message with every delivery attempt and its diagnosis."""
-    with user_errors():
-        settings = settings_from(config)
-        message = run_with_store(settings, lambda store: store.get(message_id))
-        data = message_json(message, expose_bodies=_expose(settings, message))
-        if as_json:
-            print_json(data)
-            return
-        for key in (
-            "id",
-            "tenant",
-            "status",
-            "recipient",
-            "template_type",
-            "subject",
-            "send_count",
-            "created_at",
-            "updated_at",
-            "next_attempt_at",
-            "waiting_for",
-        ):
-            if data.get(key) is not None:
-                out.print(labelled(f"{key:>16}  ", str(data[key]), label_style="bold"))
-        if message.last_error:
-            gave_up = message.status is Status.ABANDONED
-            _print_diagnosis("last error", message.last_error.to_json(), gave_up=gave_up)
-        for number, dispatch in enumerate(reversed(message.dispatches), start=1):
-            when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
-            out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
-            for key in ("transport", "host", "reply", "provider_message_id"):
-                value = getattr(dispatch, key)
-                if value:
-                    out.print(labelled(f"{key.replace('_', ' '):>16}  ", value))
-            if dispatch.error:
-                _print_diagnosis("  error", dispatch.error.to_json())
-
-
-def _print_diagnosis(title: str, error: dict[str, Any], *, gave_up: bool = False) -> None:
-    kind = "permanent"
-    if error.get("transient"):
-        kind = "transient, but the attempts ran out" if gave_up else "transient"
-    out.print(labelled(f"{title:>16}  ", f"{error['code']} ({kind})", label_style="bold red"))
-    for key in ("stage", "reply", "cause", "fix"):
-        if error.get(key):
-            out.print(labelled(f"{key:>16}  ", str(error[key])))
-
-
-def _status_text(m: Message) -> str:
-    if m.status is Status.QUEUED and m.waiting_for:
-        return f"queued ({m.waiting_for.value})"
-    return m.status.value
-
-
-def _expose(settings: Settings, message: Message) -> bool:
-    try:
-        return settings.tenant(message.tenant).expose_message_bodies
-    except KeyError:
-        return False
-
-
-from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
-from postroom.commands.oauth import register as _register_oauth  # noqa: E402
-from postroom.commands.suppressions import register as _register_suppressions  # noqa: E402
-
-_register_diagnose(app)
-_register_oauth(app)
-_register_suppressions(app)
+for register in (
+    messages.register,
+    diagnose.register,
+    oauth.register,
+    listener.register,
+    suppressions.register,
+):
+    register(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:

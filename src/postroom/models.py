@@ -25,7 +25,8 @@ class DispatchStatus(enum.StrEnum):
 
 
 class TemplateType(enum.StrEnum):
-    """Kratos's template types, plus ``test`` for the test email."""
+    """Kratos's template types, plus ``test`` for the test email and ``relay`` for mail that
+    came in ready-made through the SMTP listener (its MIME is kept as received)."""
 
     RECOVERY_INVALID = "recovery_invalid"
     RECOVERY_VALID = "recovery_valid"
@@ -41,6 +42,7 @@ class TemplateType(enum.StrEnum):
     AUTHENTICATOR_KEY_ADDED = "authenticator_key_added"
     STUB = "stub"
     TEST = "test"
+    RELAY = "relay"
 
 
 class WaitingFor(enum.StrEnum):
@@ -140,6 +142,9 @@ class NewMessage:
     mime: bytes
     idempotency_key: str | None = None
     request_hash: str | None = None
+    # Mail for several recipients (the SMTP listener's): the MIME is stored once, under this
+    # SHA-256, and every recipient's message refers to it.
+    mime_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +175,16 @@ class Message:
     request_hash: str | None = None
     reclaimed_from: str | None = None
     dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
+    mime_ref: str | None = None  # see NewMessage; ``mime`` is filled in by claim and get
+
+    def relay_sender(self) -> str | None:
+        """The client's MAIL FROM of mail relayed from the SMTP listener (the tenant's address
+        under ``rewrite_from``), which stays the envelope sender; None for other mail."""
+        if self.template_type is TemplateType.RELAY:
+            mail_from = self.template_data.get("mail_from")
+            if isinstance(mail_from, str) and mail_from:
+                return mail_from
+        return None
 
 
 REDACTED = "<redacted>"
@@ -205,6 +220,7 @@ def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
         "tenant": message.tenant,
         "status": message.status.value,
         "type": "email",
+        "channel": "email",
         "recipient": message.recipient,
         "subject": message.subject if expose_bodies else REDACTED,
         "body": message.body if expose_bodies else REDACTED,

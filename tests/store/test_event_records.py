@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from test_store_contract import new
+from store_support import new
 
 from postroom.events.model import EventKind, ProviderEvent
 from postroom.models import Handoff, Status

@@ -4,8 +4,8 @@ the hand-off evidence columns in place; what it held is kept, and new sends are 
 from __future__ import annotations
 
 from sqlalchemy import inspect, text
+from store_support import new
 from test_migrations import engine_at
-from test_store_contract import new
 
 from postroom.models import DispatchStatus, Handoff, Status
 from postroom.store import Completion, MessageFilter, open_store, utcnow

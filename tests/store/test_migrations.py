@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
-from test_store_contract import new
+from store_support import new
 
 from postroom.store import open_store, utcnow
 from postroom.store.events_base import Suppression
@@ -128,12 +128,7 @@ async def test_expired_sessions_are_deleted_when_a_session_starts(sql_dsn: str) 
 async def test_a_database_of_the_previous_head_with_data_gains_the_delivery_event_tables(
     sql_dsn: str,
 ) -> None:
-    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
-    engine = create_engine(url)
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0009")  # the revision before the delivery events
+    engine = engine_at(sql_dsn, "0010")  # the revision before the delivery events
     assert "delivery_events" not in inspect(engine).get_table_names()
     store = open_store(sql_dsn)
     try:

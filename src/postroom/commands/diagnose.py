@@ -16,16 +16,29 @@ import typer
 from rich.measure import Measurement
 from rich.table import Column, Table
 
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    err,
+    labelled,
+    out,
+    plain,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
 from postroom.config import Settings
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis.explain import STAGES, Explanation, explain_text
 from postroom.errors import InputError
-from postroom.store import Store
+from postroom.store import Tenants
+from postroom.store.refresh_tokens import refresh_token_keeper
 
 if TYPE_CHECKING:
-    from postroom.diagnosis.smtp_test import SmtpTestReport
     from postroom.presets import Preset
+    from postroom.transports.smtp_probe import SmtpTestReport
 # The presets and test-smtp (with the template renderer) are imported by the commands that
 # use them, so that every other command starts faster.
 
@@ -56,7 +69,7 @@ def _warn(text: str) -> None:
 
 
 @presets_app.command("list")
-def presets_list(as_json: JsonOpt = False) -> None:
+def presets_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List the provider presets."""
     from postroom.presets import PRESETS
 
@@ -87,6 +100,7 @@ def presets_list(as_json: JsonOpt = False) -> None:
 def presets_show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A preset name (presets list).")],
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Show a preset: host, port, security, username format, limits, set-up steps, notes."""
     from postroom.presets import get_preset
@@ -161,6 +175,7 @@ def presets_uri(
             help="amazon-ses: --password is the IAM secret access key; derive the SMTP password.",
         ),
     ] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Print the connection URI for a preset, with the credentials percent-encoded."""
     from postroom.presets import build_uri, get_preset
@@ -243,13 +258,13 @@ def _run_smtp_test(
 ) -> SmtpTestReport:
     """Run the test; a device-code OAuth2 login reads (and keeps) its refresh token in the
     store, so the store is opened for it."""
-    from postroom.diagnosis.smtp_test import run_smtp_test
+    from postroom.transports.smtp_probe import run_smtp_test
 
     oauth = courier.smtp.oauth2
     if not (oauth.configured and oauth.effective_flow == "device_code"):
         return asyncio.run(run_smtp_test(courier, **options))
 
-    async def work(store: Store) -> SmtpTestReport:
+    async def work(store: Tenants) -> SmtpTestReport:
         keeper = refresh_token_keeper(store, courier, tenant, secrets=settings.secrets.default)
         return await run_smtp_test(courier, refresh_tokens=keeper, **options)
 
@@ -341,6 +356,7 @@ def explain(
         typer.Option("--stage", help=f"Where it happened: {', '.join(STAGES)}."),
     ] = None,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Explain a server reply or an error text pasted from a log."""
     with user_errors():
@@ -366,21 +382,3 @@ def _print_explanation(explanation: Explanation) -> None:
         _plain(f"{'reply':>9}  {d.reply}")
     _plain(f"{'cause':>9}  {d.cause}")
     _plain(f"{'fix':>9}  {d.fix}")
-
-
-# The shared helpers of ``postroom.cli``. Imported last on purpose: ``cli`` registers these
-# commands at its end, and under ``python -m postroom.cli`` this import loads a second copy of
-# ``cli`` that needs ``register`` above to exist already. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    err,
-    labelled,
-    out,
-    plain,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-    with_api_tenants,
-)

@@ -6,15 +6,24 @@ Exit codes: 0 done, 1 nothing to remove, 2 bad input or configuration.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    out,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+)
 from postroom.errors import NotFoundError
-
-if TYPE_CHECKING:
-    from postroom.store import Store
-    from postroom.store.events_base import Suppression
+from postroom.store import Store, utcnow
+from postroom.store.events_base import Suppression
+from postroom.store.records import events_of
+from postroom.text import terminal_safe
 
 suppressions_app = typer.Typer(
     help="The suppression list: addresses not mailed after a hard bounce or a complaint.",
@@ -83,19 +92,3 @@ def remove_command(
         if not run_with_store(settings, work):
             raise NotFoundError(f"{address} is not suppressed for tenant {tenant!r}")
         out.print(terminal_safe(f"{address} will be mailed again (tenant {tenant})"), markup=False)
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    out,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-)
-from postroom.store import utcnow  # noqa: E402
-from postroom.store.records import events_of  # noqa: E402
-from postroom.text import terminal_safe  # noqa: E402

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosmtplib
 
+from postroom.codes import DiagnosisCode, Situation
 from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
 from postroom.diagnosis.http import diagnose_http
 from postroom.diagnosis.oauth import diagnose_oauth
@@ -42,9 +43,9 @@ _VERSION_REASONS = {
 }
 
 
-# Hints a transport gives for a situation more precise than a catalogue code: the code, and
-# the words that replace the catalogue's.
-_SITUATIONS: dict[str, tuple[str, str, str]] = {
+# Situations a transport reports beyond its code (DeliveryError.situation): the code, and the
+# words that replace the catalogue's.
+_SITUATIONS: dict[Situation, tuple[DiagnosisCode, str, str]] = {
     "no_greeting": (
         "connection_timeout",
         "The server accepted the connection but never sent its greeting (the 220 line): it is "
@@ -75,8 +76,8 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
         return explained
     stage, reply = exc.stage, exc.reply
     common: dict[str, Any] = {"stage": stage, "reply": reply, "reply_code": exc.reply_code}
-    if exc.hint in _SITUATIONS:
-        code, cause, fix = _SITUATIONS[exc.hint]
+    if exc.situation is not None:
+        code, cause, fix = _SITUATIONS[exc.situation]
         return diagnose(code, **common, cause=cause, fix=fix)
     if exc.hint:
         return diagnose(exc.hint, **common)
@@ -88,7 +89,7 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
     return diagnose(_code_from_chain(exc), **common)
 
 
-def _code_from_chain(exc: DeliveryError) -> str:
+def _code_from_chain(exc: DeliveryError) -> DiagnosisCode:
     chain = exception_chain(exc)
     for err in chain:
         if isinstance(err, ssl.SSLCertVerificationError):

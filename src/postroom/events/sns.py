@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from postroom.config.events import SesEvents
 from postroom.errors import DeliveryError
 from postroom.events.verify import Refused, Verified, _fresh
-from postroom.transports.http import fetch_limited
+from postroom.net.client import fetch_limited
 
 MAX_CERT = 16 * 1024
 MAX_CACHED = 64

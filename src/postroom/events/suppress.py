@@ -10,7 +10,7 @@ from postroom.config import Settings
 from postroom.errors import SuppressedError
 from postroom.events.webhooks import message_data, owed
 from postroom.models import NewMessage, TemplateType
-from postroom.store import Store, utcnow
+from postroom.store import Queue, utcnow
 from postroom.store.events_base import Suppression
 from postroom.store.records import events_of
 
@@ -33,12 +33,18 @@ URGENT_TYPES = frozenset(
 
 
 def is_urgent(message: NewMessage, *, bulk: bool = False) -> bool:
-    """True for mail a person is waiting for (by template type); bulk mail never is."""
-    return not bulk and message.template_type in URGENT_TYPES
+    """True for mail a person is waiting for: by template type, and for mail relayed through
+    the SMTP listener by its priority (the login's, or ``X-Postroom-Priority``); bulk mail
+    never is."""
+    if bulk:
+        return False
+    if message.template_type is TemplateType.RELAY:
+        return message.template_data.get("priority") == "urgent"
+    return message.template_type in URGENT_TYPES
 
 
 async def admit(
-    store: Store, settings: Settings, prepared: Sequence[NewMessage], *, bulk: bool = False
+    store: Queue, settings: Settings, prepared: Sequence[NewMessage], *, bulk: bool = False
 ) -> list[NewMessage]:
     """The messages that may be stored. A suppressed one raises :class:`SuppressedError`
     (with ``bulk``, it is left out instead); either way a ``message.suppressed`` webhook is

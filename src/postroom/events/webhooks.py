@@ -17,10 +17,10 @@ from standardwebhooks.webhooks import Webhook
 from postroom.config.settings import CourierSettings, Settings
 from postroom.config.tenants import TenantRegistry
 from postroom.models import Message, Status
+from postroom.net.client import make_client, shown_url
 from postroom.store import Completion, Store, utcnow
 from postroom.store.events_base import EventRecords, WebhookDelivery
 from postroom.store.records import events_of
-from postroom.transports.http import make_client, shown_url
 
 log = logging.getLogger("postroom.webhooks")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from postroom.errors import InputError
 from postroom.models import TemplateType
-from postroom.text import check_data, header_line_problem
+from postroom.text import check_data, did_you_mean, header_line_problem
 
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_BODY = 1_000_000  # characters, per part
@@ -67,10 +67,22 @@ def _domain_ok(domain: str) -> bool:
 def validate_template_type(value: Any, *, field: str = "template_type") -> TemplateType:
     """Return the template type, or raise :class:`InputError` listing the known ones."""
     try:
-        return TemplateType(value)
+        found = TemplateType(value)
     except ValueError:
-        known = ", ".join(t.value for t in TemplateType)
-        raise InputError(f"unknown template type {value!r}; known: {known}", field=field) from None
+        found = None
+    if found is TemplateType.RELAY:
+        raise InputError(
+            "relay is the type of mail submitted through the SMTP listener, not a template; "
+            "send a subject and text instead",
+            field=field,
+        )
+    if found is None:
+        names = [t.value for t in TemplateType if t is not TemplateType.RELAY]
+        hint = did_you_mean(str(value), names)
+        raise InputError(
+            f"unknown template type {value!r}{hint}; known: {', '.join(names)}", field=field
+        )
+    return found
 
 
 # What a template cannot do without: an email with an empty code is worse than none.

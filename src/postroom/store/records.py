@@ -5,18 +5,19 @@ from __future__ import annotations
 import weakref
 from typing import cast
 
-from postroom.store.base import Store
 from postroom.store.events_base import EventRecords
 from postroom.store.events_memory import MemoryEventRecords
 from postroom.store.events_sql import SqlEventRecords
 from postroom.store.memory import MemoryStore
+from postroom.store.roles import Queue
 from postroom.store.sql import SqlStore
 
-_RECORDS: weakref.WeakKeyDictionary[Store, EventRecords] = weakref.WeakKeyDictionary()
+_RECORDS: weakref.WeakKeyDictionary[Queue, EventRecords] = weakref.WeakKeyDictionary()
 
 
-def events_of(store: Store) -> EventRecords:
-    """The event records kept beside ``store`` (the same object for the same store)."""
+def events_of(store: Queue) -> EventRecords:
+    """The event records kept beside ``store``, a whole store held by any of its roles (the
+    same object for the same store)."""
     found = _RECORDS.get(store)
     if found is None:
         # By what the store has rather than its class: a wrapper that passes attributes on

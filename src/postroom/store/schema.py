@@ -19,6 +19,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -74,6 +76,7 @@ messages = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
     Column("reclaimed_from", String(64), nullable=True),
+    Column("mime_ref", String(64), nullable=True),  # migration 0010: see relay_bodies
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
     Index("ix_messages_lease", "status", "lease_until"),
@@ -84,6 +87,9 @@ messages = Table(
     Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
     Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
     Index("ix_messages_template_created", "template_type", "created_at", "id"),
+    Index("ix_messages_mime_ref", "mime_ref"),
+    # Recipient search in any case (migration 0009).
+    Index("ix_messages_recipient_lower", func.lower(text("recipient"))),
 )
 
 dispatches = Table(

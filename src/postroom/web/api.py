@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime
+import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -13,24 +11,25 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from postroom.config.refresh_tokens import refresh_token_keeper
-from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis import diagnose
-from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
-from postroom.errors import InputError, NotFoundError
+from postroom.errors import InputError
 from postroom.events.model import DeliveryEvent
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
 from postroom.models import Message, Status, message_json
-from postroom.store import MessageFilter, Store
+from postroom.service import messages, tenants
+from postroom.store import MessageFilter
 from postroom.store.records import events_of
-from postroom.text import data_problem
 from postroom.web.auth import Caller, require_admin, require_intake
+from postroom.web.state import exposes_bodies
+from postroom.web.state import registry as _tenants
+from postroom.web.state import store as _store
 
 router = APIRouter()
 Admin = Annotated[Caller, Depends(require_admin)]
 Intake = Annotated[Caller, Depends(require_intake)]
+DEFAULT_PAGE_SIZE = 250
+MAX_PAGE_SIZE = 500
 
 
 class EnqueueBody(BaseModel):
@@ -47,25 +46,6 @@ class EnqueueBody(BaseModel):
     html_body: str | None = None
     # The identity system's own id for the message, echoed in its webhooks.
     reference: str | None = Field(default=None, max_length=255)
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _tenants(request: Request) -> TenantRegistry:
-    registry: TenantRegistry = request.app.state.tenants
-    return registry
-
-
-async def exposes_bodies(request: Request, tenant: str) -> bool:
-    """Subjects and bodies are shown in dev mode or when the tenant sets
-    ``expose_message_bodies``, and read ``<redacted>`` otherwise (API and dashboard alike)."""
-    if request.app.state.dev:
-        return True
-    settings = await _tenants(request).settings()
-    return tenant in settings.tenant_names() and settings.tenant(tenant).expose_message_bodies
 
 
 async def _view(request: Request, message: Message) -> dict[str, Any]:
@@ -115,25 +95,6 @@ async def create_message(
     return await _enqueue(request, caller, send)
 
 
-def _page_token(message: Message) -> str:
-    raw = f"{message.created_at.isoformat()}|{message.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _parse_page_token(token: str) -> tuple[datetime, str]:
-    """The ``(created_at, id)`` a page token carries (a UTC time); raise :class:`InputError`
-    for anything :func:`_page_token` would not have written."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        created, _, message_id = raw.partition("|")
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or data_problem(message_id) is not None:
-            raise ValueError("not one of ours")
-        return when.astimezone(UTC), message_id
-    except (ValueError, OverflowError, binascii.Error):  # UnicodeDecodeError is a ValueError
-        raise InputError("is not a page token this server gave out", field="page_token") from None
-
-
 @router.get("/admin/courier/messages", tags=["messages"])
 async def list_messages(
     request: Request,
@@ -144,22 +105,21 @@ async def list_messages(
     tenant: str | None = None,
     template_type: str | None = None,
     provider_message_id: str | None = None,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 250,
+    page_size: Annotated[int, Query(ge=0)] = DEFAULT_PAGE_SIZE,
     page_token: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Messages newest first, like Kratos's admin API; ``Link: <...>; rel="next"`` pages on."""
-    before = _parse_page_token(page_token) if page_token else None
+    """Messages newest first, like Kratos's admin API; ``Link: <...>; rel="next"`` pages on.
+    As in Kratos, ``page_size`` above 500 is read as 500, and 0 as the default (250)."""
+    page_size = min(page_size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
     query = MessageFilter(
         status=status,
         recipient=recipient,
         tenant=tenant,
         template_type=template_type,
         provider_message_id=provider_message_id,
-        limit=page_size + 1,
-        before=before,
+        limit=page_size,
     )
-    rows = await _store(request).list_messages(query)
-    page, more = rows[:page_size], len(rows) > page_size
+    page = await messages.list_page(_store(request), query, token=page_token)
     params: dict[str, str] = {"page_size": str(page_size)}
     for key, value in (
         ("status", status.value if status else None),
@@ -171,19 +131,32 @@ async def list_messages(
         if value is not None:
             params[key] = value
     links = [f'</admin/courier/messages?{urlencode(params)}>; rel="first"']
-    if more:
-        params["page_token"] = _page_token(page[-1])
+    if page.next_token is not None:
+        params["page_token"] = page.next_token
         links.append(f'</admin/courier/messages?{urlencode(params)}>; rel="next"')
     response.headers["Link"] = ", ".join(links)
-    latest = await events_of(_store(request)).latest_events([m.id for m in page])
-    return [await _view(request, m) | {"delivery": _delivery(latest.get(m.id))} for m in page]
+    latest = await events_of(_store(request)).latest_events([m.id for m in page.messages])
+    return [
+        await _view(request, m) | {"delivery": _delivery(latest.get(m.id))} for m in page.messages
+    ]
+
+
+def _message_id(message_id: str) -> str:
+    """A message id is a UUID, as in Kratos; anything else answers 400, naming the field."""
+    try:
+        return str(uuid.UUID(message_id))
+    except ValueError:
+        raise InputError(
+            "is not a message id (a UUID like 0190d5c1-1f2a-7b3c-8d4e-5f6a7b8c9d0e)", field="id"
+        ) from None
 
 
 @router.get("/admin/courier/messages/{message_id}", tags=["messages"])
 async def get_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """One message with its dispatches, newest first, its ``delivery`` (the latest event a
-    provider reported) and all its ``events``, oldest first."""
-    view = await _view(request, await _store(request).get(message_id))
+    provider reported) and all its ``events``, oldest first; 400 for a malformed id."""
+    message_id = _message_id(message_id)
+    view = await _view(request, await messages.get(_store(request), message_id))
     events = await events_of(_store(request)).events_for(message_id)
     return view | {
         "delivery": _delivery(events[-1] if events else None),
@@ -202,44 +175,43 @@ def _delivery(event: DeliveryEvent | None) -> dict[str, Any] | None:
 @router.post("/admin/courier/messages/{message_id}/retry", tags=["messages"])
 async def retry_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """Queue an abandoned message again now, with a fresh attempt budget and TTL."""
-    store = _store(request)
-    current = await store.get(message_id)
     settings = await _tenants(request).settings()
-    courier = (
-        settings.tenant(current.tenant)
-        if current.tenant in settings.tenant_names()
-        else settings.courier
-    )
-    message = await store.retry(
-        message_id, attempts=courier.message_retries + 1, ttl=courier.message_ttl
-    )
+    message = await messages.retry(_store(request), settings, _message_id(message_id))
     return await _view(request, message)
 
 
 @router.post("/admin/courier/messages/{message_id}/cancel", tags=["messages"])
 async def cancel_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """Abandon a queued message with code ``cancelled``."""
-    message = await _store(request).cancel(message_id, error=diagnose("cancelled"))
+    message = await messages.cancel(_store(request), _message_id(message_id))
     return await _view(request, message)
 
 
 # -- Ory intake ----------------------------------------------------------------------------
 
 
+async def _ory(request: Request, caller: Caller, tenant: str, payload: Any) -> JSONResponse:
+    settings = await _tenants(request).settings()
+    known = tenant in settings.tenant_names()
+    render = settings.tenant(tenant).ory.render if known else "auto"
+    return await _enqueue(request, caller, from_ory(payload, tenant=tenant, render=render))
+
+
 @router.post("/intake/ory", status_code=202, tags=["intake"])
 async def ory_default(
     request: Request, caller: Intake, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ory's HTTP email delivery payload, for tenant ``default``."""
-    return await _enqueue(request, caller, from_ory(payload, tenant="default"))
+    """What Ory Kratos posts (its default body, Ory's documented body, or a custom one
+    carrying ``template_data``), for tenant ``default``."""
+    return await _ory(request, caller, "default", payload)
 
 
 @router.post("/intake/ory/{tenant}", status_code=202, tags=["intake"])
 async def ory_tenant(
     request: Request, caller: Intake, tenant: str, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ory's HTTP email delivery payload, for ``tenant``."""
-    return await _enqueue(request, caller, from_ory(payload, tenant=tenant))
+    """What Ory Kratos posts, for ``tenant``."""
+    return await _ory(request, caller, tenant, payload)
 
 
 # -- tenants -------------------------------------------------------------------------------
@@ -264,8 +236,22 @@ async def put_tenant(
     tenant_id: str,
     courier: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
-    """Create or replace a tenant from its courier section; ``***`` keeps a stored secret."""
-    return await _tenants(request).save(tenant_id, courier)
+    """Create or replace a tenant from its courier section, or from what ``GET`` answers
+    (``{"id", "source", "courier": {...}}``: the read-only fields are ignored); ``***``
+    keeps a stored secret."""
+    return await _tenants(request).save(tenant_id, _courier_section(courier))
+
+
+_READ_ONLY = frozenset({"id", "source", "error"})
+
+
+def _courier_section(body: dict[str, Any]) -> dict[str, Any]:
+    """The courier section of a PUT body: the body itself, or its ``courier`` when the body
+    is a tenant as ``GET`` shows it."""
+    section = body.get("courier")
+    if isinstance(section, dict) and set(body) - {"courier"} <= _READ_ONLY:
+        return section
+    return body
 
 
 @router.delete("/admin/tenants/{tenant_id}", status_code=204, tags=["tenants"])
@@ -290,29 +276,8 @@ async def test_smtp(
 ) -> dict[str, Any]:
     """Walk the SMTP conversation with the tenant's settings; the test-smtp JSON."""
     options = body or SmtpTestBody()
-    report = await tenant_smtp_test(
+    report = await tenants.smtp_test(
         _tenants(request), tenant_id, to=options.to, no_send=options.no_send
     )
     result: dict[str, Any] = report.to_json()
     return result
-
-
-async def tenant_smtp_test(
-    registry: TenantRegistry, tenant_id: str, *, to: str | None, no_send: bool
-) -> SmtpTestReport:
-    """``test-smtp`` with a tenant's saved settings, as the worker would send: with the
-    tenant's private-target rule and its kept OAuth2 sign-in. Used by the API and the
-    dashboard; raise ``NotFoundError`` for an unknown tenant."""
-    settings = await registry.settings()
-    if tenant_id not in settings.tenant_names():
-        raise NotFoundError(f"no tenant {tenant_id!r}")
-    courier = settings.tenant(tenant_id)
-    return await run_smtp_test(
-        courier,
-        to=to,
-        no_send=no_send,
-        allow_private_targets=registry.allows_private_targets(tenant_id),
-        refresh_tokens=refresh_token_keeper(
-            registry.store, courier, tenant_id, secrets=settings.secrets.default
-        ),
-    )

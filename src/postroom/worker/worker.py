@@ -15,21 +15,23 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
+from postroom.clock import utcnow
 from postroom.config import Settings
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.catalogue import diagnose, diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.events.webhooks import finished_webhooks
 from postroom.metrics import Metrics
 from postroom.models import Handoff, Message, Status
 from postroom.render.mime import envelope_address
-from postroom.store import Completion, Store, StoreUnavailable, utcnow
+from postroom.store import Completion, Queue, StoreUnavailable, Tenants
 from postroom.store.events_base import WebhookDelivery
 from postroom.store.records import events_of
+from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
 
@@ -60,12 +62,17 @@ class WorkerStats:
     abandoned: int = 0
 
 
+class WorkerStore(Queue, Tenants, Protocol):
+    """What the worker uses of the store: the queue, and the OAuth2 refresh tokens that its
+    transports keep for tenants."""
+
+
 class Worker:
     """Delivers due messages from ``store`` through each tenant's transport."""
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         settings: Settings,
         *,
         concurrency: int | None = None,
@@ -181,7 +188,7 @@ class Worker:
                 return
         envelope = Envelope(
             message_id=message.id,
-            sender=route.sender,
+            sender=envelope_address(message.relay_sender() or route.sender),
             recipients=(envelope_address(message.recipient),),
             data=message.mime,
             recipient=message.recipient,
@@ -209,12 +216,7 @@ class Worker:
             self._finish(completion, message)
         except Exception as exc:  # a bug must not lose the message: record it and retry
             log.exception("message %s: unexpected error", message.id)
-            diagnosis = diagnose(
-                "unknown",
-                reply_code=450,
-                cause=f"Postroom failed unexpectedly: {exc!r}.",
-                fix="This is a bug in Postroom; the message will be retried. Please report it.",
-            )
+            diagnosis = diagnose_unexpected(exc)
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
             handoff = Handoff(

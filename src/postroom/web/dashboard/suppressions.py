@@ -15,11 +15,10 @@ from postroom.web.dashboard.pages import (
     query,
     read_form,
     redirect,
-    registry,
     render,
-    store,
 )
 from postroom.web.dashboard.session import Session, require_viewer
+from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]

@@ -2,7 +2,7 @@
 webhooks and the webhooks sent back to the identity system.
 
 Revision ID: 0012
-Revises: 0009 (the hand-off evidence)
+Revises: 0010 (the SMTP listener)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 from postroom.store.schema import UtcDateTime
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
