@@ -96,8 +96,10 @@ def http_server(
     replies: Sequence[Reply] | Callable[[Captured, int], Reply] = ACCEPTED,
     *,
     tls: ssl.SSLContext | None = None,
+    port: int = 0,
 ) -> Iterator[HttpServer]:
-    """Run a capturing server on 127.0.0.1 for the duration of the block."""
+    """Run a capturing server on 127.0.0.1 (on ``port``, else any free one) for the
+    duration of the block."""
     stopping = threading.Event()
     lock = threading.Lock()
     state: HttpServer
@@ -146,7 +148,7 @@ def http_server(
 
         do_POST = do_PUT = do_PATCH = do_GET = _handle
 
-    server = _Server(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", port), Handler)
     server.tls = tls
     state = HttpServer(port=server.server_address[1], scheme="https" if tls else "http")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

@@ -62,9 +62,14 @@ Fault = Callable[[Recording, int], str | None]
 class Handler:
     """Accepts everything unless a fault for that command says otherwise."""
 
-    def __init__(self, faults: dict[str, Fault] | None = None) -> None:
+    def __init__(
+        self,
+        faults: dict[str, Fault] | None = None,
+        data_reply: Callable[[Accepted], str] | None = None,
+    ) -> None:
         self.rec = Recording()
         self.faults = faults or {}
+        self.data_reply = data_reply
         self.calls: dict[str, int] = {}
 
     def _fault(self, command: str) -> str | None:
@@ -113,16 +118,17 @@ class Handler:
         if reply:
             return reply
         queue_id = f"4F{len(self.rec.messages) + 1:07X}"
-        self.rec.messages.append(
-            Accepted(
-                envelope.mail_from,
-                list(envelope.rcpt_tos),
-                envelope.content,
-                server.transport is not None
-                and server.transport.get_extra_info("ssl_object") is not None,
-                queue_id=queue_id,
-            )
+        accepted = Accepted(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            envelope.content,
+            server.transport is not None
+            and server.transport.get_extra_info("ssl_object") is not None,
+            queue_id=queue_id,
         )
+        self.rec.messages.append(accepted)
+        if self.data_reply is not None:
+            return self.data_reply(accepted)
         return f"250 2.0.0 Ok: queued as {queue_id}"  # Postfix's answer to end-of-data
 
 
@@ -205,9 +211,11 @@ def smtp_server(
     idle_timeout: float | None = None,
     port: int | None = None,
     auth_required: bool = True,
+    data_reply: Callable[[Accepted], str] | None = None,
 ) -> Iterator[Server]:
-    """Start an aiosmtpd server on 127.0.0.1 for the duration of the block."""
-    handler = Handler(faults)
+    """Start an aiosmtpd server on 127.0.0.1 for the duration of the block; ``data_reply``
+    makes the 250 to end-of-data of each accepted message (as a provider words it)."""
+    handler = Handler(faults, data_reply)
     holder = [handler]
     kwargs: dict[str, Any] = {}
     if starttls is not None:

@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from postroom.commands import diagnose, listener, messages, oauth, templates
+from postroom.commands import diagnose, listener, messages, oauth, suppressions, templates
 from postroom.commands.common import (
     CONFIG_ENV,
     ConfigOpt,
@@ -219,8 +219,8 @@ def _send_bulk(settings: Settings, path: Path, skip_invalid: bool, priority: str
         err.print(labelled("warning ", warning, label_style="yellow"))
     chunk = 500
 
-    async def work(store: Store) -> tuple[int, int]:
-        done = created = 0
+    async def work(store: Store) -> tuple[int, int, int]:
+        done = created = suppressed = 0
         with Progress(
             TextColumn("enqueueing"),
             BarColumn(),
@@ -232,16 +232,23 @@ def _send_bulk(settings: Settings, path: Path, skip_invalid: bool, priority: str
             task = progress.add_task("enqueue", total=len(prepared))
             for start in range(0, len(prepared), chunk):
                 batch = prepared[start : start + chunk]
-                stored = await enqueue_prepared(store, settings, batch)
+                stored = await enqueue_prepared(store, settings, batch, bulk=True)
+                suppressed += len(batch) - len(stored)
                 done += len(batch)
                 created += sum(1 for _message, new in stored if new)
                 progress.update(task, completed=done)
-        return done, created
+        return done, created, suppressed
 
-    count, created = run_with_store(settings, work)
-    known = count - created
+    count, created, suppressed = run_with_store(settings, work)
+    known = count - created - suppressed
     again = f"; {known} already enqueued under the same idempotency key" if known else ""
-    out.print(f"enqueued {created} message(s){again}")
+    left = (
+        f"; {suppressed} left out: the address is on the suppression list "
+        "(see `postroom suppressions list`)"
+        if suppressed
+        else ""
+    )
+    out.print(f"enqueued {created} message(s){again}{left}")
 
 
 # -- worker, migrate, serve ------------------------------------------------------------
@@ -478,6 +485,7 @@ for register in (
     oauth.register,
     listener.register,
     templates.register,
+    suppressions.register,
 ):
     register(app)
 

@@ -6,6 +6,7 @@
     ├── ConfigError                   the configuration is invalid (exit 2); names the key path
     ├── InputError                    a caller's input is invalid (exit 2); names the field
     │   └── DuplicateRequestError     an idempotency key reused with a different request
+    ├── SuppressedError               the recipient is on the tenant's suppression list (422)
     ├── NotFoundError                 no such message / tenant
     ├── ConflictError                 the thing is in the wrong state for the request (409)
     ├── RecipientLimitError           a per-recipient limit refuses the message now (429);
@@ -60,6 +61,21 @@ class DuplicateRequestError(InputError):
         field: str | None = "idempotency_key",
     ) -> None:
         super().__init__(message, field=field)
+
+
+class SuppressedError(PostroomError):
+    """The recipient is on the tenant's suppression list (a hard bounce or a complaint), so
+    the message was not stored. ``address``, ``reason`` and ``since`` say why."""
+
+    def __init__(self, address: str, *, reason: str, since: str) -> None:
+        self.address = address
+        self.reason = reason
+        self.since = since
+        super().__init__(
+            f"{address} is suppressed since {since} ({reason}); nothing was stored. Remove it "
+            "with DELETE /admin/tenants/{tenant}/suppressions/{address} or "
+            "`postroom suppressions remove` once the address works again"
+        )
 
 
 class NotFoundError(PostroomError):

@@ -50,6 +50,12 @@ class Metrics:
             ["tenant", "transport", "result", "code"],
             registry=self.registry,
         )
+        self.delivery_events = Counter(
+            "postroom_delivery_events",
+            "Delivery events the providers reported (stored once each).",
+            ["event", "provider"],
+            registry=self.registry,
+        )
         self.queue = Gauge(
             "postroom_queue_messages",
             "Messages in the store by status.",

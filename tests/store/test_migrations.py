@@ -16,6 +16,8 @@ from store_support import new
 
 from postroom.models import Priority
 from postroom.store import MessageFilter, open_store, utcnow
+from postroom.store.events_base import Suppression
+from postroom.store.records import events_of
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url
 
 
@@ -233,7 +235,7 @@ async def test_expired_sessions_are_deleted_when_a_session_starts(sql_dsn: str) 
 
 
 async def test_a_database_of_0011_with_messages_gains_the_locale_column(sql_dsn: str) -> None:
-    engine = database_at(sql_dsn, "0011", messages=("before",))
+    engine = database_at(sql_dsn, "0012", messages=("before",))
     assert "locale" not in {c["name"] for c in inspect(engine).get_columns("messages")}
     store = open_store(sql_dsn)
     try:
@@ -247,4 +249,46 @@ async def test_a_database_of_0011_with_messages_gains_the_locale_column(sql_dsn:
         assert {m.id: m.locale for m in listed} == {"before": None, fresh.id: "pt-BR"}
     finally:
         await store.close()
+    engine.dispose()
+
+
+async def test_a_database_of_the_previous_head_with_data_gains_the_delivery_event_tables(
+    sql_dsn: str,
+) -> None:
+    # 0011 is the revision before the delivery events; its message is written as 0011 held it.
+    engine = database_at(sql_dsn, "0011", messages=("before",))
+    assert "delivery_events" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tenants (id, courier, created_at, updated_at) "
+                """VALUES ('acme', '{"message_retries": 2}', :t, :t)"""
+            ),
+            {"t": utcnow().replace(tzinfo=None)},
+        )
+    store = open_store(sql_dsn)
+    try:
+        await store.migrate()
+        assert (await store.get("before")).recipient == "before@example.org"
+        tenant = await store.get_tenant("acme")
+        assert tenant is not None and tenant.courier == {"message_retries": 2}
+        records = events_of(store)
+        await records.suppress(
+            Suppression(
+                "default",
+                "A@Example.org",
+                "hard bounce",
+                "bounced",
+                None,
+                "before",
+                utcnow(),
+                None,
+            )
+        )
+        found = await records.suppression("default", "a@example.org", now=utcnow())
+        assert found is not None and found.message_id == "before"
+    finally:
+        await store.close()
+    tables = set(inspect(engine).get_table_names())
+    assert {"delivery_events", "suppressions", "webhook_nonces", "webhook_deliveries"} <= tables
     engine.dispose()

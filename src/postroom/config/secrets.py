@@ -3,9 +3,11 @@ so keys can be rotated by putting a new one first.
 
 Which values of a ``courier`` section are credentials is decided here, in one place, for the
 API and the dashboard alike: the password of an SMTP connection URI, HTTP auth values, OAuth2
-client secrets and keys, and every HTTP or SMTP header and URL query key whose name looks like
-a credential (:func:`is_credential_name`). Each credential is bound to the target it was saved
-for: ``***`` keeps a stored one only while that target stays the same.
+client secrets and keys, the keys providers sign their event webhooks with
+(``provider_events``), the secrets of ``webhooks`` to the identity system, and every HTTP or
+SMTP header and URL query key whose name looks like a credential (:func:`is_credential_name`).
+Each credential is bound to the target it was saved for: ``***`` keeps a stored one only while
+that target stays the same.
 """
 
 from __future__ import annotations
@@ -135,7 +137,12 @@ _FIXED: tuple[tuple[tuple[str, ...], str], ...] = (
     (("smtp", "oauth2", "client_secret"), "oauth"),
     (("smtp", "oauth2", "service_account_json"), "oauth"),
     (("smtp", "oauth2", "refresh_token"), "oauth"),
+    # Keys a provider signs its event webhooks with: they come in, so nothing to bind to.
+    (("provider_events", "mailgun", "signing_key"), "events"),
+    (("provider_events", "postmark", "password"), "events"),
+    (("provider_events", "generic", "secret"), "events"),
 )
+WEBHOOKS_PATH = ("webhooks",)
 URI_PATH = ("smtp", "connection_uri")
 HTTP_URL_PATH = ("http", "request_config", "url")
 BODY_PATH = ("http", "request_config", "body")
@@ -163,10 +170,12 @@ class _Slot:
     """Where one credential lives in a courier section, and which target it is bound to.
 
     ``kind``: ``plain`` (the value at ``path``), ``uri`` (the password of the URI at
-    ``path``), ``header`` (the value of header ``name`` of the mapping at ``path``) or
-    ``query`` (the value of query key ``name`` of the URL at ``path``). ``target`` is ``smtp``
-    (the connection URI's scheme, host and port), ``http`` (the HTTP URL's origin) or
-    ``oauth`` (the token endpoint: provider, tenant, token URL and client).
+    ``path``), ``header`` (the value of header ``name`` of the mapping at ``path``),
+    ``query`` (the value of query key ``name`` of the URL at ``path``) or ``webhook`` (the
+    ``secret`` of entry number ``name`` of the list at ``path``). ``target`` is ``smtp``
+    (the connection URI's scheme, host and port), ``http`` (the HTTP URL's origin), ``oauth``
+    (the token endpoint: provider, tenant, token URL and client), ``webhook`` (that entry's
+    URL origin) or ``events`` (a key a provider signs with: bound to nothing).
     """
 
     path: tuple[str, ...]
@@ -182,6 +191,8 @@ class _Slot:
             return f"{dotted}.{self.name}"
         if self.kind == "query":
             return f"{dotted} (query key {self.name!r})"
+        if self.kind == "webhook":
+            return f"{dotted}[{self.name}].secret"
         return dotted
 
     def same_place(self, other: _Slot) -> bool:
@@ -241,6 +252,13 @@ def _slots(courier: dict[str, Any]) -> list[_Slot]:
                 for name, value in headers.items()
                 if isinstance(name, str) and isinstance(value, str) and is_credential_name(name)
             ]
+    hooks = _get(courier, WEBHOOKS_PATH)
+    if isinstance(hooks, list):
+        found += [
+            _Slot(WEBHOOKS_PATH, "webhook", "webhook", str(index))
+            for index, hook in enumerate(hooks)
+            if isinstance(hook, dict) and isinstance(hook.get("secret"), str)
+        ]
     for path, target in _URLS:
         url = _get(courier, path)
         if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
@@ -259,6 +277,8 @@ def _read(courier: dict[str, Any], slot: _Slot) -> str:
         return _uri_password(value) or ""
     if slot.kind == "header":
         return str(value[slot.name])
+    if slot.kind == "webhook":
+        return str(value[int(slot.name)]["secret"])
     if slot.kind == "query":
         for key, raw in _query_pairs(value):
             if unquote_plus(key) == slot.name and raw is not None:
@@ -273,6 +293,8 @@ def _write(courier: dict[str, Any], slot: _Slot, secret: str) -> None:
         _set(courier, slot.path, _with_uri_password(value, secret))
     elif slot.kind == "header":
         value[slot.name] = secret
+    elif slot.kind == "webhook":
+        value[int(slot.name)]["secret"] = secret
     elif slot.kind == "query":
         _set(courier, slot.path, _with_query_value(value, slot.name, secret))
     else:
@@ -340,8 +362,15 @@ def _public_query(url: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in pairs if not is_credential_name(k)))
 
 
-def _target(courier: dict[str, Any], kind: str) -> object:
+def _target(courier: dict[str, Any], kind: str, slot: _Slot) -> object:
     """What a credential of this target kind is sent to, for comparison."""
+    if kind == "events":
+        return None
+    if kind == "webhook":
+        hooks = _get(courier, WEBHOOKS_PATH)
+        index = int(slot.name)
+        entry = hooks[index] if isinstance(hooks, list) and index < len(hooks) else None
+        return _origin(entry.get("url")) if isinstance(entry, dict) else None
     if kind == "smtp":
         return _smtp_target(_get(courier, URI_PATH))
     if kind == "http":
@@ -369,6 +398,7 @@ _TARGET_WORDS = {
         "the OAuth2 grant (smtp.oauth2 provider, flow, tenant_id, token_url, client_id, scope, "
         "subject) or the SMTP server its tokens go to (smtp.connection_uri)"
     ),
+    "webhook": "the webhook's URL (scheme, host and port)",
 }
 
 
@@ -408,7 +438,7 @@ def keep_masked(new: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
                 "value itself",
                 field=slot.field,
             )
-        if _target(out, slot.target) != _target(stored, slot.target):
+        if _target(out, slot.target, slot) != _target(stored, slot.target, before):
             raise InputError(
                 f"is {MASK!r} (keep the stored value), but {_TARGET_WORDS[slot.target]} changed "
                 "since it was saved; a kept credential only goes where it went before, so give "

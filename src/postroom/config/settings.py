@@ -18,6 +18,7 @@ from pydantic import (
 
 from postroom.config.branding import BrandingSettings, valid_locale
 from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
+from postroom.config.events import ProviderEventsSettings, SuppressionSettings, WebhookSettings
 from postroom.config.http import HttpSettings
 from postroom.config.listener import CourierListenerSettings, ListenerSettings, check_tenants
 from postroom.config.model import SettingsModel
@@ -247,6 +248,9 @@ class CourierSettings(_Strict):
     def _locale_tag(cls, value: str) -> str:
         return valid_locale(value)
 
+    provider_events: ProviderEventsSettings = Field(default_factory=ProviderEventsSettings)
+    suppression: SuppressionSettings = Field(default_factory=SuppressionSettings)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
     listener: CourierListenerSettings = Field(default_factory=CourierListenerSettings)
 
     @field_validator("preset")
@@ -326,6 +330,17 @@ class ServeSettings(_Strict):
     trusted_proxies: Annotated[list[str], BeforeValidator(_proxy_list)] = Field(
         default_factory=list
     )
+    # The hosts an SNS SigningCertURL may name (https only): AWS's own unless widened here.
+    sns_cert_host_pattern: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+
+    @field_validator("sns_cert_host_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

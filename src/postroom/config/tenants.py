@@ -344,6 +344,8 @@ class TenantRegistry:
         if oauth2.service_account_json is not None:  # checked when the settings were read
             token_uri = str(oauth2.service_account()["token_uri"])
             hosts.append(("smtp.oauth2.service_account_json", urlsplit(token_uri).hostname or ""))
+        for index, hook in enumerate(courier.webhooks):
+            hosts.append((f"webhooks[{index}].url", urlsplit(hook.url).hostname or ""))
         for field, host in hosts:
             if private_host(host):
                 raise InputError(

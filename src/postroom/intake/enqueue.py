@@ -14,6 +14,7 @@ from typing import Any
 from postroom.clock import utcnow
 from postroom.config import Settings
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
+from postroom.events.suppress import admit
 from postroom.intake.priority import content_hash, parse_priority, tenant_budget
 from postroom.intake.validate import (
     MAX_BODY,
@@ -64,6 +65,7 @@ class SendRequest:
             "idempotency_key",
             "priority",
             "locale",
+            "reference",
         }
         unknown = sorted(set(raw) - allowed)
         if unknown:
@@ -71,6 +73,9 @@ class SendRequest:
                 f"unknown key; allowed: {', '.join(sorted(allowed))}", field=unknown[0]
             )
         data = raw.get("data") or {}
+        if raw.get("reference") is not None and isinstance(data, dict):
+            # The identity system's own id, echoed in its webhooks (template_data.reference).
+            data = {**data, "reference": raw["reference"]}
         return cls(
             to=raw.get("to", ""),
             template_type=raw.get("template"),
@@ -213,9 +218,14 @@ async def enqueue(
 
 
 async def enqueue_prepared(
-    store: Queue, settings: Settings, prepared: Sequence[NewMessage]
+    store: Queue, settings: Settings, prepared: Sequence[NewMessage], *, bulk: bool = False
 ) -> list[tuple[Message, bool]]:
-    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`."""
+    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`.
+
+    A message to an address on its tenant's suppression list raises ``SuppressedError``
+    (nothing is stored), unless it is urgent (see ``events.suppress``); with ``bulk``, such
+    messages are left out of the result instead and the others stored."""
+    prepared = await admit(store, settings, prepared, bulk=bulk)
     # A key repeated within the batch: the first occurrence is stored, the others return it.
     first: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from postroom.config import Settings
 from postroom.config.listener import IDLE_TIMEOUT, MAX_PER_CLIENT
 from postroom.config.networks import is_loopback
-from postroom.errors import ConfigError, InputError, RecipientLimitError
+from postroom.errors import ConfigError, InputError, RecipientLimitError, SuppressedError
 from postroom.intake.enqueue import enqueue_prepared
 from postroom.intake.relay import (
     Submission,
@@ -296,6 +296,10 @@ class Listener:
             stored = await enqueue_prepared(self.store, settings, prepared)
         except RecipientLimitError as exc:  # a per-recipient limit: try again later
             return server.refuse(f"450 4.7.1 {exc}", str(exc), tenant=tenant)
+        except SuppressedError as exc:  # permanent: the client must not try again
+            why = " ".join(exc.reason.split())
+            reply = f"550 5.7.1 {exc.address} is on the suppression list ({why})"
+            return server.refuse(reply, str(exc), tenant=tenant)
         except Exception as exc:
             log.exception("the listener could not store a message for tenant %s", tenant)
             return server.refuse(

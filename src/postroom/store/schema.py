@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -180,4 +181,75 @@ sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index("ix_sessions_expires", "expires_at"),
+)
+
+# What providers reported after the hand-off (migration 0012). ``message_id`` is null while
+# no message matches (kept a day, matched when the send is recorded later); the same
+# (tenant, provider, event_id) is stored once.
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("message_id", String(36), ForeignKey("messages.id", ondelete="CASCADE"), nullable=True),
+    Column("provider", String(16), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("provider_message_id", String(255), nullable=True),
+    Column("header_message_id", String(255), nullable=True),
+    Column("hard", Boolean, nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("diagnosis", String(64), nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant", "provider", "event_id", name="uq_delivery_events_event"),
+    Index("ix_delivery_events_message", "message_id", "occurred_at"),
+    Index("ix_delivery_events_unmatched", "tenant", "provider_message_id"),
+    Index("ix_delivery_events_received", "received_at"),
+)
+
+# Addresses a tenant no longer mails (hard bounce or complaint), until ``expires_at``.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("address", String(320), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("event_ref", String(36), nullable=True),
+    Column("message_id", String(36), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+)
+
+# Nonces of signed provider requests (a Mailgun token, a webhook-id...), to refuse replays.
+webhook_nonces = Table(
+    "webhook_nonces",
+    metadata,
+    Column("nonce", String(300), primary_key=True),
+    Column("seen_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_nonces_seen", "seen_at"),
+)
+
+# Events for the identity system's webhooks: stored before they are sent, retried for a day.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the webhook-id header
+    Column("tenant", String(128), nullable=False),
+    Column("endpoint", Integer, nullable=False),  # index in courier.webhooks
+    Column("url", Text, nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("message_id", String(36), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_answer", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_created", "tenant", "created_at"),
 )

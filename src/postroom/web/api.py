@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from postroom.errors import InputError
+from postroom.events.model import DeliveryEvent
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
 from postroom.models import Message, Priority, Status, message_json
 from postroom.service import messages, tenants
 from postroom.store import MessageFilter
+from postroom.store.records import events_of
 from postroom.web.auth import Caller, require_admin, require_intake
 from postroom.web.state import exposes_bodies
 from postroom.web.state import registry as _tenants
@@ -44,6 +46,8 @@ class EnqueueBody(BaseModel):
     html_body: str | None = None
     priority: str | None = None  # urgent, normal or bulk; default by template type
     locale: str | None = None  # BCP 47, e.g. de or pt-BR; default: the tenant's courier.locale
+    # The identity system's own id for the message, echoed in its webhooks.
+    reference: str | None = Field(default=None, max_length=255)
 
 
 async def _view(request: Request, message: Message) -> dict[str, Any]:
@@ -81,7 +85,9 @@ async def create_message(
     send = SendRequest(
         to=body.recipient,
         template_type=body.template_type if body.template_type != "stub" else None,
-        data=body.template_data,
+        data=body.template_data
+        if body.reference is None
+        else {**body.template_data, "reference": body.reference},
         subject=body.subject,
         text=body.body,
         html=body.html_body,
@@ -136,7 +142,10 @@ async def list_messages(
         params["page_token"] = page.next_token
         links.append(f'</admin/courier/messages?{urlencode(params)}>; rel="next"')
     response.headers["Link"] = ", ".join(links)
-    return [await _view(request, m) for m in page.messages]
+    latest = await events_of(_store(request)).latest_events([m.id for m in page.messages])
+    return [
+        await _view(request, m) | {"delivery": _delivery(latest.get(m.id))} for m in page.messages
+    ]
 
 
 def _message_id(message_id: str) -> str:
@@ -151,8 +160,23 @@ def _message_id(message_id: str) -> str:
 
 @router.get("/admin/courier/messages/{message_id}", tags=["messages"])
 async def get_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
-    """One message with its dispatches, newest first; 400 for a malformed id."""
-    return await _view(request, await messages.get(_store(request), _message_id(message_id)))
+    """One message with its dispatches, newest first, its ``delivery`` (the latest event a
+    provider reported) and all its ``events``, oldest first; 400 for a malformed id."""
+    message_id = _message_id(message_id)
+    view = await _view(request, await messages.get(_store(request), message_id))
+    events = await events_of(_store(request)).events_for(message_id)
+    return view | {
+        "delivery": _delivery(events[-1] if events else None),
+        "events": [e.to_json() for e in events],
+    }
+
+
+def _delivery(event: DeliveryEvent | None) -> dict[str, Any] | None:
+    """A message's ``delivery``: its latest event as ``{event, at, reply, diagnosis}``."""
+    if event is None:
+        return None
+    shown = event.to_json()
+    return {key: shown[key] for key in ("event", "at", "reply", "diagnosis")}
 
 
 @router.post("/admin/courier/messages/{message_id}/retry", tags=["messages"])

@@ -18,10 +18,13 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from postroom import __version__
 from postroom.config import Settings
 from postroom.config.tenants import TenantRegistry
+from postroom.events.intake import EventIntake
+from postroom.events.runner import after_handoff
+from postroom.events.webhooks import WebhookSender
 from postroom.intake.smtp_listener import BoundSocket, Listener
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
-from postroom.web import api, dashboard, listener_api, previews
+from postroom.web import api, dashboard, events, listener_api, previews
 from postroom.web.auth import Caller, require_admin
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.web.openapi import install_true_openapi
@@ -50,7 +53,12 @@ def create_app(
         app.state.store = store or open_store(settings.dsn)
         await app.state.store.migrate()
         app.state.tenants = TenantRegistry(settings, app.state.store)
+        app.state.event_intake = EventIntake(app.state.store, app.state.tenants, app.state.metrics)
+        app.state.webhook_sender = WebhookSender(app.state.store, app.state.tenants)
         stop = asyncio.Event()
+        after = asyncio.create_task(
+            after_handoff(app.state.event_intake, app.state.webhook_sender, stop)
+        )
         task = None
         daily = asyncio.create_task(
             retention.run_daily(app.state.store, app.state.tenants.settings, stop)
@@ -74,6 +82,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            await after
             await daily
             if store is None:
                 await app.state.store.close()
@@ -99,6 +108,7 @@ def create_app(
     app.add_middleware(NoNulInUrl)
     app.include_router(api.router)
     app.include_router(previews.router)
+    app.include_router(events.router)
     app.include_router(listener_api.router)
 
     @app.get("/health/alive", tags=["health"])

@@ -21,6 +21,7 @@ from postroom.errors import (
     InputError,
     NotFoundError,
     RecipientLimitError,
+    SuppressedError,
     UnavailableError,
 )
 from postroom.text import terminal_safe
@@ -38,6 +39,7 @@ _MESSAGES = {
     429: "Too many messages for this recipient; try again after Retry-After seconds.",
     503: "The service is temporarily unavailable for this request.",
     413: "The request body is too large.",
+    422: "The request was understood but cannot be carried out.",
     500: "An internal server error occurred, please contact the system administrator.",
 }
 
@@ -66,6 +68,7 @@ def error_response(code: int, reason: str, headers: dict[str, str] | None = None
 STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (DuplicateRequestError, 409),
     (InputError, 400),
+    (SuppressedError, 422),
     (ConfigError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -116,7 +119,15 @@ def install_error_handlers(app: FastAPI) -> None:
             body["error"]["retry_after"] = exc.retry_after
             headers = {"Retry-After": str(exc.retry_after)}
             return JSONResponse(body, status_code=status, headers=headers)
-        return error_response(status, str(exc))
+        response = error_response(status, str(exc))
+        if isinstance(exc, SuppressedError):  # a code a program can test, and the evidence
+            body = error_body(status, str(exc))
+            body["error"] |= {
+                "id": "suppressed",
+                "details": {"address": exc.address, "reason": exc.reason, "since": exc.since},
+            }
+            response = JSONResponse(body, status_code=status)
+        return response
 
     for kind, _status in STATUS_OF:
         app.add_exception_handler(kind, postroom_error)

@@ -24,10 +24,13 @@ from postroom.config.tenants import TenantRegistry
 from postroom.diagnosis.catalogue import diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
+from postroom.events.webhooks import finished_webhooks
 from postroom.metrics import Metrics
 from postroom.models import Handoff, Message, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Queue, StoreUnavailable, Tenants
+from postroom.store.events_base import WebhookDelivery
+from postroom.store.records import events_of
 from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
@@ -85,6 +88,7 @@ class Worker:
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
+        self._owed: list[WebhookDelivery] = []  # webhooks of finished messages, unstored
         self._wrote = asyncio.Event()
         self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
         self._nudge = asyncio.Event()  # a send finished, or a stop was asked for
@@ -194,6 +198,8 @@ class Worker:
     def _finish(self, completion: Completion, message: Message) -> None:
         if message.reclaimed_from and completion.attempted:
             completion = replace(completion, reclaimed_from=message.reclaimed_from)
+        if completion.status in (Status.SENT, Status.ABANDONED):
+            self._owe_webhooks(completion, message)
         if self.metrics is not None:
             self._observe(completion, message)
         if completion.status is Status.SENT:
@@ -204,6 +210,12 @@ class Worker:
             self.stats.abandoned += 1
         self._pending.append(completion)
         self._wrote.set()
+
+    def _owe_webhooks(self, completion: Completion, message: Message) -> None:
+        """Queue ``message.sent`` / ``message.abandoned`` webhooks, stored before the status."""
+        with contextlib.suppress(KeyError):
+            courier = self._route(message.tenant).courier
+            self._owed += finished_webhooks(courier, message, completion, now=utcnow())
 
     def _observe(self, completion: Completion, message: Message) -> None:
         assert self.metrics is not None
@@ -239,7 +251,19 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await transport.close()
 
+    async def _store_owed(self) -> None:
+        """Store the webhooks owed for finished messages before their statuses are written,
+        so that a crash between the two never loses a webhook."""
+        if self._owed:
+            owed_now, self._owed = self._owed, []
+            try:
+                await events_of(self.store).add_deliveries(owed_now)
+            except BaseException:
+                self._owed[:0] = owed_now
+                raise
+
     async def _flush(self) -> None:
+        await self._store_owed()
         while self._pending:
             batch, self._pending = self._pending, []
             try:
@@ -291,6 +315,7 @@ class Worker:
         if urgent_only and not self._ready.time_to_peek():
             return 0
         room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
+        await self._store_owed()
         done, self._pending = self._pending, []
         self._claims += 1
         try:

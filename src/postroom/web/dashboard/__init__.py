@@ -8,6 +8,7 @@ Server-rendered pages (Jinja2, autoescaped) with a little vendored JavaScript:
   its attempts, retry and cancel;
 - ``/tenants``, ``/tenants/{id}``: provider settings with a preset picker, the SMTP test, and
   the SMTP listener's logins with the settings to paste into Keycloak;
+- ``/suppressions``: the suppression list, searched, an address removed;
 - ``/listener``: the SMTP listener's refusals (why a client's "Test connection" failed);
 - ``/templates``: every template type of a tenant in a locale, HTML beside plain text, with
   "Send me this";
@@ -21,7 +22,16 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from postroom.web.dashboard import listener, messages, outbox, overview, previews, signin, tenants
+from postroom.web.dashboard import (
+    listener,
+    messages,
+    outbox,
+    overview,
+    previews,
+    signin,
+    suppressions,
+    tenants,
+)
 from postroom.web.dashboard.pages import HERE
 
 STATIC_PATH = "/static"
@@ -29,7 +39,7 @@ STATIC_PATH = "/static"
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages and its static files (CSS, JS) to ``app``."""
-    for module in (signin, overview, messages, tenants, previews, outbox, listener):
+    for module in (signin, overview, messages, tenants, previews, suppressions, outbox, listener):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

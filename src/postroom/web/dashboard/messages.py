@@ -16,7 +16,8 @@ from postroom.errors import ConflictError, InputError, NotFoundError
 from postroom.models import Message, Priority, Status, TemplateType
 from postroom.service import messages as message_service
 from postroom.service.tenants import courier_for
-from postroom.store import MessageFilter
+from postroom.store import MessageFilter, utcnow
+from postroom.store.records import events_of
 from postroom.web.dashboard.headers import shown_headers
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
@@ -125,6 +126,7 @@ async def message_list(
     settings = await registry(request).settings()
     context: dict[str, Any] = {
         "rows": rows,
+        "delivery": await events_of(store(request)).latest_events([m.id for m in rows]),
         "exposed": exposed,
         "now": datetime.now(UTC),
     }
@@ -158,6 +160,8 @@ async def _detail(
     exposed = await exposes_bodies(request, message.tenant)
     settings = await registry(request).settings()
     courier = courier_for(settings, message.tenant)
+    records = events_of(store(request))
+    suppressed = await records.suppression(message.tenant, message.recipient, now=utcnow())
     return render(
         request,
         "message.html",
@@ -169,6 +173,9 @@ async def _detail(
         headers=await asyncio.to_thread(_headers, message, exposed),
         ttl=courier.message_ttl,
         now=datetime.now(UTC),
+        events=await records.events_for(message.id),
+        webhooks=await records.list_deliveries(tenant=None, message_id=message.id, limit=50),
+        suppressed=suppressed,
         **extra,
     )
 

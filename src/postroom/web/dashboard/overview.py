@@ -11,10 +11,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from postroom.diagnosis.catalogue import entry_of
 from postroom.models import Status
 from postroom.store.base import Activity
-from postroom.web.dashboard.pages import (
-    DashboardRoute,
-    render,
-)
+from postroom.store.records import events_of
+from postroom.web.dashboard.pages import DashboardRoute, render
 from postroom.web.dashboard.session import require_viewer
 from postroom.web.state import registry, store
 
@@ -197,9 +195,11 @@ async def overview(request: Request) -> Response:
         for status in STATUSES:
             totals.hour[status] += row.hour[status]
             totals.day[status] += row.day[status]
+    summary = await events_of(store(request)).event_summary(since=now - timedelta(hours=24))
     return render(
         request,
         "overview.html",
+        delivery=summary,
         title="Overview",
         nav="overview",
         rows=rows,

@@ -38,6 +38,8 @@ NOTICES = {
     "cancelled": "The message was cancelled.",
     "saved": "The tenant's settings are saved. Send a test email to check them.",
     "signed-out": "You are signed out.",
+    "unsuppressed": "The address is off the suppression list and will be mailed again.",
+    "not-suppressed": "That address was not on the suppression list.",
 }
 """Fixed texts a redirect may name with ``?notice=``: nothing from the URL is echoed."""
 

@@ -4,7 +4,7 @@ Messages stored before keep NULL: they were rendered in English, and every view 
 without a locale rather than claim one they were not asked for.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
