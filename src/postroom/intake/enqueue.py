@@ -8,10 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from postroom.config import Settings
+from postroom.deliverability.signer import sign_with, signing_key
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
 from postroom.intake.validate import (
     MAX_BODY,
@@ -201,8 +202,15 @@ async def enqueue_prepared(
     # One transaction per tenant: the attempt budget and the TTL are per tenant.
     for tenant, indexes in by_tenant.items():
         courier = settings.tenant(tenant)
+        # Signed once, now that the MIME is final: every attempt sends these same bytes.
+        key = await signing_key(store, settings, tenant)
         stored = await store.enqueue(
-            [prepared[i] for i in indexes],
+            [
+                prepared[i]
+                if key is None
+                else replace(prepared[i], mime=sign_with(key, prepared[i].mime))
+                for i in indexes
+            ],
             max_attempts=courier.message_retries + 1,
             ttl=courier.message_ttl,
         )

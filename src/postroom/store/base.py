@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
+from postroom.store.dkim_keys import DkimKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +132,7 @@ def activity_edges(since: datetime, step: timedelta, now: datetime) -> list[date
     return [since + n * step for n in range(slots)]
 
 
-class Store(Protocol):
+class Store(DkimKeys, Protocol):
     """Durable storage and queue. Every method is a coroutine; writes are atomic."""
 
     async def migrate(self) -> None:

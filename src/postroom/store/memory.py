@@ -32,10 +32,11 @@ from postroom.store.base import (
     activity_edges,
     new_id,
 )
+from postroom.store.dkim_keys import MemoryDkimKeys
 from postroom.store.sql import slot_free_at, utcnow
 
 
-class MemoryStore:
+class MemoryStore(MemoryDkimKeys):
     """A :class:`~postroom.store.base.Store` in a dict. Methods never await anything slow, so
     each one is atomic with respect to the others on the event loop."""
 

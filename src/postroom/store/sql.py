@@ -59,6 +59,7 @@ from postroom.store.base import (
     activity_edges,
     new_id,
 )
+from postroom.store.dkim_keys import SqlDkimKeys
 from postroom.store.schema import (
     UtcDateTime,
     dispatches,
@@ -127,7 +128,7 @@ def postgres_url(dsn: str) -> URL:
 NOTIFY_CHANNEL = "postroom_queue"
 
 
-class SqlStore:
+class SqlStore(SqlDkimKeys):
     """A :class:`~postroom.store.base.Store` over SQLAlchemy Core: SQLite or PostgreSQL."""
 
     def __init__(self, dsn: str) -> None:
