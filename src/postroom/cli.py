@@ -578,11 +578,13 @@ def _expose(settings: Settings, message: Message) -> bool:
         return False
 
 
+from postroom.commands.deliverability import register as _register_deliverability  # noqa: E402
 from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
 from postroom.commands.oauth import register as _register_oauth  # noqa: E402
 
 _register_diagnose(app)
 _register_oauth(app)
+_register_deliverability(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:

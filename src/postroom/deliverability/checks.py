@@ -66,13 +66,13 @@ class Report:
 
     def verdict(self) -> str:
         """One line: how many checks failed or warn, naming them."""
-        bad = [c.code for c in self.checks if c.status == "fail"]
-        warn = [c.code for c in self.checks if c.status == "warn"]
+        bad = list(dict.fromkeys(c.code for c in self.checks if c.status == "fail"))
+        warn = list(dict.fromkeys(c.code for c in self.checks if c.status == "warn"))
         if not bad and not warn:
             return f"deliverability of {self.domain}: every check passed"
-        parts = [f"{len(bad)} failed ({', '.join(bad)})"] if bad else []
-        parts += [f"{len(warn)} to look at ({', '.join(warn)})"] if warn else []
-        return f"deliverability of {self.domain}: {'; '.join(parts)}"
+        parts = [f"failed: {', '.join(bad)}"] if bad else []
+        parts += [f"to look at: {', '.join(warn)}"] if warn else []
+        return f"deliverability of {self.domain}: {'; '.join(parts)} (postroom doctor)"
 
 
 @dataclass(frozen=True, slots=True)

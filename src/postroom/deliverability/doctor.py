@@ -27,6 +27,15 @@ from postroom.deliverability.checks import (
 from postroom.deliverability.resolver import UNAVAILABLE
 
 CHECKS = ("from_domain", "spf", "dkim", "dmarc", "alignment", "mx", "mta_sts", "tls_rpt")
+LABELS = {
+    "spf": "SPF",
+    "dkim": "DKIM",
+    "dmarc": "DMARC",
+    "alignment": "DMARC alignment",
+    "mx": "MX",
+    "mta_sts": "MTA-STS",
+    "tls_rpt": "TLS-RPT",
+}
 
 
 def check_from(domain: str, setup: Setup) -> Check | None:
@@ -132,8 +141,7 @@ def run_doctor(domain: str, setup: Setup, resolver: dns.resolver.Resolver) -> Re
         report.checks.append(from_check)
     down = _unreachable(domain, resolver)
     if down is not None:
-        names = [n for n in CHECKS if n != "from_domain"]
-        report.checks += [unavailable(n, n.replace("_", "-").upper(), down) for n in names]
+        report.checks += [unavailable(n, LABELS[n], down) for n in CHECKS if n != "from_domain"]
         return report
     spf = check_spf(domain, setup, resolver)
     dkim = check_dkim(domain, setup, resolver)
