@@ -4,6 +4,7 @@ an HTTP provider is given; and a message altered after signing fails."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from postroom.intake.ory import from_ory
 from postroom.store import Store
 from postroom.worker import Worker
 
+from http_servers import http_server
 from smtp_servers import smtp_server
 
 SECRET = "s" * 40
@@ -180,3 +182,30 @@ def test_a_header_added_after_signing_breaks_the_signature() -> None:
         assert not dkim.verify(
             head + b"\r\n" + extra.rstrip(b"\r\n") + b"\r\n\r\n" + body, dnsfunc=verify
         )
+
+
+async def test_an_http_provider_gets_the_signed_mime_as_ctx_raw_mime(
+    store: Store, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path, record = key_file(tmp_path, "rsa-sha256")
+    with http_server() as srv:
+        settings = signing_settings(
+            make_settings,
+            path,
+            "rsa-sha256",
+            delivery_strategy="http",
+            http={
+                "request_config": {
+                    "url": srv.url,
+                    "body": "function(ctx) { raw: std.base64(ctx.raw_mime), to: ctx.recipient }",
+                }
+            },
+        )
+        [(message, _)] = await enqueue(
+            store, settings, [SendRequest(to="you@example.net", subject="Code", text="777")]
+        )
+        await Worker(store, settings).run(drain=True, max_wait=5)
+    [request] = srv.requests
+    raw = base64.b64decode(request.json()["raw"])
+    assert raw == (await store.get(message.id)).mime
+    assert dkim.verify(raw, dnsfunc=dns_serving(record))

@@ -23,6 +23,7 @@ from postroom.config.model import SettingsModel
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import stored_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
+from postroom.deliverability.nameservers import parse_nameserver
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
 from postroom.text import header_line_problem
@@ -345,8 +346,6 @@ class DnsSettings(_Strict):
     @field_validator("nameservers")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        from postroom.deliverability.resolver import parse_nameserver
-
         for entry in value:
             parse_nameserver(entry)
         return value
