@@ -3,9 +3,11 @@ on SQLite, beside ``GET /health/alive`` measured in the same run with the same c
 
 Prints requests per second and p50/p99 latency for both at full load, the ratio of the two
 throughputs, and the enqueue latency at half the measured peak rate (an open-loop load).
-The server runs with ``--no-worker`` so that only intake is measured.
+The server runs with ``--no-worker`` so that only intake is measured. Two more servers sign
+with DKIM (an RSA-2048 and an Ed25519 key); the three are measured in turn, round after round,
+and the cost of signing is each signing server's median rate against the unsigned one's.
 
-Usage: python bench/intake.py [--requests N] [--clients C]
+Usage: python bench/intake.py [--requests N] [--clients C] [--rounds R] [--no-dkim]
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import httpx
 
@@ -106,53 +109,118 @@ def line(name: str, rate: float, latencies: list[float]) -> str:
     )
 
 
-async def measure(base: str, total: int, clients: int) -> None:
-    await closed_loop(base, alive, 200, clients)  # warm up
-    health_rate, health_lat = await closed_loop(base, alive, total, clients)
-    enqueue_rate, enqueue_lat = await closed_loop(base, enqueue, total, clients)
-    half = await open_loop(base, enqueue_rate / 2, min(total, int(enqueue_rate * 5)))
-    print(f"requests: {total} per phase, clients: {clients}")
-    print(line("GET /health/alive", health_rate, health_lat))
-    print(line("POST /admin/courier/messages", enqueue_rate, enqueue_lat))
-    print(f"enqueue / health throughput: {enqueue_rate / health_rate:.2f}")
-    print(
-        f"at half the peak ({enqueue_rate / 2:.0f} req/s, open loop): "
-        f"p50 {percentile(half, 0.5) * 1000:.1f} ms, p99 {percentile(half, 0.99) * 1000:.1f} ms, "
-        f"mean {statistics.mean(half) * 1000:.1f} ms"
+async def measure(bases: dict[str, str], total: int, clients: int, rounds: int) -> None:
+    """Every server in turn, ``rounds`` times (so that a busy machine weighs on each alike),
+    then the open-loop latency of each at half its median peak."""
+    per_round = max(total // rounds, clients)
+    health: dict[str, list[float]] = {name: [] for name in bases}
+    rates: dict[str, list[float]] = {name: [] for name in bases}
+    health_lat: dict[str, list[float]] = {name: [] for name in bases}
+    enqueue_lat: dict[str, list[float]] = {name: [] for name in bases}
+    for base in bases.values():
+        await closed_loop(base, alive, 200, clients)  # warm up
+    for _ in range(rounds):
+        for name, base in bases.items():
+            rate, latencies = await closed_loop(base, alive, per_round, clients)
+            health[name].append(rate)
+            health_lat[name] += latencies
+            rate, latencies = await closed_loop(base, enqueue, per_round, clients)
+            rates[name].append(rate)
+            enqueue_lat[name] += latencies
+    print(f"requests: {per_round} per phase, {rounds} rounds, clients: {clients}")
+    for name, base in bases.items():
+        peak = statistics.median(rates[name])
+        half = await open_loop(base, peak / 2, min(total, int(peak * 5)))
+        print(f"\n== {name}")
+        print(line("GET /health/alive", statistics.median(health[name]), health_lat[name]))
+        print(line("POST /admin/courier/messages", peak, enqueue_lat[name]))
+        print(f"enqueue / health throughput: {peak / statistics.median(health[name]):.2f}")
+        print(
+            f"at half the peak ({peak / 2:.0f} req/s, open loop): "
+            f"p50 {percentile(half, 0.5) * 1000:.1f} ms, p99 {percentile(half, 0.99) * 1000:.1f} "
+            f"ms, mean {statistics.mean(half) * 1000:.1f} ms"
+        )
+    unsigned = statistics.median(rates[PLAIN])
+    print()
+    for name in bases:
+        if name != PLAIN:
+            rate = statistics.median(rates[name])
+            print(
+                f"signing cost, {name}: {rate:.0f} against {unsigned:.0f} req/s unsigned "
+                f"({(1 - rate / unsigned) * 100:+.1f}% slower; the budget is 15%)"
+            )
+
+
+PLAIN = "without DKIM signing"
+
+
+@contextmanager
+def server(tmp: str, **extra_env: str) -> Iterator[str]:
+    """``postroom serve --no-worker`` on a fresh database in ``tmp``; yield its base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
+    env.update(
+        SERVE_ADMIN_TOKEN=TOKEN,
+        DSN=f"sqlite:///{Path(tmp) / 'bench.db'}",
+        COURIER_SMTP_FROM_ADDRESS="no-reply@example.org",
+        **extra_env,
     )
+    if "COURIER_DKIM_PRIVATE_KEY_PATH" in env:
+        write_key(Path(env["COURIER_DKIM_PRIVATE_KEY_PATH"]), env["COURIER_DKIM_ALGORITHM"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "postroom.cli", "serve", "--no-worker", "--port", str(port)],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health/alive", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def write_key(path: Path, algorithm: str) -> None:
+    from postroom.deliverability.dkim import generate_key, private_pem
+
+    path.write_text(private_pem(generate_key(algorithm)))  # type: ignore[arg-type]
+
+
+def dkim_env(algorithm: str, tmp: str) -> dict[str, str]:
+    return {
+        "COURIER_DKIM_DOMAIN": "example.org",
+        "COURIER_DKIM_SELECTOR": "bench",
+        "COURIER_DKIM_ALGORITHM": algorithm,
+        "COURIER_DKIM_PRIVATE_KEY_PATH": str(Path(tmp) / "dkim.pem"),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-dkim", action="store_true", help="skip the servers that sign")
     args = parser.parse_args()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
-        env.update(SERVE_ADMIN_TOKEN=TOKEN, DSN=f"sqlite:///{Path(tmp) / 'bench.db'}")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "postroom.cli", "serve", "--no-worker", "--port", str(port)],
-            env=env,
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/health/alive", timeout=1)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise SystemExit("the server did not start") from None
-                    time.sleep(0.1)
-            asyncio.run(measure(base, args.requests, args.clients))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    algorithms = () if args.no_dkim else ("rsa-sha256", "ed25519-sha256")
+    with ExitStack() as stack:
+        bases = {PLAIN: stack.enter_context(server(stack.enter_context(TemporaryDirectory())))}
+        for algorithm in algorithms:
+            tmp = stack.enter_context(TemporaryDirectory())
+            name = f"DKIM signing with {algorithm}"
+            bases[name] = stack.enter_context(server(tmp, **dkim_env(algorithm, tmp)))
+        asyncio.run(measure(bases, args.requests, args.clients, args.rounds))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,14 @@ made by ``postroom dkim generate`` and switched on by ``postroom dkim activate``
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from postroom.config import Settings
 from postroom.config.secrets import Crypter
@@ -102,6 +106,19 @@ def sign_with(key: SigningKey | None, mime: bytes) -> bytes:
     return sign_message(mime, key)
 
 
+_RSA_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="postroom-dkim")
+
+
+async def sign_all(key: SigningKey | None, mimes: Sequence[bytes]) -> list[bytes]:
+    """:func:`sign_with` for each message. RSA signs on a worker thread: OpenSSL releases the
+    interpreter while it signs (about 0.3 ms a message), so the event loop goes on serving
+    requests meanwhile; Ed25519 is fast enough to sign in place."""
+    if key is None or isinstance(key.key, ed25519.Ed25519PrivateKey):
+        return [sign_with(key, mime) for mime in mimes]
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_RSA_POOL, lambda: [sign_with(key, m) for m in mimes])
+
+
 async def dkim_sign(store: DkimKeys, settings: Settings, tenant: str, mime: bytes) -> bytes:
     """Sign one finished message of ``tenant`` for sending: the bytes to store and send.
 
@@ -109,4 +126,5 @@ async def dkim_sign(store: DkimKeys, settings: Settings, tenant: str, mime: byte
     DKIM domain. Raise :class:`~postroom.errors.ConfigError` when the tenant's key cannot be
     loaded (an unreadable file, a secret that no longer decrypts the stored key).
     """
-    return sign_with(await signing_key(store, settings, tenant), mime)
+    [signed] = await sign_all(await signing_key(store, settings, tenant), [mime])
+    return signed

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from postroom.config import Settings
-from postroom.deliverability.signer import sign_with, signing_key
+from postroom.deliverability.signer import sign_all, signing_key
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
 from postroom.intake.validate import (
     MAX_BODY,
@@ -203,14 +203,13 @@ async def enqueue_prepared(
     for tenant, indexes in by_tenant.items():
         courier = settings.tenant(tenant)
         # Signed once, now that the MIME is final: every attempt sends these same bytes.
+        batch = [prepared[i] for i in indexes]
         key = await signing_key(store, settings, tenant)
+        if key is not None:
+            signed = await sign_all(key, [new.mime for new in batch])
+            batch = [replace(new, mime=mime) for new, mime in zip(batch, signed, strict=True)]
         stored = await store.enqueue(
-            [
-                prepared[i]
-                if key is None
-                else replace(prepared[i], mime=sign_with(key, prepared[i].mime))
-                for i in indexes
-            ],
+            batch,
             max_attempts=courier.message_retries + 1,
             ttl=courier.message_ttl,
         )
