@@ -94,6 +94,17 @@ def test_no_spf_at_all_is_missing_with_the_provider_include() -> None:
     assert fix == 'publish TXT example.org "v=spf1 include:sendgrid.net ~all"'
 
 
+def test_an_include_that_publishes_nothing_is_invalid_not_missing() -> None:
+    zone = replaced(
+        GOOD,
+        '"v=spf1 include:sendgrid.net ~all"',
+        '"v=spf1 include:sendgrid.net include:gone.example.net ~all"',
+    )
+    status, code, fix = codes(zone)["spf"]
+    assert (status, code) == ("fail", "spf_invalid")
+    assert fix == "remove include:gone.example.net from the record (or correct the name)"
+
+
 def test_dmarc_absent_and_p_none() -> None:
     absent = replaced(
         GOOD,

@@ -184,6 +184,16 @@ def check_spf(domain: str, setup: Setup, resolver: dns.resolver.Resolver) -> Che
     except checkdmarc.spf.SPFRecordNotFound as exc:
         if timed_out(exc):
             return unavailable("spf", "SPF", exc)
+        missing = str(getattr(exc, "domain", domain)).lower().rstrip(".")
+        if missing != domain:
+            return Check(
+                "spf",
+                "fail",
+                "spf_invalid",
+                f"the SPF record of {domain} includes {missing}, which publishes no SPF record, "
+                "so receivers treat SPF as broken (permerror)",
+                f"remove include:{missing} from the record (or correct the name)",
+            )
         return Check(
             "spf",
             "fail",
