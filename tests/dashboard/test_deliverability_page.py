@@ -16,6 +16,7 @@ from postroom.store import open_store
 
 from dashboard_support import Dash
 from dns_server import serving_zone
+from smtp_servers import smtp_server
 from web_support import serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -85,3 +86,22 @@ def test_the_page_shows_each_check_and_the_record_to_publish(
                 browser.close()
     assert "SG.secret" not in html
     assert ("example.org", "TXT") in dns.asked  # the page asked the configured resolver
+
+
+def test_the_test_email_ends_with_the_domain_verdict(
+    settings_with: Callable[..., Settings],
+) -> None:
+    with serving_zone(ZONE) as (nameserver, _), smtp_server() as srv:
+        uri = f"smtp://127.0.0.1:{srv.port}/?disable_starttls=true"
+        settings = settings_with(
+            dns={"nameservers": [nameserver]},
+            courier={"smtp": {"connection_uri": uri, "from_address": "no-reply@example.org"}},
+        )
+        with serving(settings, run_worker=False) as base, Dash(base) as dash:
+            dash.sign_in()
+            page = dash.submit("/tenants/default", "/tenants/default/test", {"to": "a@b.org"})
+    assert page.status_code == 200
+    assert len(srv.rec.messages) == 1  # the test email went out
+    assert 'data-deliverability="fail"' in page.text
+    assert "deliverability of example.org: failed: dkim_missing" in page.text
+    assert 'href="/tenants/default/deliverability?domain=example.org"' in page.text

@@ -13,6 +13,7 @@ import dkim
 
 from dns_server import serving_zone, silent_nameserver
 from procs import postroom
+from smtp_servers import smtp_server
 
 SECRET = "0123456789abcdef0123456789abcdef-secret"
 CONFIG = f"""
@@ -95,3 +96,30 @@ def test_doctor_exits_1_on_a_failed_check_and_2_on_bad_usage(tmp_path: Path) -> 
     assert "Traceback" not in bad.stderr
     unknown = postroom(tmp_path, "doctor", "--domain", "example.org", "--tenant", "nope")
     assert unknown.returncode == 2 and "unknown tenant 'nope'" in unknown.stderr
+
+
+def test_test_smtp_ends_with_a_verdict_that_never_changes_its_exit_code(tmp_path: Path) -> None:
+    with smtp_server() as srv:
+        (tmp_path / "postroom.yaml").write_text(
+            "dsn: sqlite:///./postroom.db\n"
+            "courier:\n"
+            f"  smtp: {{connection_uri: 'smtp://127.0.0.1:{srv.port}/?disable_starttls=true',"
+            " from_address: no-reply@example.org}\n"
+        )
+        with serving_zone('_dmarc.example.org. 300 IN TXT "v=DMARC1; p=none"\n') as (ns, _):
+            human = postroom(tmp_path, "test-smtp", "--to", "you@example.net",
+                             env={"DNS_NAMESERVERS": ns})  # fmt: skip
+            as_json = postroom(tmp_path, "test-smtp", "--no-send", "--json",
+                               env={"DNS_NAMESERVERS": ns})  # fmt: skip
+        with silent_nameserver() as silent:
+            skipped = postroom(tmp_path, "test-smtp", "--no-send", "--json",
+                               env={"DNS_NAMESERVERS": silent})  # fmt: skip
+    assert human.returncode == 0, human.stderr
+    last = human.stdout.strip().splitlines()[-1]
+    assert last.startswith("deliverability of example.org: failed: spf_missing"), last
+    assert "postroom doctor --domain example.org --tenant default" in last
+    assert as_json.returncode == 0
+    checked = json.loads(as_json.stdout)["deliverability"]
+    assert checked["status"] == "fail" and "dmarc_policy_none" in checked["warnings"]
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["deliverability"]["status"] == "skipped"

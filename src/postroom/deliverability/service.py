@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import dns.resolver
 
@@ -119,13 +120,16 @@ async def published(
     return await asyncio.to_thread(dkim_key_check, key.domain, expected, resolver)
 
 
-async def expected_keys(store: DkimKeys, settings: Settings, tenant: str) -> list[ExpectedKey]:
-    """The keys ``tenant`` signs with now: its key file's, else its active stored key."""
+async def expected_keys(
+    store: DkimKeys | None, settings: Settings, tenant: str
+) -> list[ExpectedKey]:
+    """The keys ``tenant`` signs with now: its key file's, else its active stored key (not
+    looked up without a ``store``)."""
     courier = settings.tenant(tenant)
     file_key = file_signing_key(tenant, courier)
     if file_key is not None:
         return [ExpectedKey(file_key.selector, file_key.public_value, file_key.algorithm)]
-    if courier.dkim.domain is None:
+    if courier.dkim.domain is None or store is None:
         return []
     active = await store.active_dkim_key(tenant)
     if active is None:
@@ -134,7 +138,7 @@ async def expected_keys(store: DkimKeys, settings: Settings, tenant: str) -> lis
 
 
 async def doctor(
-    store: DkimKeys,
+    store: DkimKeys | None,
     settings: Settings,
     domain: str,
     *,
@@ -154,3 +158,36 @@ async def doctor(
         keys = await expected_keys(store, settings, tenant)
         setup = setup_of(tenant, settings.tenant(tenant), keys)
     return await asyncio.to_thread(run_doctor, domain, setup, resolver)
+
+
+VERDICT_BUDGET = 1.0
+"""The DNS budget of the one-line verdict after a test email: it must not hold the test up."""
+
+
+async def verdict(
+    store: DkimKeys | None, settings: Settings, tenant: str, sender: str
+) -> dict[str, Any]:
+    """The deliverability of ``sender``'s domain in one line, for the end of a test email:
+    ``{domain, status, line, failed, warnings}`` (status ``ok``, ``warn``, ``fail`` or
+    ``skipped`` when DNS could not be reached). Never raises for what DNS does."""
+    domain = sender.rpartition("@")[2].lower().rstrip(".")
+    hint = f"postroom doctor --domain {domain} --tenant {tenant}"
+    try:
+        budget = min(settings.dns.timeout, VERDICT_BUDGET)
+        report = await doctor(store, settings, domain, tenant=tenant, timeout=budget)
+    except (InputError, ConfigError) as exc:
+        return {"domain": domain, "status": "skipped", "line": f"not checked: {exc}"}
+    checks = [c for c in report.checks if c.name != "from_domain"]
+    if checks and all(c.code == "dns_unavailable" for c in checks):
+        line = f"deliverability of {domain} not checked: DNS did not answer; run {hint} later"
+        return {"domain": domain, "status": "skipped", "line": line}
+    failed = list(dict.fromkeys(c.code for c in report.checks if c.status == "fail"))
+    warnings = list(dict.fromkeys(c.code for c in report.checks if c.status == "warn"))
+    status = "fail" if failed else "warn" if warnings else "ok"
+    return {
+        "domain": domain,
+        "status": status,
+        "line": f"{report.verdict().removesuffix(' (postroom doctor)')}; details: {hint}",
+        "failed": failed,
+        "warnings": warnings,
+    }

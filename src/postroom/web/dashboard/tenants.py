@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.config.settings import CourierSettings
+from postroom.deliverability.service import verdict
 from postroom.diagnosis.smtp_test import SmtpTestReport
 from postroom.errors import ConfigError, ConflictError, InputError
 from postroom.presets import PRESETS
@@ -23,6 +24,7 @@ from postroom.web.dashboard.pages import (
     redirect,
     registry,
     render,
+    store,
 )
 from postroom.web.dashboard.session import Session, require_viewer
 from postroom.web.dashboard.tenant_form import TenantForm
@@ -106,6 +108,7 @@ async def _tenant_page(
     courier = settings.tenant(tenant_id) if usable and tenant_id is not None else None
     preset = PRESETS.get(form.preset)
     extra.setdefault("report", None)
+    extra.setdefault("deliverability", None)
     extra.setdefault("test_to", "")
     extra.setdefault("new_id", "")
     return render(
@@ -192,11 +195,17 @@ async def test_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Resp
         )
     except (InputError, ConfigError) as exc:
         error = str(exc)
+    checked = None
+    if report is not None:
+        settings = await registry(request).settings()
+        sender = report.sender or settings.tenant(tenant_id).smtp.from_address
+        checked = await verdict(store(request), settings, tenant_id, sender)
     return await _tenant_page(
         request,
         tenant_id,
         status=200 if error is None else 400,
         report=report,
+        deliverability=checked,
         test_to=to,
         error=error,
     )
