@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dkim
 import pytest
 
-from postroom.config import Settings
+import dkim
+from postroom.config import Settings, load_settings
 from postroom.deliverability.dkim import (
     SigningKey,
     generate_key,
@@ -24,6 +24,7 @@ from postroom.deliverability.dkim import (
     txt_record,
 )
 from postroom.deliverability.signer import dkim_sign
+from postroom.errors import ConfigError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.bulk import read_bulk
 from postroom.intake.enqueue import enqueue_prepared
@@ -209,3 +210,31 @@ async def test_an_http_provider_gets_the_signed_mime_as_ctx_raw_mime(
     raw = base64.b64decode(request.json()["raw"])
     assert raw == (await store.get(message.id)).mime
     assert dkim.verify(raw, dnsfunc=dns_serving(record))
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot be read (No such file or directory)"),
+        ("not a key", "is not an unencrypted PEM private key"),
+        ("ed25519", "holds an Ed25519 key, not one for rsa-sha256"),
+    ],
+)
+def test_a_bad_key_file_is_refused_when_the_configuration_is_read(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    key = tmp_path / "dkim.pem"
+    if content == "ed25519":
+        key.write_text(private_pem(generate_key("ed25519-sha256")))
+    elif content is not None:
+        key.write_text(content)
+    config = tmp_path / "postroom.yaml"
+    config.write_text(
+        "tenants:\n  acme:\n    courier:\n      dkim: {domain: example.org, selector: s1, "
+        f"algorithm: rsa-sha256, private_key_path: {key}}}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"tenants\.acme\.courier\.dkim\.private_key_path"
+    ) as caught:
+        load_settings(config)
+    assert problem in str(caught.value)

@@ -95,9 +95,15 @@ def load_private_key(pem: bytes, *, algorithm: Algorithm, source: str) -> Privat
         return key
     if algorithm == "ed25519-sha256" and isinstance(key, ed25519.Ed25519PrivateKey):
         return key
+    if isinstance(key, rsa.RSAPrivateKey):
+        kind = "an RSA key"
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        kind = "an Ed25519 key"
+    else:
+        kind = f"a {type(key).__name__.removeprefix('_')}, which DKIM cannot use"
     raise ConfigError(
-        f"holds a {type(key).__name__.removeprefix('_')} key, not one for {algorithm}; set "
-        "dkim.algorithm to match the key",
+        f"holds {kind}, not one for {algorithm}; set dkim.algorithm to match the key "
+        "(rsa-sha256 or ed25519-sha256)",
         path=source,
     )
 
