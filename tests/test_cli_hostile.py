@@ -171,6 +171,14 @@ def test_a_bulk_file_without_line_breaks_is_refused_without_reading_it_all(
     assert listed(tmp_path) == []
 
 
+def test_an_endless_file_of_bad_lines_is_refused_after_a_thousand(tmp_path: Path) -> None:
+    # /dev/urandom never ends and has a line break every 256 bytes or so: every line is bad.
+    configure(tmp_path)
+    result = postroom(tmp_path, "send", "--bulk", "/dev/urandom", "--skip-invalid", timeout=60)
+    refused(result, "--bulk", "1000 bad lines", "not look like a JSON Lines file", "line 1:")
+    assert listed(tmp_path) == []
+
+
 # -- server text in the terminal ----------------------------------------------------------
 
 

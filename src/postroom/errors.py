@@ -89,10 +89,10 @@ class DeliveryError(PostroomError):
     ) -> None:
         self.stage = stage
         self.reply_code = reply_code
-        self.reply_text = reply_text
+        self.reply_text = None if reply_text is None else readable(reply_text)
         self.hint = hint
         self.retry_after = retry_after
-        super().__init__(message)
+        super().__init__(readable(message))
 
     @property
     def reply(self) -> str | None:
@@ -140,6 +140,26 @@ class OAuthError(DeliveryError):
         super().__init__(
             message, stage=stage, reply_code=reply_code, reply_text=reply_text, hint=hint
         )
+
+
+def readable(text: str) -> str:
+    """``text`` as valid Unicode: bytes a server sent that are not UTF-8 (which asyncio
+    libraries keep as lone surrogates) become the characters they most likely were, or U+FFFD.
+    Everything a peer says passes through here before it is stored, shown or serialised."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not UTF-8: most servers that are not UTF-8 speak Latin-1 (or Windows-1252).
+        return raw.decode("cp1252", "replace")
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:

@@ -55,8 +55,19 @@ def _surrogate_problem(text: str) -> str | None:
     return None
 
 
+MAX_HEADER_VALUE = 998
+"""Characters in one header value: RFC 5322's line limit. A longer value is folded by the
+MIME writer, but nothing an identity system sends needs more, and a cap keeps every later
+parse of the message cheap."""
+
+
 def header_line_problem(value: str) -> str | None:
     """Why ``value`` cannot be written as one header line, or None when it can."""
+    if len(value) > MAX_HEADER_VALUE:
+        return (
+            f"is {len(value):,} characters long; a header value may have at most "
+            f"{MAX_HEADER_VALUE} (shorten it)"
+        )
     found = _BREAK.search(value)
     if found is not None:
         char = found.group()

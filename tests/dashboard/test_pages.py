@@ -399,3 +399,27 @@ def test_outbox_lists_and_renders_captured_email(
         assert framed.status_code == 200 and "135790" in framed.text
         assert framed.headers["content-security-policy"].startswith("sandbox;")
         dev.close()
+
+
+def test_odd_headers_never_break_a_page_and_credential_headers_are_masked(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    # ``Resent-To: a@[`` makes the strict header parser raise; a tenant's credential-named
+    # header (it goes to every recipient, so it is masked, not hidden from the mail).
+    settings = settings_with(
+        courier={"smtp": {"headers": {"Resent-To": "a@[", "X-Auth-Token": "tok-0123456789"}}}
+    )
+    with serving(settings) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        message = dash.enqueue(template_data={"login_code": "135790"})
+        dash.wait_for(message["id"], "sent")
+        pages = {
+            path: dash.http.get(path)
+            for path in (f"/messages/{message['id']}", f"/outbox/{message['id']}.eml", "/outbox")
+        }
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        assert "tok-0123456789" not in page.text, path
+    for path in (f"/messages/{message['id']}", f"/outbox/{message['id']}.eml"):
+        assert "a@[" in pages[path].text and "X-Auth-Token" in pages[path].text

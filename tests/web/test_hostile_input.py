@@ -234,3 +234,54 @@ def test_a_lone_surrogate_or_nul_in_saved_settings_is_refused(
         ):
             refused(raw_json(http, "PUT", "/admin/tenants/acme", body), key)
         assert http.get("/admin/tenants/acme", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_reply_that_is_not_utf8_is_shown_not_a_500(
+    settings_with: Callable[..., Settings], store: str, pg_dsn: str
+) -> None:
+    # A real server answering in Latin-1 ("für" as the single byte 0xFC): aiosmtplib keeps
+    # such bytes as lone surrogates, which neither JSON nor PostgreSQL can carry.
+    latin1 = b"550 5.7.1 Zugriff verweigert f\xfcr diesen Absender"
+    with smtp_server(faults={"DATA": lambda _rec, _n: latin1}) as srv:  # type: ignore[dict-item]
+        settings = settings_with(
+            **({"dsn": pg_dsn} if store == "postgresql" else {}),
+            courier={
+                "smtp": {
+                    "connection_uri": f"smtp://127.0.0.1:{srv.port}/?disable_starttls=true",
+                    "from_address": "no-reply@example.org",
+                }
+            },
+        )
+        with serving(settings) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+            stub = {"recipient": "jane@example.org", "subject": "s", "body": "b"}
+            sent = http.post(MESSAGES, json=stub)
+            assert sent.status_code == 202, sent.text
+            message_id = sent.json()["id"]
+            deadline = time.monotonic() + 15
+            while (shown := http.get(f"{MESSAGES}/{message_id}")).json().get("status") != (
+                "abandoned"
+            ):
+                assert shown.status_code == 200, shown.text
+                assert time.monotonic() < deadline, shown.text
+                time.sleep(0.05)
+            listed = http.get(MESSAGES)
+    reply = shown.json()["dispatches"][-1]["error"]["reply"]
+    assert reply == "550 5.7.1 Zugriff verweigert f\u00fcr diesen Absender"
+    assert listed.status_code == 200
+
+
+def test_a_header_value_longer_than_a_mail_line_is_refused(
+    settings_with: Callable[..., Settings],
+) -> None:
+    with serving(settings_with()) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        longest = http.post(
+            MESSAGES, json={"recipient": "j@example.org", "subject": "s" * 998, "body": "b"}
+        )
+        too_long = http.post(
+            MESSAGES, json={"recipient": "j@example.org", "subject": "s" * 999, "body": "b"}
+        )
+        header = http.put("/admin/tenants/acme", json={"smtp": {"headers": {"X-Tag": "t" * 5000}}})
+    assert longest.status_code == 202, longest.text
+    assert "at most 998" in refused(too_long, "subject")
+    refused(header, "X-Tag", "at most 998")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
@@ -23,7 +24,7 @@ def test_no_server_errors_and_only_json_errors(tmp_path: Path) -> None:
         }
     )
     with serving(config, run_worker=False) as base:
-        schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+        schema = schemathesis.openapi.from_url(f"{base}/openapi.json", headers=AUTH)
         labels = []
         for result in schema.get_all_operations():
             operation = result.ok()
@@ -48,3 +49,15 @@ def test_no_server_errors_and_only_json_errors(tmp_path: Path) -> None:
             check()
     assert "PUT /admin/tenants/{tenant_id}" in labels
     assert "POST /admin/courier/messages" in labels
+
+
+def test_the_schema_is_served_to_the_operator_only(tmp_path: Path) -> None:
+    config = Settings.model_validate({"dsn": f"sqlite:///{tmp_path / 'postroom.db'}"})
+    with serving(config, run_worker=False) as base, httpx.Client(base_url=base) as http:
+        anonymous = http.get("/openapi.json")
+        operator = http.get("/openapi.json", headers=AUTH)
+    with serving(config, run_worker=False, dev=True) as base, httpx.Client(base_url=base) as http:
+        developer = http.get("/openapi.json")
+    assert anonymous.status_code == 401
+    assert operator.status_code == 200 and "/admin/courier/messages" in operator.json()["paths"]
+    assert developer.status_code == 200

@@ -151,3 +151,126 @@ def test_a_mask_with_nothing_stored_names_the_field() -> None:
     with pytest.raises(InputError) as info:
         keep_masked({"http": {"request_config": {"headers": {"Authorization": "***"}}}}, {})
     assert info.value.field == "http.request_config.headers.Authorization"
+
+
+def test_a_kept_smtp_password_never_follows_a_weaker_connection(
+    settings_with: Callable[..., Settings],
+) -> None:
+    # Same host and port, but certificate checks switched off or another certificate name
+    # accepted: a man in the middle could then read the kept password, so it must be retyped.
+    settings = settings_with(serve={"allow_private_targets": True})
+    with (
+        smtp_server(users={"alice": PASSWORD}) as real,
+        serving(settings) as base,
+        httpx.Client(base_url=base) as http,
+    ):
+        uri = f"smtp://alice:{PASSWORD}@127.0.0.1:{real.port}/"
+        assert put(http, {"smtp": {"connection_uri": uri}}).status_code == 200
+        answers = {
+            change: put(
+                http,
+                {"smtp": {"connection_uri": f"smtp://alice:***@127.0.0.1:{real.port}/?{change}"}},
+            )
+            for change in (
+                "skip_ssl_verify=true",
+                "disable_starttls=true",
+                "server_name=attacker.example.net",
+            )
+        }
+        other_user = put(
+            http, {"smtp": {"connection_uri": f"smtp://mallory:***@127.0.0.1:{real.port}/"}}
+        )
+        unchanged = put(
+            http, {"smtp": {"connection_uri": f"SMTP://alice:***@127.0.0.1:{real.port}"}}
+        )
+    for change, answer in answers.items():
+        assert answer.status_code == 400, change
+        assert "smtp.connection_uri" in answer.json()["error"]["reason"]
+    assert other_user.status_code == 400
+    assert unchanged.status_code == 200, unchanged.text
+
+
+OAUTH_STORED = {
+    "smtp": {
+        "connection_uri": "smtp://app@smtp.office365.com:587/",
+        "oauth2": {
+            "provider": "generic",
+            "token_url": "https://login.example.org/token?code=fn-0123456789-secret",
+            "client_id": "app",
+            "client_secret": "s3cret",
+            "scope": "https://outlook.office365.com/.default",
+        },
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        # The tokens a kept secret mints go to the SMTP server: a new one must not get them.
+        (("connection_uri",), "smtp://app@attacker.example.net:587/"),
+        (("oauth2", "scope"), "https://graph.microsoft.com/.default"),
+        (("oauth2", "flow"), "device_code"),
+        (("oauth2", "subject"), "ceo@example.org"),
+    ],
+)
+def test_an_oauth2_secret_is_bound_to_the_grant_and_the_smtp_server(
+    path: tuple[str, ...], value: str
+) -> None:
+    moved = mask_secrets(OAUTH_STORED)
+    node = moved["smtp"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(InputError) as info:
+        keep_masked(moved, OAUTH_STORED)
+    assert info.value.field.startswith("smtp.oauth2.")
+
+
+def test_query_secrets_of_token_and_body_urls_are_masked_and_bound() -> None:
+    stored = {
+        **OAUTH_STORED,
+        "http": {"request_config": {"body": "https://bodies.example.org/b.jsonnet?sig=b-secret"}},
+    }
+    shown = mask_secrets(stored)
+    assert shown["smtp"]["oauth2"]["token_url"] == "https://login.example.org/token?code=***"
+    assert shown["http"]["request_config"]["body"].endswith("?sig=***")
+    kept = keep_masked(shown, stored)
+    assert kept["http"]["request_config"]["body"].endswith("?sig=b-secret")
+    assert kept["smtp"]["oauth2"]["token_url"].endswith("?code=fn-0123456789-secret")
+    shown["http"]["request_config"]["body"] = "https://evil.example.net/b.jsonnet?sig=***"
+    with pytest.raises(InputError) as info:
+        keep_masked(shown, stored)
+    assert info.value.field == "http.request_config.body (query key 'sig')"
+
+
+@pytest.mark.parametrize(
+    "courier",
+    [
+        {
+            "smtp": {
+                "oauth2": {
+                    "provider": "generic",
+                    "client_id": "a",
+                    "client_secret": "s",
+                    "token_url": "https://user:pw-0123@login.example.org/token",
+                }
+            }
+        },
+        {
+            "http": {
+                "request_config": {
+                    "url": "https://x.example.org/send",
+                    "body": "https://user:pw-0123@bodies.example.org/b.jsonnet",
+                }
+            }
+        },
+    ],
+)
+def test_userinfo_in_token_and_body_urls_is_refused(
+    courier: dict[str, Any], settings_with: Callable[..., Settings]
+) -> None:
+    with serving(settings_with()) as base, httpx.Client(base_url=base) as http:
+        answer = put(http, courier)
+    assert answer.status_code == 400
+    assert "user or password" in answer.text and "pw-0123" not in answer.text

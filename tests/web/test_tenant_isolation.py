@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -257,3 +258,24 @@ def test_saving_a_tenant_does_not_block_the_server(
         saver.join(60)  # the hanging server let go when it stopped
     assert answer["put"].status_code == 400
     assert "http.request_config.body" in answer["put"].json()["error"]["reason"]
+
+
+def test_a_stored_row_that_is_not_a_mapping_is_reported_not_a_500(
+    settings_with: Callable[..., Settings], tmp_path: Any
+) -> None:
+    # A row damaged outside Postroom (a hand edit, a bad restore): listed with why, never 500.
+    settings = settings_with(serve={"allow_private_targets": True})
+    with serving(settings) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        saved = http.put("/admin/tenants/acme", json={"smtp": {"from_address": "a@example.org"}})
+        assert saved.status_code == 200, saved.text
+    with sqlite3.connect(tmp_path / "postroom.db") as db:
+        db.execute(
+            "UPDATE tenants SET courier = '[1, 2]', updated_at = updated_at WHERE id = 'acme'"
+        )
+    with serving(settings) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        listed = http.get("/admin/tenants")
+        shown = http.get("/admin/tenants/acme")
+        ok = send(http, "default")
+    assert listed.status_code == 200 and [t["id"] for t in listed.json()] == ["default", "acme"]
+    assert shown.status_code == 200 and "not a mapping" in shown.json()["error"]
+    assert ok.status_code == 202

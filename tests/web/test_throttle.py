@@ -4,6 +4,7 @@ other addresses go on; X-Forwarded-For names the client only behind serve.truste
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ import pytest
 
 from postroom.config import Settings
 from postroom.config.loader import load_settings
+from postroom.config.tenants import TenantRegistry
 from postroom.errors import ConfigError
 from postroom.web.throttle import FAILURES, WINDOW, Throttle
 
@@ -172,3 +174,28 @@ def test_failures_leave_the_window_and_forgotten_addresses_make_room() -> None:
             throttle.failed(client)
     assert throttle.retry_after("b") == 0  # forgotten: at most two addresses are kept
     assert throttle.retry_after("d") > 0
+
+
+def test_a_burst_of_valid_intake_requests_is_never_throttled(
+    settings_with: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store that takes a while to answer (PostgreSQL under load): a caller's burst of good
+    # requests must not be counted as guesses while their lookups wait.
+    slow_read = TenantRegistry.settings
+
+    async def slow(self: TenantRegistry) -> Settings:
+        await asyncio.sleep(0.05)
+        return await slow_read(self)
+
+    monkeypatch.setattr(TenantRegistry, "settings", slow)
+    settings = settings_with(tenants={"acme": {"courier": {"intake_tokens": [INTAKE]}}})
+    intake = {"Authorization": f"Bearer {INTAKE}"}
+    with serving(settings, run_worker=False) as base, httpx.Client(base_url=base) as http:
+        assert http.post("/intake/ory/acme", json=ORY, headers=intake).status_code == 202
+
+        def post(_n: int) -> int:
+            return http.post("/intake/ory/acme", json=ORY, headers=intake).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(post, range(3 * FAILURES)))
+    assert answers == [202] * (3 * FAILURES)

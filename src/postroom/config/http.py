@@ -223,6 +223,16 @@ class RequestConfig(_Strict):
             return None
         if value.startswith("http://"):
             raise ValueError("a body URL must use https:// (the body is code that Postroom runs)")
+        if value.startswith("https://"):
+            try:
+                parts = urlsplit(value)
+            except ValueError as exc:
+                raise ValueError(f"is not a valid URL: {exc}") from None
+            if parts.username is not None or parts.password is not None:
+                raise ValueError(
+                    "the body URL contains a user or password; put a signed query key such "
+                    "as ?sig=... in the URL instead (it is encrypted and masked like a password)"
+                )
         return value
 
 

@@ -87,6 +87,11 @@ def check_token_url(url: str) -> str:
         parts = None
     if parts is None or not host or parts.scheme not in {"https", "http"}:
         raise ValueError(f"must be an https:// URL, like {MICROSOFT_AUTHORITY}/...")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "contains a user or password; give the client's credentials as client_id and "
+            "client_secret, which are encrypted and never printed"
+        )
     if parts.scheme == "http" and not loopback_host(host):
         raise ValueError(
             "must use https: the token request carries the client secret; plain http is "

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -138,6 +138,14 @@ _FIXED: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 URI_PATH = ("smtp", "connection_uri")
 HTTP_URL_PATH = ("http", "request_config", "url")
+BODY_PATH = ("http", "request_config", "body")
+TOKEN_URL_PATH = ("smtp", "oauth2", "token_url")
+_URLS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (HTTP_URL_PATH, "http"),
+    (BODY_PATH, "body"),
+    (TOKEN_URL_PATH, "oauth"),
+)
+"""URLs whose credential-named query keys (``?sig=``, ``?code=``) are credentials too."""
 _HEADER_DICTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("http", "request_config", "headers"), "http"),
     (("smtp", "headers"), "smtp"),
@@ -233,14 +241,15 @@ def _slots(courier: dict[str, Any]) -> list[_Slot]:
                 for name, value in headers.items()
                 if isinstance(name, str) and isinstance(value, str) and is_credential_name(name)
             ]
-    url = _get(courier, HTTP_URL_PATH)
-    if isinstance(url, str):
-        with contextlib.suppress(ValueError):
-            found += [
-                _Slot(HTTP_URL_PATH, "query", "http", unquote_plus(key))
-                for key, value in _query_pairs(url)
-                if value is not None and is_credential_name(unquote_plus(key))
-            ]
+    for path, target in _URLS:
+        url = _get(courier, path)
+        if isinstance(url, str) and url.lower().startswith(("https://", "http://")):
+            with contextlib.suppress(ValueError):
+                found += [
+                    _Slot(path, "query", target, unquote_plus(key))
+                    for key, value in _query_pairs(url)
+                    if value is not None and is_credential_name(unquote_plus(key))
+                ]
     return found
 
 
@@ -305,21 +314,61 @@ def _origin(url: Any) -> tuple[str, str, int] | None:
         return None
 
 
+def _smtp_target(uri: Any) -> tuple[object, ...] | None:
+    """Everything of an SMTP connection URI but its password: scheme, host, port, login name
+    and the security options (``skip_ssl_verify``, ``server_name``, ...), normalised, so that
+    a kept password follows neither a new server nor a weaker way of talking to it."""
+    origin = _origin(uri)
+    if origin is None or not isinstance(uri, str):
+        return None
+    try:
+        parts = urlsplit(uri.strip())
+        options = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+        return (*origin, unquote(parts.username or ""), parts.path.rstrip("/"), options)
+    except ValueError:
+        return None
+
+
+def _public_query(url: Any) -> tuple[tuple[str, str], ...]:
+    """The query pairs of ``url`` that are not credentials (those are compared as secrets)."""
+    if not isinstance(url, str):
+        return ()
+    try:
+        pairs = parse_qsl(urlsplit(url.strip()).query, keep_blank_values=True)
+    except ValueError:
+        return ()
+    return tuple(sorted((k, v) for k, v in pairs if not is_credential_name(k)))
+
+
 def _target(courier: dict[str, Any], kind: str) -> object:
     """What a credential of this target kind is sent to, for comparison."""
     if kind == "smtp":
-        return _origin(_get(courier, URI_PATH))
+        return _smtp_target(_get(courier, URI_PATH))
     if kind == "http":
         return _origin(_get(courier, HTTP_URL_PATH))
+    if kind == "body":
+        return _origin(_get(courier, BODY_PATH))
     oauth2 = _get(courier, ("smtp", "oauth2"))
     oauth2 = oauth2 if isinstance(oauth2, dict) else {}
-    return tuple(oauth2.get(key) for key in ("provider", "tenant_id", "token_url", "client_id"))
+    # An OAuth2 secret yields access tokens, and those go to the SMTP server: the binding
+    # covers both ends (who mints the token, for whom, with what reach, and where it is spent).
+    minted = tuple(
+        oauth2.get(key)
+        for key in ("provider", "flow", "tenant_id", "client_id", "scope", "subject")
+    )
+    token_url = oauth2.get("token_url")
+    minted += (_origin(token_url), _public_query(token_url))
+    return (minted, _smtp_target(_get(courier, URI_PATH)))
 
 
 _TARGET_WORDS = {
-    "smtp": "the SMTP server (scheme, host and port of smtp.connection_uri)",
+    "smtp": "the SMTP server or how it is reached (smtp.connection_uri apart from its password)",
     "http": "the HTTP endpoint (scheme, host and port of http.request_config.url)",
-    "oauth": "the OAuth2 token endpoint (smtp.oauth2 provider, tenant_id, token_url, client_id)",
+    "body": "the place the Jsonnet body is fetched from (http.request_config.body)",
+    "oauth": (
+        "the OAuth2 grant (smtp.oauth2 provider, flow, tenant_id, token_url, client_id, scope, "
+        "subject) or the SMTP server its tokens go to (smtp.connection_uri)"
+    ),
 }
 
 

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import re
 import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,7 @@ from postroom.errors import (
     UnavailableError,
 )
 from postroom.store import Store
+from postroom.store.base import StoredTenant
 
 log = logging.getLogger("postroom.tenants")
 
@@ -108,6 +110,7 @@ class TenantRegistry:
         self._checked = 0.0
         self._api_names: frozenset[str] = frozenset()
         self._broken: dict[str, str] = {}
+        self._built: dict[str, tuple[datetime, TenantSettings]] = {}
         self._lock = asyncio.Lock()
 
     def is_file_tenant(self, name: str) -> bool:
@@ -146,26 +149,38 @@ class TenantRegistry:
             version = await self.store.tenants_version()
             if version != self._version:
                 stored = await self.store.list_tenants()
-                tenants = dict(self.file_settings.tenants)
-                names: set[str] = set()
-                broken: dict[str, str] = {}
-                for tenant in stored:
-                    if self.is_file_tenant(tenant.id):
-                        continue  # the file wins; the API refuses to save these anyway
-                    try:
-                        courier = self._effective(tenant.courier)
-                    except Exception as exc:  # one bad row must not take the others down
-                        broken[tenant.id] = _reason(exc)
-                        log.warning("tenant %s cannot be used: %s", tenant.id, broken[tenant.id])
-                        continue
-                    tenants[tenant.id] = TenantSettings(courier=courier)
-                    names.add(tenant.id)
-                self._current = self.file_settings.model_copy(update={"tenants": tenants})
-                self._api_names = frozenset(names)
-                self._broken = broken
+                # Decrypting and validating is CPU work: off the event loop, and only for the
+                # rows that changed since the last read.
+                await asyncio.to_thread(self._rebuild, stored)
                 self._version = version
             self._checked = time.monotonic()
             return self._current
+
+    def _rebuild(self, stored: list[StoredTenant]) -> None:
+        tenants = dict(self.file_settings.tenants)
+        names: set[str] = set()
+        broken: dict[str, str] = {}
+        built: dict[str, tuple[datetime, TenantSettings]] = {}
+        for tenant in stored:
+            if self.is_file_tenant(tenant.id):
+                continue  # the file wins; the API refuses to save these anyway
+            before = self._built.get(tenant.id)
+            if before is not None and before[0] == tenant.updated_at:
+                settings = before[1]
+            else:
+                try:
+                    settings = TenantSettings(courier=self._effective(tenant.courier))
+                except Exception as exc:  # one bad row must not take the others down
+                    broken[tenant.id] = _reason(exc)
+                    log.warning("tenant %s cannot be used: %s", tenant.id, broken[tenant.id])
+                    continue
+            built[tenant.id] = (tenant.updated_at, settings)
+            tenants[tenant.id] = settings
+            names.add(tenant.id)
+        self._current = self.file_settings.model_copy(update={"tenants": tenants})
+        self._api_names = frozenset(names)
+        self._broken = broken
+        self._built = built
 
     def invalidate(self) -> None:
         """Re-read the store on the next :meth:`settings` call."""
@@ -177,6 +192,8 @@ class TenantRegistry:
     def _effective(self, stored: dict[str, Any]) -> CourierSettings:
         """The settings a stored courier section stands for: decrypted, its fetched body in
         place of the URL, validated without any I/O."""
+        if not isinstance(stored, dict):
+            raise ConfigError(f"the stored settings are a {type(stored).__name__}, not a mapping")
         courier = self._decrypt({k: v for k, v in stored.items() if k != KEPT_BODY})
         return CourierSettings.model_validate(with_kept_body(courier, stored.get(KEPT_BODY)))
 
@@ -194,7 +211,8 @@ class TenantRegistry:
             stored = await self.store.get_tenant(name)
             if stored is None:
                 raise NotFoundError(f"no tenant {name!r}")
-            courier = {k: v for k, v in stored.courier.items() if k != KEPT_BODY}
+            saved = stored.courier if isinstance(stored.courier, dict) else {}
+            courier = {k: v for k, v in saved.items() if k != KEPT_BODY}
         else:
             courier = settings.tenant(name).model_dump(mode="json", exclude_defaults=True)
         out = {"id": name, "source": source, "courier": mask_secrets(courier)}
@@ -208,9 +226,17 @@ class TenantRegistry:
         names = [*settings.tenant_names(), *sorted(self._broken)]
         return [await self.describe(name) for name in names]
 
+    def known_tenants_for_token(self, token: str) -> set[str]:
+        """The tenants whose intake tokens include ``token`` in the settings as last read
+        (at most ``refresh`` seconds old), answered at once, without touching the store."""
+        return self._tenants_for_token(self._current, token)
+
     async def tenants_for_token(self, token: str) -> set[str]:
         """The tenants whose intake tokens include ``token``."""
-        settings = await self.settings()
+        return self._tenants_for_token(await self.settings(), token)
+
+    @staticmethod
+    def _tenants_for_token(settings: Settings, token: str) -> set[str]:
         return {
             name
             for name in settings.tenant_names()

@@ -26,6 +26,11 @@ MAX_SKIP = 16 * MAX_LINE
 than that means the file is not JSON Lines, and reading stops."""
 
 
+MAX_BAD = 1000
+"""Bad lines after which reading stops: a file that bad (``/dev/urandom``, a binary, the
+wrong file) is not a bulk file with a few mistakes, and listing more helps nobody."""
+
+
 @dataclass
 class BulkFile:
     """What a bulk file holds: the prepared messages of its good lines, in order, and one
@@ -41,7 +46,8 @@ def read_bulk(path: Path, settings: Settings) -> BulkFile:
     A line that is not UTF-8, not a JSON object, nested too deeply, longer than
     :data:`MAX_LINE`, or not a valid message is listed in ``bad``, as is an idempotency key
     used again for a different message. Raise :class:`InputError` naming ``--bulk`` when the
-    file cannot be read, or when a line has no end within :data:`MAX_SKIP` bytes.
+    file cannot be read, when a line has no end within :data:`MAX_SKIP` bytes, or when
+    :data:`MAX_BAD` lines are bad and outnumber the good ones.
     """
     result = BulkFile()
     keys: dict[tuple[str, str], tuple[int, str | None]] = {}  # (tenant, key) -> line, hash
@@ -55,6 +61,15 @@ def read_bulk(path: Path, settings: Settings) -> BulkFile:
                 new = prepare(SendRequest.from_mapping(_parse(raw)), settings)
             except InputError as exc:
                 result.bad.append(f"line {number}: {exc}")
+                if len(result.bad) >= MAX_BAD and len(result.bad) > len(result.good):
+                    shown = "\n  ".join(result.bad[:5])
+                    raise InputError(
+                        f"{path} has {MAX_BAD} bad lines by line {number}, more than good ones, "
+                        "so it does not look like a JSON Lines file of messages (one JSON "
+                        f"object per line); reading stopped, nothing was enqueued. The first:"
+                        f"\n  {shown}",
+                        field="--bulk",
+                    ) from None
                 continue
             if new.idempotency_key is not None:
                 key = (new.tenant, new.idempotency_key)

@@ -28,7 +28,7 @@ from cryptography import x509
 
 from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
-from postroom.errors import DeliveryError, OAuthError
+from postroom.errors import DeliveryError, OAuthError, readable
 from postroom.transports.base import Envelope, Recorder, SendResult
 from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.targets import Target, resolve_target
@@ -50,7 +50,7 @@ def build_tls_context(uri: SmtpUri, settings: SmtpSettings) -> ssl.SSLContext:
 
 
 def _reply(response: SMTPResponse) -> str:
-    return f"{response.code} {' '.join(response.message.split())}".strip()
+    return readable(f"{response.code} {' '.join(response.message.split())}".strip())
 
 
 IMPLICIT_TLS_PORT = 465

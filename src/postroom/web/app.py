@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -20,6 +21,7 @@ from postroom.config.tenants import TenantRegistry
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
 from postroom.web import api, dashboard
+from postroom.web.auth import Caller, require_admin
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.web.throttle import Throttle
 from postroom.worker import Worker, retention
@@ -71,6 +73,8 @@ def create_app(
         lifespan=lifespan,
         docs_url="/docs" if dev else None,
         redoc_url=None,
+        # Outside development the schema is for the operator: served below behind the token.
+        openapi_url="/openapi.json" if dev else None,
     )
     app.state.dev = dev
     app.state.admin_token = admin_token or settings.serve.admin_token
@@ -110,6 +114,13 @@ def create_app(
         """Prometheus text format."""
         app.state.metrics.set_queue(await app.state.store.count_by_status())
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    if not dev:
+
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi(_caller: Annotated[Caller, Depends(require_admin)]) -> JSONResponse:
+            """The OpenAPI document (admin token required outside development)."""
+            return JSONResponse(app.openapi())
 
     dashboard.install(app)
 

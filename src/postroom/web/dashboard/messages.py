@@ -3,20 +3,22 @@ headers, bodies in a sandbox, every attempt with its diagnosis; retry and cancel
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
 from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.errors import ConflictError, InputError, NotFoundError
-from postroom.models import REDACTED, Message, Status, TemplateType
+from postroom.models import Message, Status, TemplateType
 from postroom.store import MessageFilter
 from postroom.web import api
 from postroom.web.api import exposes_bodies
 from postroom.web.auth import Caller
+from postroom.web.dashboard.headers import shown_headers
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
     DashboardRoute,
@@ -63,14 +65,8 @@ class Filters:
 
 
 def _headers(message: Message, exposed: bool) -> list[tuple[str, str]]:
-    parsed = BytesHeaderParser(policy=policy.default).parsebytes(message.mime)
-    out = []
-    for name, value in parsed.items():
-        text = str(value)
-        if name.lower() == "subject" and not exposed:
-            text = REDACTED
-        out.append((name, text))
-    return out
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(message.mime)
+    return shown_headers(parsed, exposed=exposed)
 
 
 @router.get("/messages")
@@ -153,7 +149,7 @@ async def _detail(
         nav="messages",
         m=message,
         exposed=exposed,
-        headers=_headers(message, exposed),
+        headers=await asyncio.to_thread(_headers, message, exposed),
         ttl=courier.message_ttl,
         now=datetime.now(UTC),
         **extra,

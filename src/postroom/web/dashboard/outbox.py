@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from postroom.config import Settings
 from postroom.errors import NotFoundError
 from postroom.models import REDACTED
 from postroom.web.api import exposes_bodies
+from postroom.web.dashboard.headers import header_text, shown_headers
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
     DashboardRoute,
@@ -72,10 +74,16 @@ async def _exposed(request: Request, folder: Folder) -> bool:
     return all([await exposes_bodies(request, name) for name in folder.tenants])
 
 
-def _parse(path: Path, *, headers_only: bool) -> EmailMessage:
+def _parse(path: Path) -> EmailMessage:
     with open(path, "rb") as fh:
-        parsed = BytesParser(policy=policy.default).parse(fh, headersonly=headers_only)
+        parsed = BytesParser(policy=policy.default).parse(fh)
     return parsed
+
+
+def _parse_headers(path: Path) -> Message:
+    """The headers only, parsed leniently (a malformed address never breaks the page)."""
+    with open(path, "rb") as fh:
+        return BytesParser(policy=compat32).parse(fh, headersonly=True)
 
 
 def _scan(folder_list: list[Folder], start: int) -> tuple[list[tuple[Path, os.stat_result]], int]:
@@ -94,16 +102,16 @@ def _scan(folder_list: list[Folder], start: int) -> tuple[list[tuple[Path, os.st
 
 def _summary(path: Path, stat: os.stat_result, exposed: bool) -> Captured:
     try:
-        message = _parse(path, headers_only=True)
+        message = _parse_headers(path)
     except OSError:
-        message = EmailMessage()
+        message = Message()
     return Captured(
         name=path.name,
         written=datetime.fromtimestamp(stat.st_mtime, UTC),
         size=stat.st_size,
-        sender=str(message.get("From", "")),
-        recipient=str(message.get("To", "")),
-        subject=str(message.get("Subject", "")) if exposed else REDACTED,
+        sender=header_text(message, "From"),
+        recipient=header_text(message, "To"),
+        subject=header_text(message, "Subject") if exposed else REDACTED,
     )
 
 
@@ -149,10 +157,11 @@ async def _find(request: Request, name: str) -> tuple[Path, Folder]:
 
 
 def _part(message: EmailMessage, kind: str) -> str | None:
-    part = message.get_body(preferencelist=(kind,))
-    if part is None:
-        return None
-    content = part.get_content()
+    try:
+        part = message.get_body(preferencelist=(kind,))
+        content = None if part is None else part.get_content()
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None  # a part this parser cannot read is not shown, the page still is
     return content if isinstance(content, str) else None
 
 
@@ -161,11 +170,8 @@ async def captured(request: Request, _viewer: Viewer, name: str) -> Response:
     """One captured email: headers, the HTML in a sandbox, the plain text."""
     path, folder = await _find(request, name)
     exposed = await _exposed(request, folder)
-    message = await asyncio.to_thread(_parse, path, headers_only=False)
-    headers = [
-        (key, REDACTED if key.lower() == "subject" and not exposed else str(value))
-        for key, value in message.items()
-    ]
+    message = await asyncio.to_thread(_parse, path)
+    headers = shown_headers(await asyncio.to_thread(_parse_headers, path), exposed=exposed)
     stem = path.stem
     try:
         queued = await store(request).get(stem)
@@ -190,7 +196,7 @@ async def captured(request: Request, _viewer: Viewer, name: str) -> Response:
 async def captured_html(request: Request, _viewer: Viewer, name: str) -> Response:
     """A captured email's HTML part, sandboxed like a message's."""
     path, folder = await _find(request, name)
-    message = await asyncio.to_thread(_parse, path, headers_only=False)
+    message = await asyncio.to_thread(_parse, path)
     html = _part(message, "html")
     if html is None or not await _exposed(request, folder):
         raise NotFoundError("this email has no HTML part to show")
