@@ -5,6 +5,7 @@ gives ``dns_unavailable``, never "missing"."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -127,6 +128,19 @@ def test_a_published_key_that_is_not_the_signing_key_is_a_mismatch() -> None:
     status, code, fix = codes(zone)["dkim"]
     assert (status, code) == ("fail", "dkim_mismatch")
     assert fix is not None and "postroom1._domainkey.example.org" in fix and KEY in fix
+
+
+def test_a_key_made_but_not_activated_says_what_to_do_next() -> None:
+    made = replace(SIGNING, keys=(), pending=ExpectedKey("postroom1", KEY, "ed25519-sha256"))
+    status, code, fix = codes(GOOD, made)["dkim"]
+    assert (status, code) == ("fail", "dkim_inactive")
+    assert fix == "run postroom dkim activate --tenant default --selector postroom1"
+    unpublished = replaced(GOOD, f"p={KEY}", f"p={OTHER_KEY}")
+    status, code, fix = codes(unpublished, made)["dkim"]
+    assert (status, code) == ("fail", "dkim_mismatch")
+    assert fix is not None and fix.endswith(
+        "then run postroom dkim activate --tenant default --selector postroom1"
+    )
 
 
 def test_no_mx_warns() -> None:

@@ -84,6 +84,7 @@ class Setup:
     keys: tuple[ExpectedKey, ...] = ()
     signs_for: str | None = None  # the tenant's courier.dkim.domain
     tenant: str | None = None
+    pending: ExpectedKey | None = None  # the newest key made but not activated
 
 
 def setup_of(tenant: str, courier: CourierSettings, keys: Sequence[ExpectedKey]) -> Setup:
@@ -265,13 +266,31 @@ def dkim_key_check(domain: str, key: ExpectedKey, resolver: dns.resolver.Resolve
     return Check("dkim", "ok", "dkim_ok", f"{name} publishes the key this tenant signs with")
 
 
+def _pending_key(
+    domain: str, setup: Setup, key: ExpectedKey, resolver: dns.resolver.Resolver
+) -> Check:
+    """A key made by ``dkim generate`` and not activated: publish it, or activate it."""
+    found = dkim_key_check(domain, key, resolver)
+    activate = f"postroom dkim activate --tenant {setup.tenant} --selector {key.selector}"
+    if found.code == "dns_unavailable":
+        return found
+    if found.status == "ok":
+        return Check(
+            "dkim",
+            "fail",
+            "dkim_inactive",
+            f"key {key.selector} is published but not active, so mail is not signed yet",
+            f"run {activate}",
+        )
+    return Check("dkim", "fail", found.code, found.message, f"{found.fix}, then run {activate}")
+
+
 def check_dkim(domain: str, setup: Setup, resolver: dns.resolver.Resolver) -> Check:
     """The tenant's own DKIM key, else the provider's usual selectors."""
     if setup.keys:
-        return next(
-            (c for c in (dkim_key_check(domain, k, resolver) for k in setup.keys)),
-            Check("dkim", "ok", "dkim_ok", ""),
-        )
+        return dkim_key_check(domain, setup.keys[0], resolver)
+    if setup.pending is not None:
+        return _pending_key(domain, setup, setup.pending, resolver)
     provider = setup.provider
     selectors = provider.dkim_selectors if provider else ()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,6 +158,12 @@ async def doctor(
             )
         keys = await expected_keys(store, settings, tenant)
         setup = setup_of(tenant, settings.tenant(tenant), keys)
+        if not keys and store is not None and settings.tenant(tenant).dkim.domain:
+            made = [k for k in await store.list_dkim_keys(tenant) if k.state == "inactive"]
+            if made:
+                newest = made[0]
+                pending = ExpectedKey(newest.selector, newest.public_key, newest.algorithm)
+                setup = replace(setup, pending=pending)
     return await asyncio.to_thread(run_doctor, domain, setup, resolver)
 
 
