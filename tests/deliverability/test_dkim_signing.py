@@ -238,3 +238,21 @@ def test_a_bad_key_file_is_refused_when_the_configuration_is_read(
     ) as caught:
         load_settings(config)
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\r\n\r\n",
+        b"no line end",
+        b"tabs\t\tand  spaces  \r\n \t \r\nlast line \t\r\n\r\n \r\n",
+        b"bare\nline feeds\n\n",
+    ],
+)
+def test_relaxed_body_edge_cases_verify(body: bytes) -> None:
+    key = generate_key("ed25519-sha256")
+    record = txt_record("example.org", "s1", "ed25519-sha256", public_value(key))
+    mime = b"From: a@example.org\r\nSubject:  folded\r\n\tsubject \r\n\r\n" + body
+    signed = sign_message(mime, SigningKey("example.org", "s1", "ed25519-sha256", key))
+    assert dkim.verify(signed, dnsfunc=dns_serving(record))

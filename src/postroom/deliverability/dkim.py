@@ -166,11 +166,17 @@ def _relaxed_header(field: bytes) -> bytes:
     return name.strip().lower() + b":" + value
 
 
+_SPACE_EOL = re.compile(rb" +\r\n")
+_EMPTY_END = re.compile(rb"(?:\r\n)+\Z")
+
+
 def _relaxed_body(body: bytes) -> bytes:
-    lines = [_WSP.sub(b" ", line).rstrip(b" ") for line in body.split(b"\r\n")]
-    while lines and lines[-1] == b"":
-        lines.pop()
-    return b"".join(line + b"\r\n" for line in lines)
+    """RFC 6376 3.4.4, over the whole body at once: runs of spaces and tabs become one space,
+    spaces at line ends go, empty lines at the end go, and a body that is not empty ends with
+    one CRLF."""
+    body = _SPACE_EOL.sub(b"\r\n", _WSP.sub(b" ", body)).rstrip(b" ")
+    body = _EMPTY_END.sub(b"", body)
+    return body + b"\r\n" if body else b""
 
 
 def _fold(tags: Sequence[str]) -> str:
@@ -186,7 +192,7 @@ def _fold(tags: Sequence[str]) -> str:
         else:
             pieces = [tag]
         for index, piece in enumerate(pieces):
-            if width + len(piece) + (index == 0) > 78:
+            if width + len(piece) + (index == 0) > 78 or tag == "b=":
                 out.append("\r\n\t")
                 width = 8
             elif out and index == 0:
@@ -232,14 +238,14 @@ def sign_message(mime: bytes, key: SigningKey, *, now: float | None = None) -> b
         f"bh={body_hash};",
         "b=",
     ]
-    unsigned = "DKIM-Signature: " + _fold(tags)
-    data = b"".join(signed) + _relaxed_header(unsigned.encode("ascii"))
+    head = "DKIM-Signature: " + _fold(tags)  # ends with "b="
+    data = b"".join(signed) + _relaxed_header(head.encode("ascii"))
     if isinstance(key.key, ed25519.Ed25519PrivateKey):
         signature = key.key.sign(hashlib.sha256(data).digest())
     else:
         signature = key.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     b64 = base64.b64encode(signature).decode("ascii")
-    header = "DKIM-Signature: " + _fold([*tags[:-1], "b=" + b64])
+    header = head + "\r\n\t".join(b64[i : i + 66] for i in range(0, len(b64), 66))
     return header.encode("ascii") + b"\r\n" + mime
 
 
