@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from postroom import clock
 from postroom.config import Settings
 from postroom.store import Store, open_store
 
@@ -152,3 +154,28 @@ def settings_with(tmp_path: Path) -> Callable[..., Settings]:
         return Settings.model_validate(data)
 
     return build
+
+
+class Clock:
+    """A clock the stores read instead of the real one (the ``clock_at`` fixture): time
+    moves one microsecond per reading (as real time never stands still) and otherwise only
+    when a test says so."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(microseconds=1)
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on."""
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """Stop the stores' clock at the current time; ``advance`` moves it on."""
+    stopped = Clock(clock.utcnow())
+    monkeypatch.setattr(clock, "utcnow", stopped)
+    yield stopped

@@ -6,32 +6,38 @@ Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or invalid in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Column, Table
-from rich.text import Text
 
-from postroom.config import Settings, load_settings
+from postroom.commands import deliverability, diagnose, messages, oauth
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    err,
+    labelled,
+    out,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
+from postroom.config import Settings
 from postroom.config.durations import check_at_most, parse_duration
 from postroom.config.settings import MAX_RETENTION, MAX_TTL
-from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
-from postroom.models import Message, NewMessage, Status, message_json
-from postroom.store import MessageFilter, Store, open_store
-from postroom.text import data_problem, json_terminal_safe, terminal_safe
+from postroom.errors import InputError
+from postroom.models import NewMessage, message_json
+from postroom.service import tenants as tenant_service
+from postroom.store import Store
+from postroom.text import data_problem, terminal_safe
 
 T = TypeVar("T")
 
@@ -42,115 +48,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-messages_app = typer.Typer(
-    help="Inspect messages and their delivery attempts.", no_args_is_help=True
-)
-app.add_typer(messages_app, name="messages")
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        envvar="POSTROOM_CONFIG",
-        help="YAML configuration file (default: ./postroom.yaml when present).",
-        dir_okay=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def plain(text: str, style: str = "", *, lines: bool = False) -> Text:
-    """``text`` for Rich to print as it is: no markup, no emoji codes, and every control
-    character escaped (:func:`~postroom.text.terminal_safe`); with ``lines``, line breaks
-    stay. Every command prints text that came from outside (a server reply, a stored
-    subject, a file's line) through this."""
-    return Text(terminal_safe(text, keep_newlines=lines), style=style)
-
-
-def labelled(
-    label: str, text: str, *, style: str = "", label_style: str = "", lines: bool = False
-) -> Text:
-    """``label`` (ours, styled) followed by outside ``text`` shown with :func:`plain`."""
-    return Text.assemble(Text(label, style=label_style), plain(text, style, lines=lines))
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` to stderr and exit."""
-    err.print(labelled("error: ", message, label_style="bold red", lines=True))
-    raise typer.Exit(code)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn Postroom's errors into a clear line and an exit code instead of a traceback."""
-    try:
-        yield
-    except (ConfigError, InputError) as exc:
-        fail(str(exc), 2)
-    except NotFoundError as exc:
-        fail(str(exc), 1)
-    except PostroomError as exc:
-        fail(str(exc), 1)
-
-
-def settings_from(config: Path | None) -> Settings:
-    """Load the configuration and print its warnings to stderr."""
-    loaded = load_settings(config)
-    for warning in loaded.warnings:
-        err.print(labelled("warning: ", warning, label_style="yellow"))
-    return loaded.settings
-
-
-def run_with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, bring the schema up to date, run ``work``, close."""
-
-    async def main() -> T:
-        store = open_store(settings.dsn)
-        try:
-            await store.migrate()
-            return await work(store)
-        finally:
-            await store.close()
-
-    return run_async(main())
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop where it is installed (faster sockets), else asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def with_api_tenants(settings: Settings) -> Settings:
-    """The settings plus the tenants saved through the admin API (a warning on stderr for
-    each saved tenant that cannot be used, and why)."""
-    from postroom.config.tenants import TenantRegistry
-
-    async def load(store: Store) -> tuple[Settings, dict[str, str]]:
-        registry = TenantRegistry(settings, store)
-        merged = await registry.settings()
-        return merged, registry.broken_tenants()
-
-    merged, broken = run_with_store(settings, load)
-    for name, reason in broken.items():
-        err.print(
-            f"[yellow]warning:[/] tenant {name} cannot be used: {escape(reason)}", markup=True
-        )
-    return merged
-
-
-def print_json(value: Any) -> None:
-    """Print JSON to stdout, unstyled; characters a terminal acts on are ``\\u`` escapes."""
-    sys.stdout.write(json_terminal_safe(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
-
-
-# -- send ----------------------------------------------------------------------------
 
 
 def _parse_data(raw: str | None) -> dict[str, Any]:
@@ -239,13 +136,15 @@ def send(
             tenant=tenant,
             idempotency_key=idempotency_key,
         )
-        courier = settings.tenant(tenant) if tenant in settings.tenant_names() else None
         message, _created = run_with_store(
             settings, lambda store: enqueue(store, settings, [request])
         )[0]
         if as_json:
-            expose = bool(courier and courier.expose_message_bodies)
-            print_json(message_json(message, expose_bodies=expose))
+            print_json(
+                message_json(
+                    message, expose_bodies=tenant_service.exposes_bodies(settings, message.tenant)
+                )
+            )
         else:
             sys.stdout.write(message.id + "\n")
 
@@ -457,134 +356,13 @@ def _log_to_stderr() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-# -- messages --------------------------------------------------------------------------
-
-
-@messages_app.command("list")
-def messages_list(
-    status: Annotated[
-        str | None, typer.Option("--status", help="queued, processing, sent or abandoned.")
-    ] = None,
-    recipient: Annotated[str | None, typer.Option("--recipient")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """List messages, newest first."""
-    with user_errors():
-        settings = settings_from(config)
-        try:
-            wanted = Status(status) if status else None
-        except ValueError:
-            raise InputError(
-                f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}",
-                field="--status",
-            ) from None
-        query = MessageFilter(status=wanted, recipient=recipient, tenant=tenant, limit=limit)
-        rows = run_with_store(settings, lambda store: store.list_messages(query))
-        if as_json:
-            print_json([message_json(m, expose_bodies=_expose(settings, m)) for m in rows])
-            return
-        table = Table(
-            # The id is what `messages show` needs: never cut it, however narrow the output.
-            Column("id", no_wrap=True, min_width=36),
-            "created",
-            "tenant",
-            "recipient",
-            "template",
-            "status",
-            "attempts",
-            "last error",
-        )
-        for m in rows:
-            table.add_row(
-                m.id,
-                m.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                plain(m.tenant),
-                plain(m.recipient),
-                m.template_type.value,
-                _status_text(m),
-                str(m.send_count),
-                plain(m.last_error.code) if m.last_error else "",
-            )
-        if not rows:
-            out.print("no messages")
-            return
-        # In a pipe or a file there is no terminal width to fit: print every column whole.
-        if not out.is_terminal:
-            out.width = max(
-                out.width, Measurement.get(out, out.options.update_width(1000), table).maximum
-            )
-        out.print(table)
-
-
-@messages_app.command("show")
-def messages_show(
-    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message id.")],
-    as_json: JsonOpt = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Show one message with every delivery attempt and its diagnosis."""
-    with user_errors():
-        settings = settings_from(config)
-        message = run_with_store(settings, lambda store: store.get(message_id))
-        data = message_json(message, expose_bodies=_expose(settings, message))
-        if as_json:
-            print_json(data)
-            return
-        for key in (
-            "id",
-            "tenant",
-            "status",
-            "recipient",
-            "template_type",
-            "subject",
-            "send_count",
-            "created_at",
-            "updated_at",
-            "next_attempt_at",
-            "waiting_for",
-        ):
-            if data.get(key) is not None:
-                out.print(labelled(f"{key:>16}  ", str(data[key]), label_style="bold"))
-        if message.last_error:
-            _print_diagnosis("last error", message.last_error.to_json())
-        for number, dispatch in enumerate(reversed(message.dispatches), start=1):
-            when = dispatch.created_at.strftime("%Y-%m-%d %H:%M:%S")
-            out.print(f"\n[bold]attempt {number}[/] {when}  {dispatch.status.value}", markup=True)
-            if dispatch.error:
-                _print_diagnosis("  error", dispatch.error.to_json())
-
-
-def _print_diagnosis(title: str, error: dict[str, Any]) -> None:
-    kind = "transient" if error.get("transient") else "permanent"
-    out.print(labelled(f"{title:>16}  ", f"{error['code']} ({kind})", label_style="bold red"))
-    for key in ("stage", "reply", "cause", "fix"):
-        if error.get(key):
-            out.print(labelled(f"{key:>16}  ", str(error[key])))
-
-
-def _status_text(m: Message) -> str:
-    if m.status is Status.QUEUED and m.waiting_for:
-        return f"queued ({m.waiting_for.value})"
-    return m.status.value
-
-
-def _expose(settings: Settings, message: Message) -> bool:
-    try:
-        return settings.tenant(message.tenant).expose_message_bodies
-    except KeyError:
-        return False
-
-
-from postroom.commands.deliverability import register as _register_deliverability  # noqa: E402
-from postroom.commands.diagnose import register as _register_diagnose  # noqa: E402
-from postroom.commands.oauth import register as _register_oauth  # noqa: E402
-
-_register_diagnose(app)
-_register_oauth(app)
-_register_deliverability(app)
+for register in (
+    diagnose.register,
+    messages.register,
+    oauth.register,
+    deliverability.register,
+):
+    register(app)
 
 
 def _refuse_undecodable(argv: list[str]) -> None:

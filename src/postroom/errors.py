@@ -25,6 +25,8 @@ Messages never contain credentials: callers redact URIs before they put them in 
 
 from __future__ import annotations
 
+from postroom.codes import DiagnosisCode
+
 
 class PostroomError(Exception):
     """Base of every error Postroom raises on purpose."""
@@ -48,6 +50,14 @@ class InputError(PostroomError):
 
 class DuplicateRequestError(InputError):
     """An idempotency key was reused with a different request body."""
+
+    def __init__(
+        self,
+        message: str = "was already used for a different message; use a new key for a new message",
+        *,
+        field: str | None = "idempotency_key",
+    ) -> None:
+        super().__init__(message, field=field)
 
 
 class NotFoundError(PostroomError):
@@ -74,7 +84,10 @@ class DeliveryError(PostroomError):
     ``auth``, ``mail``, ``rcpt``, ``data``, ``quit``, ``request``...). ``reply_code`` and
     ``reply_text`` carry the server's answer when there was one. The original exception is
     chained as ``__cause__``. ``retry_after`` is how many seconds the server asked us to wait
-    before the next attempt (HTTP ``Retry-After``), when it said so.
+    before the next attempt (HTTP ``Retry-After``), when it said so. ``hint`` is the final
+    diagnosis code when the code that raises already knows it (e.g. ``connection_timeout``
+    for a connect that ran out of time): :func:`postroom.diagnosis.diagnose_error` then uses
+    it as it is instead of classifying the reply; None leaves the classification to diagnosis.
     """
 
     def __init__(
@@ -84,7 +97,7 @@ class DeliveryError(PostroomError):
         stage: str,
         reply_code: int | None = None,
         reply_text: str | None = None,
-        hint: str | None = None,
+        hint: DiagnosisCode | None = None,
         retry_after: float | None = None,
     ) -> None:
         self.stage = stage
@@ -127,7 +140,7 @@ class OAuthError(DeliveryError):
         stage: str,
         reply_code: int | None = None,
         reply_text: str | None = None,
-        hint: str | None = None,
+        hint: DiagnosisCode | None = None,
         error: str | None = None,
         description: str | None = None,
         provider: str | None = None,

@@ -299,3 +299,42 @@ async def test_without_a_key_every_request_is_a_new_message(
     results = await enqueue(store, make_settings(), [login(), login()])
     assert results[0][0].id != results[1][0].id
     assert await count(store) == 2
+
+
+async def test_a_batch_refused_for_one_tenants_key_leaves_nothing_on_any_store(
+    any_store: Store, tmp_path: Path
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "dsn": f"sqlite:///{tmp_path / 'postroom.db'}",
+            "courier": {
+                "outbox_path": str(tmp_path / "outbox"),
+                "message_retries": 2,
+                "message_ttl": 0,
+            },
+            "tenants": {
+                "acme": {
+                    "courier": {
+                        "outbox_path": str(tmp_path / "acme"),
+                        "message_retries": 7,
+                        "message_ttl": "1h",
+                    }
+                }
+            },
+        }
+    )
+    await enqueue(any_store, settings, [login(code="111111", idempotency_key="k", tenant="acme")])
+    batch = [
+        login(to="first@example.org"),
+        login(to="second@example.org", tenant="acme"),
+        login(code="222222", idempotency_key="k", tenant="acme"),  # the key, another message
+    ]
+    with pytest.raises(DuplicateRequestError):
+        await enqueue(any_store, settings, batch)
+    assert await count(any_store) == 1  # the default tenant's message was not left behind
+    # Without the conflict, one call stores both tenants' messages with their own budgets.
+    stored = await enqueue(any_store, settings, batch[:2])
+    by_tenant = {m.tenant: m for m, created in stored if created}
+    assert by_tenant["default"].max_attempts == 3 and by_tenant["default"].expires_at is None
+    assert by_tenant["acme"].max_attempts == 8 and by_tenant["acme"].expires_at is not None
+    assert await count(any_store) == 3

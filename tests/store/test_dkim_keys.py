@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
+from store_support import new
 from test_migrations import alembic_config
-from test_store_contract import new
 
 from postroom.errors import ConflictError, NotFoundError
 from postroom.store import Store, open_store
-from postroom.store.dkim_keys import StoredDkimKey
+from postroom.store.base import StoredDkimKey
 from postroom.store.sql import newest_migration, postgres_url
 
 

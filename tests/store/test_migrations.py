@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
-from test_store_contract import new
+from store_support import new
 
 from postroom.store import open_store, utcnow
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url

@@ -1,4 +1,4 @@
-"""The SSRF guard (``transports.targets``) on its own, and the HTTP transport's TLS, message id
+"""The SSRF guard (``net.targets``) on its own, and the HTTP transport's TLS, message id
 and Retry-After handling against a real local server."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from postroom.config.http import HttpSettings
 from postroom.diagnosis import diagnose_error
 from postroom.errors import DeliveryError, HttpDeliveryError
+from postroom.net.targets import check_address, forbidden_reason, resolve_target
 from postroom.transports.base import Envelope
 from postroom.transports.http import HttpTransport, parse_retry_after
-from postroom.transports.targets import check_address, forbidden_reason, resolve_target
 
 from conftest import Pki
 from http_servers import http_server, reply
@@ -226,7 +226,7 @@ async def test_a_503_carries_its_retry_after_date() -> None:
 
 
 def test_tls_context_refuses_old_versions() -> None:
-    from postroom.transports.http import tls_context
+    from postroom.net.client import tls_context
 
     context = tls_context()
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2

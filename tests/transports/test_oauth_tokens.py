@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import OAuthError
-from postroom.transports.oauth import (
+from postroom.oauth.client import (
     AccessToken,
     ClientCredentialsGrant,
     RefreshTokenGrant,

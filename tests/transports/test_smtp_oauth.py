@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from postroom.config.settings import CourierSettings
-from postroom.diagnosis.smtp_test import run_smtp_test
+from postroom.transports.smtp_probe import run_smtp_test
 
 from oauth_server import (
     CLIENT_ID,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -94,7 +95,8 @@ async def test_a_worker_killed_after_claiming_loses_nothing_and_sends_once(
 
 
 async def test_sigterm_finishes_the_send_in_flight(tmp_path: Path) -> None:
-    faults = {"DATA": lambda rec, n: (time.sleep(1.0), None)[1]}
+    data_started = threading.Event()
+    faults = {"DATA": lambda rec, n: (data_started.set(), time.sleep(1.0), None)[2]}
     with smtp_server(faults=faults) as srv:
         config = write_config(tmp_path, srv.port, lease="30s")
         settings = load_settings(config, environ={}).settings
@@ -105,8 +107,8 @@ async def test_sigterm_finishes_the_send_in_flight(tmp_path: Path) -> None:
                 store, settings, [SendRequest(to="you@example.org", template_type="test")]
             )
             proc = start_worker(config)
-            await wait_for_status(store, message.id, Status.PROCESSING, timeout=20)
-            await asyncio.sleep(0.3)  # inside the slow DATA
+            # SIGTERM while the server is inside the (slow) DATA of this very message.
+            assert await asyncio.to_thread(data_started.wait, 20), "DATA never started"
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(proc.wait, 15)
             done = await store.get(message.id)

@@ -11,6 +11,22 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    fail,
+    labelled,
+    out,
+    plain,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
 
 if TYPE_CHECKING:
     from postroom.deliverability.checks import Report
@@ -225,23 +241,3 @@ def print_report(report: Report) -> None:
         if check.fix and check.status != "ok":
             out.print(labelled("      fix  ", check.fix, label_style="dim"))
     out.print(plain(report.verdict()))
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end.
-from rich.table import Table  # noqa: E402
-from rich.text import Text  # noqa: E402
-
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    fail,
-    labelled,
-    out,
-    plain,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-    with_api_tenants,
-)

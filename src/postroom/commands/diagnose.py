@@ -16,16 +16,29 @@ import typer
 from rich.measure import Measurement
 from rich.table import Column, Table
 
+from postroom.commands.common import (
+    ConfigOpt,
+    JsonOpt,
+    err,
+    labelled,
+    out,
+    plain,
+    print_json,
+    run_with_store,
+    settings_from,
+    user_errors,
+    with_api_tenants,
+)
 from postroom.config import Settings
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis.explain import STAGES, Explanation, explain_text
 from postroom.errors import InputError
-from postroom.store import Store
+from postroom.store import Tenants
+from postroom.store.refresh_tokens import refresh_token_keeper
 
 if TYPE_CHECKING:
-    from postroom.diagnosis.smtp_test import SmtpTestReport
     from postroom.presets import Preset
+    from postroom.transports.smtp_probe import SmtpTestReport
 # The presets and test-smtp (with the template renderer) are imported by the commands that
 # use them, so that every other command starts faster.
 
@@ -261,13 +274,13 @@ def _run_smtp_test(
 ) -> SmtpTestReport:
     """Run the test; a device-code OAuth2 login reads (and keeps) its refresh token in the
     store, so the store is opened for it."""
-    from postroom.diagnosis.smtp_test import run_smtp_test
+    from postroom.transports.smtp_probe import run_smtp_test
 
     oauth = courier.smtp.oauth2
     if not (oauth.configured and oauth.effective_flow == "device_code"):
         return asyncio.run(run_smtp_test(courier, **options))
 
-    async def work(store: Store) -> SmtpTestReport:
+    async def work(store: Tenants) -> SmtpTestReport:
         keeper = refresh_token_keeper(store, courier, tenant, secrets=settings.secrets.default)
         return await run_smtp_test(courier, refresh_tokens=keeper, **options)
 
@@ -384,21 +397,3 @@ def _print_explanation(explanation: Explanation) -> None:
         _plain(f"{'reply':>9}  {d.reply}")
     _plain(f"{'cause':>9}  {d.cause}")
     _plain(f"{'fix':>9}  {d.fix}")
-
-
-# The shared helpers of ``postroom.cli``. Imported last on purpose: ``cli`` registers these
-# commands at its end, and under ``python -m postroom.cli`` this import loads a second copy of
-# ``cli`` that needs ``register`` above to exist already. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    JsonOpt,
-    err,
-    labelled,
-    out,
-    plain,
-    print_json,
-    run_with_store,
-    settings_from,
-    user_errors,
-    with_api_tenants,
-)

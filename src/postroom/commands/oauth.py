@@ -2,9 +2,9 @@
 with ``courier.smtp.oauth2.flow: device_code`` (personal Outlook.com accounts, or any mailbox
 without an app registration of its own).
 
-Thin: the sign-in is :func:`~postroom.transports.oauth.request_device_code` and
-:func:`~postroom.transports.oauth.poll_device_code`; where the refresh token is kept is
-:mod:`postroom.config.refresh_tokens`. Exit codes: 0 signed in, 1 the sign-in failed (with the
+Thin: the sign-in is :func:`~postroom.oauth.client.request_device_code` and
+:func:`~postroom.oauth.client.poll_device_code`; where the refresh token is kept is
+:mod:`postroom.store.refresh_tokens`. Exit codes: 0 signed in, 1 the sign-in failed (with the
 diagnosis), 2 bad input or configuration.
 """
 
@@ -14,12 +14,21 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from postroom.commands.common import (
+    ConfigOpt,
+    err,
+    out,
+    plain,
+    run_with_store,
+    settings_from,
+    user_errors,
+)
 from postroom.errors import ConfigError, InputError, OAuthError
 
 if TYPE_CHECKING:
     from postroom.config.settings import CourierSettings, Settings
-    from postroom.store import Store
-    from postroom.transports.oauth import TokenAnswer
+    from postroom.oauth.client import TokenAnswer
+    from postroom.store import Tenants
 # The sign-in itself (the transports, the diagnosis) is imported by the command that runs
 # it, so that every other command starts faster.
 
@@ -49,11 +58,11 @@ def login(
     )
 
 
-async def _login(settings: Settings, store: Store, tenant: str) -> str:
-    from postroom.config.refresh_tokens import StoredRefreshToken
+async def _login(settings: Settings, store: Tenants, tenant: str) -> str:
     from postroom.config.secrets import transform_secrets
     from postroom.config.tenants import TenantRegistry
-    from postroom.transports.oauth import poll_device_code, request_device_code
+    from postroom.oauth.client import poll_device_code, request_device_code
+    from postroom.store.refresh_tokens import StoredRefreshToken
 
     registry = TenantRegistry(settings, store)
     merged = await registry.settings()
@@ -135,16 +144,3 @@ def _failed(exc: OAuthError) -> NoReturn:
     err.print(plain(f"  cause  {diagnosis.cause}"))
     err.print(plain(f"  fix    {diagnosis.fix}"))
     raise typer.Exit(1)
-
-
-# The shared helpers of ``postroom.cli``, imported last as in ``commands.diagnose``: ``cli``
-# registers these commands at its end. Annotations are resolved at run time.
-from postroom.cli import (  # noqa: E402
-    ConfigOpt,
-    err,
-    out,
-    plain,
-    run_with_store,
-    settings_from,
-    user_errors,
-)

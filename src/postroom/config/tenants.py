@@ -36,7 +36,7 @@ from postroom.errors import (
     NotFoundError,
     UnavailableError,
 )
-from postroom.store import Store
+from postroom.store import Tenants
 from postroom.store.base import StoredTenant
 
 log = logging.getLogger("postroom.tenants")
@@ -100,7 +100,7 @@ class TenantRegistry:
     fails only its own messages.
     """
 
-    def __init__(self, settings: Settings, store: Store, *, refresh: float = 1.0) -> None:
+    def __init__(self, settings: Settings, store: Tenants, *, refresh: float = 1.0) -> None:
         self.file_settings = settings
         self.store = store
         self.crypter = Crypter(settings.secrets.default)

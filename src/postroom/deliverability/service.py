@@ -32,7 +32,8 @@ from postroom.deliverability.doctor import run_doctor
 from postroom.deliverability.resolver import make_resolver
 from postroom.deliverability.signer import file_signing_key
 from postroom.errors import ConfigError, InputError
-from postroom.store.dkim_keys import DkimKeys, StoredDkimKey
+from postroom.store.base import StoredDkimKey
+from postroom.store.roles import DkimKeys
 
 
 def _courier_domain(settings: Settings, tenant: str) -> str:

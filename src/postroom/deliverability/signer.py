@@ -30,7 +30,8 @@ from postroom.deliverability.dkim import (
     sign_message,
 )
 from postroom.errors import ConfigError
-from postroom.store.dkim_keys import DkimKeys, StoredDkimKey
+from postroom.store.base import StoredDkimKey
+from postroom.store.roles import DkimKeys
 
 
 @functools.lru_cache(maxsize=8)

@@ -6,8 +6,9 @@ the failure) into a :class:`postroom.models.Diagnosis`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from postroom.codes import DiagnosisCode
 from postroom.models import Diagnosis
 
 
@@ -20,7 +21,7 @@ class Entry:
     transient, other 4xx are not).
     """
 
-    code: str
+    code: DiagnosisCode
     transient: bool | None
     cause: str
     fix: str
@@ -283,11 +284,20 @@ _ENTRIES: tuple[Entry, ...] = (
     ),
 )
 
-CODES: dict[str, Entry] = {entry.code: entry for entry in _ENTRIES}
+CODES: dict[DiagnosisCode, Entry] = {entry.code: entry for entry in _ENTRIES}
 """Every code of SPEC.md's diagnosis vocabulary, in the order of its table."""
 
 
-def _depends(code: str, reply_code: int | None) -> bool:
+def entry_of(code: str) -> Entry | None:
+    """The catalogue entry of a code read back from storage, or None for a code that is no
+    longer in the vocabulary."""
+    return _BY_NAME.get(code)
+
+
+_BY_NAME: dict[str, Entry] = {code: entry for code, entry in CODES.items()}
+
+
+def _depends(code: DiagnosisCode, reply_code: int | None) -> bool:
     """Retry rule of the codes whose entry says ``None``."""
     if reply_code is None:
         return False
@@ -301,7 +311,7 @@ HOSTNAME_MISMATCH = frozenset({62, 64})
 X509_V_ERR_IP_ADDRESS_MISMATCH (any other verification failure means it is not trusted)."""
 
 
-def is_transient(code: str, reply_code: int | None = None) -> bool:
+def is_transient(code: DiagnosisCode, reply_code: int | None = None) -> bool:
     """Whether a failure with this code is worth retrying by default.
 
     Codes that depend on the reply class use ``reply_code``: 4xx retries, 5xx does not (for
@@ -315,7 +325,7 @@ def is_transient(code: str, reply_code: int | None = None) -> bool:
 
 
 def diagnose(
-    code: str,
+    code: DiagnosisCode,
     *,
     stage: str | None = None,
     reply: str | None = None,
@@ -338,4 +348,18 @@ def diagnose(
         fix=fix if fix is not None else entry.fix,
         stage=stage,
         reply=reply,
+    )
+
+
+def diagnose_unexpected(exc: BaseException) -> Diagnosis:
+    """The diagnosis of a failure that is a bug in Postroom (no reply, no known pattern):
+    code ``unknown``, and transient, because the message did nothing wrong and a fixed or
+    luckier attempt may deliver it."""
+    return replace(
+        diagnose(
+            "unknown",
+            cause=f"Postroom failed unexpectedly: {exc!r}.",
+            fix="This is a bug in Postroom; the message will be retried. Please report it.",
+        ),
+        transient=True,
     )

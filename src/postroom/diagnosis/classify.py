@@ -12,6 +12,7 @@ from typing import Any
 
 import aiosmtplib
 
+from postroom.codes import DiagnosisCode
 from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
 from postroom.diagnosis.http import diagnose_http
 from postroom.diagnosis.oauth import diagnose_oauth
@@ -68,7 +69,7 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
     return diagnose(_code_from_chain(exc), **common)
 
 
-def _code_from_chain(exc: DeliveryError) -> str:
+def _code_from_chain(exc: DeliveryError) -> DiagnosisCode:
     chain = exception_chain(exc)
     for err in chain:
         if isinstance(err, ssl.SSLCertVerificationError):

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from postroom.codes import DiagnosisCode
 from postroom.diagnosis.catalogue import diagnose
 from postroom.diagnosis.oauth import explain_aadsts
 from postroom.diagnosis.replies import classify_reply, detect_provider
@@ -191,7 +192,7 @@ def _first_enhanced(text: str) -> str | None:
 @dataclass(frozen=True, slots=True)
 class _TextRule:
     phrases: tuple[str, ...]
-    code: str
+    code: DiagnosisCode
     stage: str
     cause: str | None = None
     fix: str | None = None
@@ -363,7 +364,7 @@ _TEXT_RULES: tuple[_TextRule, ...] = (
 )
 
 
-def classify_error_text(text: str) -> tuple[str, str, str | None, str | None] | None:
+def classify_error_text(text: str) -> tuple[DiagnosisCode, str, str | None, str | None] | None:
     """Recognise a connection, DNS or TLS failure in an error message that holds no SMTP
     reply: ``(code, stage, cause, fix)`` (cause and fix None for the catalogue's words), or
     None."""

@@ -17,6 +17,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from postroom.codes import DiagnosisCode
 from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
 from postroom.diagnosis.replies import classify_reply
 from postroom.errors import OAuthError, exception_chain
@@ -379,7 +380,7 @@ def _guarded(exc: OAuthError) -> Diagnosis:
 
 def _unreachable(exc: OAuthError) -> Diagnosis:
     where = exc.endpoint or "the token endpoint"
-    code = "server_unavailable"
+    code: DiagnosisCode = "server_unavailable"
     for err in exception_chain(exc):
         if isinstance(err, ssl.SSLCertVerificationError):
             mismatch = err.verify_code in HOSTNAME_MISMATCH

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from postroom.codes import DiagnosisCode
+
 __all__ = ["RULES", "Classified", "Rule", "classify_reply", "detect_provider"]
 
 GMAIL = "Gmail"
@@ -36,7 +38,7 @@ class Classified:
     """What a reply means: a catalogue code, the provider when the reply identifies one, and a
     cause and fix that replace the catalogue's generic words when the situation is specific."""
 
-    code: str
+    code: DiagnosisCode
     provider: str | None = None
     cause: str | None = None
     fix: str | None = None
@@ -165,7 +167,7 @@ class Rule:
     are optional (the provider is otherwise detected from the text)."""
 
     when: _Pred
-    code: str
+    code: DiagnosisCode
     provider: str | None = None
     cause: str | None = None
     fix: str | None = None
@@ -902,7 +904,7 @@ def classify_reply(
 # RFC 3463 (and the IANA registry of enhanced status codes, RFC 5248) for replies no rule
 # names: subject.detail -> code. A 4xx reply falls back only to a code that is retried anyway,
 # so the class of the reply (4xx: try again later) is never overruled into a give-up.
-_RFC3463: dict[str, str] = {
+_RFC3463: dict[str, DiagnosisCode] = {
     "1.1": "recipient_rejected",  # bad destination mailbox address
     "1.2": "recipient_rejected",  # bad destination system address
     "1.3": "recipient_rejected",  # bad destination mailbox address syntax
@@ -938,7 +940,7 @@ _RFC3463: dict[str, str] = {
 _RETRIED = {"server_unavailable", "rate_limited", "greylisted", "mailbox_full"}
 
 
-def _rfc3463(reply: _Reply) -> str:
+def _rfc3463(reply: _Reply) -> DiagnosisCode:
     """The code the enhanced status code's subject and detail suggest, or ``unknown``."""
     if reply.enhanced is None:
         return "unknown"
@@ -946,7 +948,11 @@ def _rfc3463(reply: _Reply) -> str:
     code = _RFC3463.get(f"{subject}.{detail}")
     if code is None and f"{subject}.{detail}" == "7.1":
         # "Delivery not authorized, message refused": whose problem depends on the command.
-        code = {"mail": "sender_not_authorized", "rcpt": "recipient_rejected"}.get(reply.stage)
+        by_stage: dict[str, DiagnosisCode] = {
+            "mail": "sender_not_authorized",
+            "rcpt": "recipient_rejected",
+        }
+        code = by_stage.get(reply.stage)
     if code is None or (reply.code // 100 == 4 and code not in _RETRIED):
         return "unknown"
     return code

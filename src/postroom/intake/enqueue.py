@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from postroom.clock import utcnow
 from postroom.config import Settings
+from postroom.config.settings import CourierSettings
 from postroom.deliverability.signer import sign_all, signing_key
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
 from postroom.intake.validate import (
@@ -25,11 +27,10 @@ from postroom.intake.validate import (
 from postroom.models import Message, NewMessage, TemplateType
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
-from postroom.store import Store, utcnow
+from postroom.store import Budget, Intake
 from postroom.text import check_data
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON
-_DUPLICATE = "was already used for a different message; use a new key for a new message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ def _request_hash(request: SendRequest) -> str:
 
 
 async def enqueue(
-    store: Store, settings: Settings, requests: Sequence[SendRequest]
+    store: Intake, settings: Settings, requests: Sequence[SendRequest]
 ) -> list[tuple[Message, bool]]:
     """Validate, render and store every request in one transaction (all or nothing).
 
@@ -180,7 +181,7 @@ async def enqueue(
 
 
 async def enqueue_prepared(
-    store: Store, settings: Settings, prepared: Sequence[NewMessage]
+    store: Intake, settings: Settings, prepared: Sequence[NewMessage]
 ) -> list[tuple[Message, bool]]:
     """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`."""
     # A key repeated within the batch: the first occurrence is stored, the others return it.
@@ -192,32 +193,47 @@ async def enqueue_prepared(
         seen = first.setdefault((new.tenant, new.idempotency_key), index)
         if seen != index:
             if prepared[seen].request_hash != new.request_hash:
-                raise DuplicateRequestError(_DUPLICATE, field="idempotency_key")
+                raise DuplicateRequestError()
             repeats[index] = seen
-    by_tenant: dict[str, list[int]] = {}
-    for index, new in enumerate(prepared):
-        if index not in repeats:
-            by_tenant.setdefault(new.tenant, []).append(index)
-    out: list[tuple[Message, bool]] = [None] * len(prepared)  # type: ignore[list-item]
-    # One transaction per tenant: the attempt budget and the TTL are per tenant.
-    for tenant, indexes in by_tenant.items():
-        courier = settings.tenant(tenant)
-        # Signed once, now that the MIME is final: every attempt sends these same bytes.
-        batch = [prepared[i] for i in indexes]
-        key = await signing_key(store, settings, tenant)
-        if key is not None:
-            signed = await sign_all(key, [new.mime for new in batch])
-            batch = [replace(new, mime=mime) for new, mime in zip(batch, signed, strict=True)]
-        stored = await store.enqueue(
-            batch,
-            max_attempts=courier.message_retries + 1,
-            ttl=courier.message_ttl,
+    fresh = [new for index, new in enumerate(prepared) if index not in repeats]
+    fresh = await _signed(store, settings, fresh)
+    # One transaction for the whole batch, each message with its tenant's attempt budget and
+    # TTL; a key already used for a different request refuses the batch before anything is
+    # written.
+    budgets = {tenant: _budget(settings.tenant(tenant)) for tenant in {n.tenant for n in fresh}}
+    default = _budget(settings.courier)
+    stored = iter(
+        await store.enqueue(
+            fresh,
+            max_attempts=default.max_attempts,
+            ttl=default.ttl,
+            budgets=budgets,
+            refuse_changed=True,
         )
-        for index, result in zip(indexes, stored, strict=True):
-            out[index] = result
-    for index, seen in repeats.items():
-        out[index] = (out[seen][0], False)
-    for new, (message, created) in zip(prepared, out, strict=True):
-        if not created and message.request_hash != new.request_hash:
-            raise DuplicateRequestError(_DUPLICATE, field="idempotency_key")
+    )
+    out: list[tuple[Message, bool]] = []
+    for index in range(len(prepared)):
+        out.append((out[repeats[index]][0], False) if index in repeats else next(stored))
     return out
+
+
+async def _signed(
+    store: Intake, settings: Settings, messages: list[NewMessage]
+) -> list[NewMessage]:
+    """Each message signed with its tenant's DKIM key, once, now that its MIME is final:
+    every attempt then sends these same bytes."""
+    out = list(messages)
+    for tenant in dict.fromkeys(new.tenant for new in out):
+        key = await signing_key(store, settings, tenant)
+        if key is None:
+            continue
+        indexes = [i for i, new in enumerate(out) if new.tenant == tenant]
+        signed = await sign_all(key, [out[i].mime for i in indexes])
+        for index, mime in zip(indexes, signed, strict=True):
+            out[index] = replace(out[index], mime=mime)
+    return out
+
+
+def _budget(courier: CourierSettings) -> Budget:
+    """What a tenant's new messages get: its retries plus the first send, and its TTL."""
+    return Budget(courier.message_retries + 1, courier.message_ttl)

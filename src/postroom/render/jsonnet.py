@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from postroom.errors import ConfigError, DeliveryError, TemplateError
+from postroom.net.client import fetch_limited
 
 T = TypeVar("T")
 
@@ -209,9 +210,6 @@ def _run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
 async def fetch_body(url: str, *, allow_private_targets: bool) -> str:
     """Fetch an ``https://`` body through the guarded client (private addresses refused unless
     ``allow_private_targets``); raise :class:`ConfigError` naming the URL without its query."""
-    # Imported here: transports depend on the configuration, which depends on this module.
-    from postroom.transports.http import fetch_limited
-
     shown = describe_source(url)
     try:
         data = await fetch_limited(

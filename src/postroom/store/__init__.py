@@ -1,7 +1,14 @@
-"""Storage, which is also the queue. ``open_store`` picks the backend from the DSN."""
+"""Storage, which is also the queue. ``open_store`` picks the backend from the DSN.
 
-from postroom.store.base import Completion, MessageFilter, Store
-from postroom.store.sql import SqlStore, StoreUnavailable, utcnow
+The store has roles (:mod:`postroom.store.roles`): :class:`Queue`, :class:`Records`,
+:class:`Tenants`, :class:`Sessions` and :class:`DkimKeys`; a :class:`Store` is all of them plus
+migrate, ping and close. Each backend (:mod:`.sql`, :mod:`.memory`) has one module per role."""
+
+from postroom.clock import utcnow
+from postroom.store.base import Budget, Completion, MessageFilter
+from postroom.store.memory import memory_store
+from postroom.store.roles import DkimKeys, Intake, Queue, Records, Sessions, Store, Tenants
+from postroom.store.sql import SqlStore, StoreUnavailable
 
 
 def open_store(dsn: str) -> Store:
@@ -9,18 +16,23 @@ def open_store(dsn: str) -> Store:
     ``memory://NAME`` (nothing kept; the same NAME is the same store within this process, for
     tests). The schema is not migrated."""
     if dsn.startswith("memory:"):
-        from postroom.store.memory import memory_store
-
         return memory_store(dsn.removeprefix("memory:").strip("/"))
     return SqlStore(dsn)
 
 
 __all__ = [
+    "Budget",
     "Completion",
+    "DkimKeys",
+    "Intake",
     "MessageFilter",
+    "Queue",
+    "Records",
+    "Sessions",
     "SqlStore",
     "Store",
     "StoreUnavailable",
+    "Tenants",
     "open_store",
     "utcnow",
 ]

@@ -1,18 +1,19 @@
-"""The Store protocol: the queue and the record of every message. The only place with SQL
-is below this package; everything else talks to a :class:`Store`."""
+"""What the store's roles (:mod:`postroom.store.roles`) take and give: completions, filters,
+saved tenants and tokens, activity counts; and the rules every backend shares (new ids, a new
+message's first state, time slices, rate slots), so that no backend imports another."""
 
 from __future__ import annotations
 
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal
 
+from postroom.errors import DuplicateRequestError, NotFoundError
 from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
-from postroom.store.dkim_keys import DkimKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,15 @@ class Completion:
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     reclaimed_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What a tenant's new messages get: ``max_attempts`` sends, and ``ttl`` seconds to go out
+    (0: they never expire)."""
+
+    max_attempts: int
+    ttl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,130 +142,91 @@ def activity_edges(since: datetime, step: timedelta, now: datetime) -> list[date
     return [since + n * step for n in range(slots)]
 
 
-class Store(DkimKeys, Protocol):
-    """Durable storage and queue. Every method is a coroutine; writes are atomic."""
+def budgets_of(
+    messages: Sequence[NewMessage],
+    *,
+    max_attempts: int,
+    ttl: float,
+    budgets: Mapping[str, Budget] | None,
+) -> list[Budget]:
+    """The budget of each message: its tenant's in ``budgets``, else ``max_attempts``/``ttl``."""
+    default = Budget(max_attempts, ttl)
+    if not budgets:
+        return [default] * len(messages)
+    return [budgets.get(new.tenant, default) for new in messages]
 
-    async def migrate(self) -> None:
-        """Create or upgrade the schema to the newest version."""
 
-    async def enqueue(
-        self, messages: Sequence[NewMessage], *, max_attempts: int, ttl: float
-    ) -> list[tuple[Message, bool]]:
-        """Store messages durably in one transaction; return each with ``created``.
+def check_unchanged(new: NewMessage, existing: Message) -> None:
+    """Raise :class:`DuplicateRequestError` when ``existing``, found by ``new``'s idempotency
+    key, was stored for a different request."""
+    if existing.request_hash != new.request_hash:
+        raise DuplicateRequestError()
 
-        A message whose (tenant, idempotency key) already exists is not stored again: the
-        existing one is returned with ``created`` False. ``ttl`` 0 means never expires.
-        """
 
-    async def claim(
-        self,
-        *,
-        worker: str,
-        limit: int,
-        lease: float,
-        completions: Sequence[Completion] = (),
-    ) -> list[Message]:
-        """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
+def queued_message(
+    new: NewMessage, *, created_at: datetime, due_at: datetime, max_attempts: int, ttl: float
+) -> Message:
+    """The stored form of ``new`` as it enters the queue: a new id, due at ``due_at``, expiring
+    ``ttl`` seconds after it (never when ``ttl`` is 0). Every backend builds new messages here."""
+    return Message(
+        id=new_id(),
+        tenant=new.tenant,
+        status=Status.QUEUED,
+        recipient=new.recipient,
+        template_type=new.template_type,
+        template_data=new.template_data,
+        subject=new.subject,
+        body=new.body,
+        html_body=new.html_body,
+        mime=new.mime,
+        send_count=0,
+        max_attempts=max_attempts,
+        idempotency_key=new.idempotency_key,
+        created_at=created_at,
+        updated_at=created_at,
+        next_attempt_at=due_at,
+        expires_at=due_at + timedelta(seconds=ttl) if ttl > 0 else None,
+        waiting_for=None,
+        last_error=None,
+        request_hash=new.request_hash,
+    )
 
-        ``completions`` are recorded first, as :meth:`complete` would, in the same
-        transaction: a busy worker writes the results of one batch as it takes the next.
-        """
 
-    async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
-        """Extend the lease of messages this worker still holds."""
+def slot_free_at(
+    recent: Sequence[datetime], limits: Sequence[tuple[int, float]], now: datetime
+) -> datetime | None:
+    """Given the hand-offs of the longest window (newest first), None when another one fits
+    every limit now, else when it will."""
+    waits: list[datetime] = []
+    for count, per in limits:
+        window = [t for t in recent if t > now - timedelta(seconds=per)]
+        if len(window) >= count:
+            # The slot frees when the count-th newest hand-off leaves the window.
+            waits.append(window[count - 1] + timedelta(seconds=per))
+    return max(waits) if waits else None
 
-    async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
-        """Give back leased messages that were not attempted, due again now."""
 
-    async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
-        """Record attempts and new statuses of claimed messages in one transaction."""
+DkimKeyState = Literal["inactive", "active", "retired"]
 
-    async def get(self, message_id: str) -> Message:
-        """One message with its dispatches, newest first; raise ``NotFoundError``."""
 
-    async def list_messages(self, query: MessageFilter) -> list[Message]:
-        """Messages newest first (without dispatches)."""
+@dataclass(frozen=True, slots=True)
+class StoredDkimKey:
+    """One DKIM key of a tenant; ``private_key`` is encrypted (``enc:v1:``)."""
 
-    async def retry(self, message_id: str, *, attempts: int, ttl: float) -> Message:
-        """Queue an abandoned message again now, with ``attempts`` more attempts and a fresh
-        TTL; raise ``NotFoundError``, or ``ConflictError`` when it is not abandoned."""
+    tenant: str
+    selector: str
+    domain: str
+    algorithm: str
+    private_key: str
+    public_key: str
+    state: DkimKeyState
+    created_at: datetime
+    activated_at: datetime | None
 
-    async def cancel(self, message_id: str, *, error: Diagnosis) -> Message:
-        """Abandon a queued message with ``error``; ``ConflictError`` when it is not queued."""
 
-    async def count_by_status(self) -> dict[str, int]:
-        """How many messages are in each status."""
-
-    async def activity(self, *, since: datetime, step: timedelta) -> Activity:
-        """What became of the messages created since ``since`` (for the dashboard's overview).
-
-        ``counts``: per tenant, current status and time slice, where slice ``n`` holds the
-        messages created from ``since + n * step`` up to the next slice (up to now; at most
-        ``MAX_ACTIVITY_SLOTS`` slices, else ``ValueError``). ``failures``: per tenant, latest
-        diagnosis code and status, the messages that are abandoned or queued again after a
-        failed attempt. Reads an index range of the creation time, never the whole table.
-        """
-
-    async def list_tenants(self) -> list[StoredTenant]:
-        """Every tenant saved through the API."""
-
-    async def get_tenant(self, tenant_id: str) -> StoredTenant | None:
-        """One saved tenant, or None."""
-
-    async def put_tenant(self, tenant_id: str, courier: dict[str, Any]) -> StoredTenant:
-        """Create or replace a saved tenant."""
-
-    async def delete_tenant(self, tenant_id: str) -> bool:
-        """Delete a saved tenant and its kept OAuth2 refresh token; False when there was none."""
-
-    async def tenants_version(self) -> str:
-        """Changes whenever a saved tenant is created, changed or deleted."""
-
-    async def get_oauth_token(self, tenant: str) -> StoredOAuthToken | None:
-        """The kept OAuth2 refresh token of ``tenant`` (file or API tenant), or None."""
-
-    async def put_oauth_token(
-        self, tenant: str, *, refresh_token: str, origin: str | None
-    ) -> StoredOAuthToken:
-        """Keep ``refresh_token`` (already encrypted) for ``tenant``, replacing any before."""
-
-    async def start_session(self, session_id: str, *, expires_at: datetime) -> None:
-        """Record a signed-in dashboard session (``session_id`` is already a hash, unique)
-        until ``expires_at``, for every process sharing the store; sessions past their expiry
-        are deleted at the same time."""
-
-    async def session_active(self, session_id: str) -> bool:
-        """True while the session is started, not ended and not past its expiry."""
-
-    async def end_session(self, session_id: str) -> None:
-        """End a session at once, for every process sharing the store (no error when there is
-        no such session)."""
-
-    async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
-        """Take one hand-off slot of ``tenant`` under ``limits`` ((count, per seconds) pairs),
-        shared by every worker of every process. Return None when taken, else the time the
-        next slot frees up (nothing is taken then)."""
-
-    async def delete_finished(
-        self, *, before: datetime, tenant: str | None, keep_keyed_since: datetime, batch: int
-    ) -> int:
-        """Delete up to ``batch`` sent or abandoned messages (with their dispatches) last
-        updated before ``before``, of ``tenant`` (None: every tenant); messages with an
-        idempotency key created after ``keep_keyed_since`` stay. Return how many went."""
-
-    async def next_due(self) -> datetime | None:
-        """When the next queued message falls due (None when the queue is empty)."""
-
-    async def count_pending(self) -> int:
-        """How many messages are queued or processing."""
-
-    async def wait(self, timeout: float) -> None:
-        """Return when work may have arrived (an enqueue in this process) or after timeout."""
-
-    async def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-
-    async def close(self) -> None:
-        """Release connections."""
+def dkim_key_not_found(tenant: str, selector: str) -> NotFoundError:
+    """The error for a DKIM key that is not stored, saying how to see and make keys."""
+    return NotFoundError(
+        f"tenant {tenant!r} has no DKIM key with selector {selector!r}; `postroom dkim list` "
+        "shows its keys, `postroom dkim generate` makes one"
+    )

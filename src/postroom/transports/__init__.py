@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from postroom.config.settings import CourierSettings
 from postroom.errors import ConfigError
+from postroom.oauth.client import RefreshTokenKeeper
 from postroom.transports.base import Envelope, Recorder, SendResult, Step, Transport
 from postroom.transports.http import HttpTransport
-from postroom.transports.oauth import RefreshTokenKeeper
 from postroom.transports.outbox import OutboxTransport
 from postroom.transports.smtp import SmtpTransport
 
@@ -22,7 +22,7 @@ def make_transport(
 
     ``allow_private_targets`` False (tenants saved through the API) makes the SMTP and HTTP
     transports refuse loopback, private and link-local addresses, checked on the resolved
-    address (see :mod:`postroom.transports.targets`). ``refresh_tokens`` keeps the refresh
+    address (see :mod:`postroom.net.targets`). ``refresh_tokens`` keeps the refresh
     token of an OAuth2 device-code sign-in (``courier.smtp.oauth2.flow: device_code``).
     """
     if courier.strategy == "smtp":

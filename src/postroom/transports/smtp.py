@@ -26,12 +26,13 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 from cryptography import x509
 
+from postroom.codes import DiagnosisCode
 from postroom.config.settings import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError, OAuthError, readable
+from postroom.net.targets import Target, resolve_target
+from postroom.oauth.client import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.base import Envelope, Recorder, SendResult
-from postroom.transports.oauth import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
-from postroom.transports.targets import Target, resolve_target
 
 T = TypeVar("T")
 
@@ -366,7 +367,7 @@ class SmtpConnection:
 
     def _require_auth(self, client: aiosmtplib.SMTP) -> None:
         if not client.supports_extension("auth"):
-            hint = "auth_unsupported"
+            hint: DiagnosisCode = "auth_unsupported"
             if self.uri.security is Security.CLEARTEXT and client.supports_extension("starttls"):
                 hint = "starttls_required"
             raise DeliveryError(
@@ -616,20 +617,24 @@ class SmtpTransport:
             conn = self._idle.pop() if self._idle else None
             if conn is not None and conn.usable:
                 try:
-                    return self._keep(conn, await conn.deliver(envelope))
+                    reused = await conn.deliver(envelope)
                 except DeliveryError as exc:
                     if not _dropped_before_data(exc):
-                        self._keep(conn, None)
+                        self._keep(conn)
                         raise
                     conn.abort()  # the server closed an idle session: open a fresh one
+                else:
+                    self._keep(conn)
+                    return reused
             conn = self._new_connection()
             await conn.open()
             try:
                 result = await conn.deliver(envelope)
             except DeliveryError:
-                self._keep(conn, None)
+                self._keep(conn)
                 raise
-            return self._keep(conn, result)
+            self._keep(conn)
+            return result
 
     async def check(self, envelope: Envelope) -> None:
         """Open a session and ask MAIL and RCPT for ``envelope`` without sending it; the
@@ -642,14 +647,14 @@ class SmtpTransport:
             try:
                 await conn.check_envelope(envelope)
             finally:
-                self._keep(conn, None)
+                self._keep(conn)
 
-    def _keep(self, conn: SmtpConnection, result: SendResult | None) -> SendResult:
+    def _keep(self, conn: SmtpConnection) -> None:
+        """Put ``conn`` back for the next send while it is usable; else close it."""
         if conn.usable and not self._closed:
             self._idle.append(conn)
         else:
             conn.abort()
-        return result  # type: ignore[return-value]
 
     async def close(self) -> None:
         """QUIT every idle session."""

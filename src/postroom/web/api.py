@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -13,18 +10,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from postroom.config.refresh_tokens import refresh_token_keeper
-from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis import diagnose
-from postroom.diagnosis.smtp_test import SmtpTestReport, run_smtp_test
-from postroom.errors import InputError, NotFoundError
+from postroom.errors import InputError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
 from postroom.models import Message, Status, message_json
-from postroom.store import MessageFilter, Store
-from postroom.text import data_problem
+from postroom.service import messages, tenants
+from postroom.store import MessageFilter
 from postroom.web.auth import Caller, require_admin, require_intake
+from postroom.web.state import exposes_bodies
+from postroom.web.state import registry as _tenants
+from postroom.web.state import store as _store
 
 router = APIRouter()
 Admin = Annotated[Caller, Depends(require_admin)]
@@ -43,25 +39,6 @@ class EnqueueBody(BaseModel):
     subject: str | None = None
     body: str | None = None
     html_body: str | None = None
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _tenants(request: Request) -> TenantRegistry:
-    registry: TenantRegistry = request.app.state.tenants
-    return registry
-
-
-async def exposes_bodies(request: Request, tenant: str) -> bool:
-    """Subjects and bodies are shown in dev mode or when the tenant sets
-    ``expose_message_bodies``, and read ``<redacted>`` otherwise (API and dashboard alike)."""
-    if request.app.state.dev:
-        return True
-    settings = await _tenants(request).settings()
-    return tenant in settings.tenant_names() and settings.tenant(tenant).expose_message_bodies
 
 
 async def _view(request: Request, message: Message) -> dict[str, Any]:
@@ -109,25 +86,6 @@ async def create_message(
     return await _enqueue(request, caller, send)
 
 
-def _page_token(message: Message) -> str:
-    raw = f"{message.created_at.isoformat()}|{message.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _parse_page_token(token: str) -> tuple[datetime, str]:
-    """The ``(created_at, id)`` a page token carries (a UTC time); raise :class:`InputError`
-    for anything :func:`_page_token` would not have written."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        created, _, message_id = raw.partition("|")
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None or data_problem(message_id) is not None:
-            raise ValueError("not one of ours")
-        return when.astimezone(UTC), message_id
-    except (ValueError, OverflowError, binascii.Error):  # UnicodeDecodeError is a ValueError
-        raise InputError("is not a page token this server gave out", field="page_token") from None
-
-
 @router.get("/admin/courier/messages", tags=["messages"])
 async def list_messages(
     request: Request,
@@ -141,17 +99,14 @@ async def list_messages(
     page_token: str | None = None,
 ) -> list[dict[str, Any]]:
     """Messages newest first, like Kratos's admin API; ``Link: <...>; rel="next"`` pages on."""
-    before = _parse_page_token(page_token) if page_token else None
     query = MessageFilter(
         status=status,
         recipient=recipient,
         tenant=tenant,
         template_type=template_type,
-        limit=page_size + 1,
-        before=before,
+        limit=page_size,
     )
-    rows = await _store(request).list_messages(query)
-    page, more = rows[:page_size], len(rows) > page_size
+    page = await messages.list_page(_store(request), query, token=page_token)
     params: dict[str, str] = {"page_size": str(page_size)}
     for key, value in (
         ("status", status.value if status else None),
@@ -162,40 +117,31 @@ async def list_messages(
         if value is not None:
             params[key] = value
     links = [f'</admin/courier/messages?{urlencode(params)}>; rel="first"']
-    if more:
-        params["page_token"] = _page_token(page[-1])
+    if page.next_token is not None:
+        params["page_token"] = page.next_token
         links.append(f'</admin/courier/messages?{urlencode(params)}>; rel="next"')
     response.headers["Link"] = ", ".join(links)
-    return [await _view(request, m) for m in page]
+    return [await _view(request, m) for m in page.messages]
 
 
 @router.get("/admin/courier/messages/{message_id}", tags=["messages"])
 async def get_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """One message with its dispatches, newest first."""
-    return await _view(request, await _store(request).get(message_id))
+    return await _view(request, await messages.get(_store(request), message_id))
 
 
 @router.post("/admin/courier/messages/{message_id}/retry", tags=["messages"])
 async def retry_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """Queue an abandoned message again now, with a fresh attempt budget and TTL."""
-    store = _store(request)
-    current = await store.get(message_id)
     settings = await _tenants(request).settings()
-    courier = (
-        settings.tenant(current.tenant)
-        if current.tenant in settings.tenant_names()
-        else settings.courier
-    )
-    message = await store.retry(
-        message_id, attempts=courier.message_retries + 1, ttl=courier.message_ttl
-    )
+    message = await messages.retry(_store(request), settings, message_id)
     return await _view(request, message)
 
 
 @router.post("/admin/courier/messages/{message_id}/cancel", tags=["messages"])
 async def cancel_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """Abandon a queued message with code ``cancelled``."""
-    message = await _store(request).cancel(message_id, error=diagnose("cancelled"))
+    message = await messages.cancel(_store(request), message_id)
     return await _view(request, message)
 
 
@@ -266,29 +212,8 @@ async def test_smtp(
 ) -> dict[str, Any]:
     """Walk the SMTP conversation with the tenant's settings; the test-smtp JSON."""
     options = body or SmtpTestBody()
-    report = await tenant_smtp_test(
+    report = await tenants.smtp_test(
         _tenants(request), tenant_id, to=options.to, no_send=options.no_send
     )
     result: dict[str, Any] = report.to_json()
     return result
-
-
-async def tenant_smtp_test(
-    registry: TenantRegistry, tenant_id: str, *, to: str | None, no_send: bool
-) -> SmtpTestReport:
-    """``test-smtp`` with a tenant's saved settings, as the worker would send: with the
-    tenant's private-target rule and its kept OAuth2 sign-in. Used by the API and the
-    dashboard; raise ``NotFoundError`` for an unknown tenant."""
-    settings = await registry.settings()
-    if tenant_id not in settings.tenant_names():
-        raise NotFoundError(f"no tenant {tenant_id!r}")
-    courier = settings.tenant(tenant_id)
-    return await run_smtp_test(
-        courier,
-        to=to,
-        no_send=no_send,
-        allow_private_targets=registry.allows_private_targets(tenant_id),
-        refresh_tokens=refresh_token_keeper(
-            registry.store, courier, tenant_id, secrets=settings.secrets.default
-        ),
-    )

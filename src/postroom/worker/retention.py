@@ -10,8 +10,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from postroom.clock import utcnow
 from postroom.config import Settings
-from postroom.store import Store, utcnow
+from postroom.store import Records
 
 log = logging.getLogger("postroom.retention")
 
@@ -19,7 +20,7 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a key keeps answering with its messa
 BATCH = 500
 
 
-async def cleanup(store: Store, settings: Settings, *, older_than: float | None = None) -> int:
+async def cleanup(store: Records, settings: Settings, *, older_than: float | None = None) -> int:
     """Delete finished messages past each tenant's retention (or ``older_than`` seconds for
     all); return how many went. Messages with an idempotency key stay at least 24 hours."""
     now = utcnow()
@@ -41,7 +42,7 @@ async def cleanup(store: Store, settings: Settings, *, older_than: float | None 
 
 
 async def _delete_all(
-    store: Store, tenant: str | None, before: datetime, keep_keyed_since: datetime
+    store: Records, tenant: str | None, before: datetime, keep_keyed_since: datetime
 ) -> int:
     total = 0
     while True:
@@ -55,7 +56,7 @@ async def _delete_all(
 
 
 async def run_daily(
-    store: Store, settings: Callable[[], Awaitable[Settings]], stop: asyncio.Event
+    store: Records, settings: Callable[[], Awaitable[Settings]], stop: asyncio.Event
 ) -> None:
     """Clean up at start and then every 24 hours until ``stop``, with the settings (file and
     API tenants) of the day."""

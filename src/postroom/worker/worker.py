@@ -15,18 +15,20 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
+from postroom.clock import utcnow
 from postroom.config import Settings
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.catalogue import diagnose
+from postroom.diagnosis.catalogue import diagnose, diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
 from postroom.models import Message, Status
 from postroom.render.mime import envelope_address
-from postroom.store import Completion, Store, StoreUnavailable, utcnow
+from postroom.store import Completion, Queue, StoreUnavailable, Tenants
+from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
 
@@ -57,12 +59,17 @@ class WorkerStats:
     abandoned: int = 0
 
 
+class WorkerStore(Queue, Tenants, Protocol):
+    """What the worker uses of the store: the queue, and the OAuth2 refresh tokens that its
+    transports keep for tenants."""
+
+
 class Worker:
     """Delivers due messages from ``store`` through each tenant's transport."""
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         settings: Settings,
         *,
         concurrency: int | None = None,
@@ -205,12 +212,7 @@ class Worker:
             self._finish(completion, message)
         except Exception as exc:  # a bug must not lose the message: record it and retry
             log.exception("message %s: unexpected error", message.id)
-            diagnosis = diagnose(
-                "unknown",
-                reply_code=450,
-                cause=f"Postroom failed unexpectedly: {exc!r}.",
-                fix="This is a bug in Postroom; the message will be retried. Please report it.",
-            )
+            diagnosis = diagnose_unexpected(exc)
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
             self._finish(Completion(message.id, Status.SENT), message)

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.deliverability.service import doctor, record_of
 from postroom.errors import InputError, NotFoundError
-from postroom.web.dashboard.pages import DashboardRoute, ago, registry, render, store
+from postroom.web.dashboard.pages import DashboardRoute, ago, render
 from postroom.web.dashboard.session import Session, require_viewer
+from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]

@@ -14,30 +14,26 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.errors import ConflictError, InputError, NotFoundError
 from postroom.models import Message, Status, TemplateType
+from postroom.service import messages as message_service
+from postroom.service.tenants import courier_for
 from postroom.store import MessageFilter
-from postroom.web import api
-from postroom.web.api import exposes_bodies
-from postroom.web.auth import Caller
 from postroom.web.dashboard.headers import shown_headers
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
     DashboardRoute,
-    courier_for,
     form_value,
     query,
     read_form,
     redirect,
-    registry,
     render,
-    store,
 )
 from postroom.web.dashboard.session import Session, require_viewer
+from postroom.web.state import exposes_bodies, registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]
 
 PAGE_SIZE = 50
-OPERATOR = Caller(admin=True)
 
 
 @dataclass(frozen=True)
@@ -85,26 +81,28 @@ async def message_list(
     error = None
     try:
         chosen_status = Status(filters.status) if filters.status else None
-        before = api._parse_page_token(page) if page else None
+        if page:
+            message_service.parse_page_token(page)
     except (ValueError, InputError):
-        chosen_status, before = None, None
+        chosen_status = None
         error = "That status or page is not one this list knows; start again from the newest."
     if filters.template and filters.template not in {t.value for t in TemplateType}:
         error = f"There is no template type {filters.template!r}."
     rows: list[Message] = []
+    next_token = None
     if error is None:
-        rows = await store(request).list_messages(
+        found = await message_service.list_page(
+            store(request),
             MessageFilter(
                 status=chosen_status,
                 recipient=filters.recipient or None,
                 tenant=filters.tenant or None,
                 template_type=filters.template or None,
-                limit=PAGE_SIZE + 1,
-                before=before,
-            )
+                limit=PAGE_SIZE,
+            ),
+            token=page or None,
         )
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
+        rows, next_token = found.messages, found.next_token
     exposed = {name: await exposes_bodies(request, name) for name in {m.tenant for m in rows}}
     settings = await registry(request).settings()
     context: dict[str, Any] = {
@@ -114,7 +112,7 @@ async def message_list(
     }
     if fragment == "rows":
         return render(request, "message_rows.html", **context)
-    older = query("/messages", **filters.params(), page=api._page_token(rows[-1])) if more else None
+    older = query("/messages", **filters.params(), page=next_token) if next_token else None
     return render(
         request,
         "messages.html",
@@ -137,7 +135,7 @@ async def message_list(
 async def _detail(
     request: Request, message_id: str, *, status: int = 200, **extra: object
 ) -> Response:
-    message = await store(request).get(message_id)
+    message = await message_service.get(store(request), message_id)
     exposed = await exposes_bodies(request, message.tenant)
     settings = await registry(request).settings()
     courier = courier_for(settings, message.tenant)
@@ -199,7 +197,7 @@ async def retry(request: Request, _viewer: Viewer, message_id: str) -> Response:
             ttl=ttl,
         )
     try:
-        await api.retry_message(request, OPERATOR, message_id)
+        await message_service.retry(store(request), settings, message_id)
     except (ConflictError, InputError) as exc:
         return await _detail(request, message_id, status=409, error=str(exc))
     return redirect(query(f"/messages/{message_id}", notice="retried"))
@@ -210,7 +208,7 @@ async def cancel(request: Request, _viewer: Viewer, message_id: str) -> Response
     """Abandon a queued message with code ``cancelled``."""
     await read_form(request)
     try:
-        await api.cancel_message(request, OPERATOR, message_id)
+        await message_service.cancel(store(request), message_id)
     except ConflictError as exc:
         return await _detail(request, message_id, status=409, error=str(exc))
     return redirect(query(f"/messages/{message_id}", notice="cancelled"))

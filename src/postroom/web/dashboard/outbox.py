@@ -21,17 +21,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from postroom.config import Settings
 from postroom.errors import NotFoundError
 from postroom.models import REDACTED
-from postroom.web.api import exposes_bodies
 from postroom.web.dashboard.headers import header_text, shown_headers
 from postroom.web.dashboard.pages import (
     EMAIL_CSP,
     DashboardRoute,
     query,
-    registry,
     render,
-    store,
 )
 from postroom.web.dashboard.session import Session, require_viewer
+from postroom.web.state import exposes_bodies, registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]

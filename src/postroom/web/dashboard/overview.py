@@ -8,11 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from postroom.diagnosis import CODES
+from postroom.diagnosis.catalogue import entry_of
 from postroom.models import Status
 from postroom.store.base import Activity
-from postroom.web.dashboard.pages import DashboardRoute, registry, render, store
+from postroom.web.dashboard.pages import (
+    DashboardRoute,
+    render,
+)
 from postroom.web.dashboard.session import require_viewer
+from postroom.web.state import registry, store
 
 router = APIRouter(
     route_class=DashboardRoute, include_in_schema=False, dependencies=[Depends(require_viewer)]
@@ -156,7 +160,7 @@ def failures(activity: Activity, *, limit: int = 8) -> list[Failure]:
     """The most frequent latest diagnosis codes, with the catalogue's cause and fix."""
     by_code: dict[str, Failure] = {}
     for item in activity.failures:
-        entry = CODES.get(item.code)
+        entry = entry_of(item.code)
         failure = by_code.setdefault(
             item.code,
             Failure(

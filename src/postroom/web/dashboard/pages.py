@@ -18,11 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
 from postroom import __version__
-from postroom.config import Settings
-from postroom.config.settings import CourierSettings
-from postroom.config.tenants import TenantRegistry
 from postroom.errors import NotFoundError
-from postroom.store import Store
 from postroom.web.dashboard import session as sessions
 
 HERE = Path(__file__).parent
@@ -107,24 +103,6 @@ def query(path: str, **params: str | None) -> str:
 
 
 env.globals["query"] = query
-
-
-def store(request: Request) -> Store:
-    """The app's store."""
-    value: Store = request.app.state.store
-    return value
-
-
-def registry(request: Request) -> TenantRegistry:
-    """The app's tenant registry."""
-    value: TenantRegistry = request.app.state.tenants
-    return value
-
-
-def courier_for(settings: Settings, tenant: str) -> CourierSettings:
-    """A tenant's courier settings; the top-level ``courier`` for a tenant that is gone (the
-    same fallback as the admin API's retry)."""
-    return settings.tenant(tenant) if tenant in settings.tenant_names() else settings.courier
 
 
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:

@@ -26,7 +26,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from postroom.store import Store
+from postroom.store import Sessions
 
 COOKIE = "postroom_session"
 LIFETIME = 12 * 3600
@@ -117,8 +117,8 @@ def stored_id(session: Session, key: bytes) -> str:
     return hmac.new(key, f"session:{session.sid}".encode(), hashlib.sha256).hexdigest()
 
 
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
+def _store(request: Request) -> Sessions:
+    store: Sessions = request.app.state.store
     return store
 
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.config.settings import CourierSettings
 from postroom.deliverability.service import verdict
-from postroom.diagnosis.smtp_test import SmtpTestReport
 from postroom.errors import ConfigError, ConflictError, InputError
 from postroom.presets import PRESETS
-from postroom.web.api import tenant_smtp_test
+from postroom.service.tenants import smtp_test
+from postroom.transports.smtp_probe import SmtpTestReport
 from postroom.web.dashboard import tenant_form
 from postroom.web.dashboard.pages import (
     DashboardRoute,
@@ -22,12 +22,11 @@ from postroom.web.dashboard.pages import (
     query,
     read_form,
     redirect,
-    registry,
     render,
-    store,
 )
 from postroom.web.dashboard.session import Session, require_viewer
 from postroom.web.dashboard.tenant_form import TenantForm
+from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]
@@ -190,7 +189,7 @@ async def test_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Resp
     report: SmtpTestReport | None = None
     error = None
     try:
-        report = await tenant_smtp_test(
+        report = await smtp_test(
             registry(request), tenant_id, to=to or None, no_send=form.get("no_send") == "on"
         )
     except (InputError, ConfigError) as exc:

@@ -21,11 +21,11 @@ from postroom.config.smtp_uri import Security, SmtpUri, parse_smtp_uri
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError, InputError, TemplateError
 from postroom.models import Diagnosis, RenderedEmail, TemplateType
+from postroom.oauth.client import RefreshTokenKeeper
 from postroom.presets import looks_like_aws_secret_key
 from postroom.render.mime import build_mime, envelope_address, header_address
 from postroom.render.templates import render_email
 from postroom.transports.base import Envelope, Step
-from postroom.transports.oauth import RefreshTokenKeeper
 from postroom.transports.smtp import SmtpRecorder, SmtpTransport, TlsFacts
 
 __all__ = ["CERT_WARNING_DAYS", "SmtpTestReport", "port_scheme_hint", "run_smtp_test"]

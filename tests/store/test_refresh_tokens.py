@@ -3,9 +3,9 @@ descends from the configured token, else the configuration; always encrypted."""
 
 from __future__ import annotations
 
-from postroom.config.refresh_tokens import refresh_token_keeper
 from postroom.config.settings import CourierSettings
 from postroom.store import Store
+from postroom.store.refresh_tokens import refresh_token_keeper
 
 SECRET = "a-test-secret-that-is-long-enough-0001"
 

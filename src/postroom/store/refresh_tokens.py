@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from postroom.config.secrets import Crypter
 from postroom.config.settings import CourierSettings
-from postroom.store.base import Store
+from postroom.store import Tenants
 
 
 def origin_of(configured: str | None) -> str | None:
@@ -30,11 +30,11 @@ def origin_of(configured: str | None) -> str | None:
 
 
 class StoredRefreshToken:
-    """A :class:`~postroom.transports.oauth.RefreshTokenKeeper` over the store: the newest
+    """A :class:`~postroom.oauth.client.RefreshTokenKeeper` over the store: the newest
     refresh token of one tenant, encrypted with ``secrets.default``."""
 
     def __init__(
-        self, store: Store, crypter: Crypter, tenant: str, *, configured: str | None
+        self, store: Tenants, crypter: Crypter, tenant: str, *, configured: str | None
     ) -> None:
         self.store = store
         self.crypter = crypter
@@ -58,7 +58,7 @@ class StoredRefreshToken:
 
 
 def refresh_token_keeper(
-    store: Store, courier: CourierSettings, tenant: str, *, secrets: Sequence[str]
+    store: Tenants, courier: CourierSettings, tenant: str, *, secrets: Sequence[str]
 ) -> StoredRefreshToken | None:
     """The keeper for ``tenant`` when its SMTP login is a device-code sign-in, else None.
 

@@ -14,12 +14,12 @@ import pytest
 
 from postroom.config.settings import CourierSettings
 from postroom.config.smtp_uri import parse_smtp_uri
-from postroom.diagnosis import smtp_test
-from postroom.diagnosis.smtp_test import port_scheme_hint, run_smtp_test
 from postroom.errors import ConfigError, InputError
 from postroom.models import Diagnosis
 from postroom.transports import smtp as smtp_transport
+from postroom.transports import smtp_probe as smtp_test
 from postroom.transports.smtp import SmtpTransport
+from postroom.transports.smtp_probe import port_scheme_hint, run_smtp_test
 
 from conftest import Pki
 from smtp_servers import silent_server, smtp_server

@@ -1,35 +1,19 @@
-"""The Store contract, run against every backend: durable enqueue, atomic claiming with leases,
-idempotency, completion records, listing."""
+"""The Queue contract, run against every backend: durable enqueue, atomic claiming with
+leases, idempotency, completion records, rate slots."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
-from postroom.models import (
-    Diagnosis,
-    DispatchStatus,
-    NewMessage,
-    Status,
-    TemplateType,
-    WaitingFor,
-)
-from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
+import pytest
+from store_support import new
 
+from postroom.errors import DuplicateRequestError
+from postroom.models import Diagnosis, DispatchStatus, Status, WaitingFor
+from postroom.store import Budget, Completion, MessageFilter, Store, open_store, utcnow
 
-def new(n: int = 0, *, key: str | None = None, tenant: str = "default") -> NewMessage:
-    return NewMessage(
-        tenant=tenant,
-        recipient=f"user{n}@example.org",
-        template_type=TemplateType.TEST,
-        template_data={"to": f"user{n}@example.org"},
-        subject=f"subject {n}",
-        body="body",
-        html_body=None,
-        mime=b"Subject: x\r\n\r\nbody\r\n",
-        idempotency_key=key,
-        request_hash=f"hash{n}",
-    )
+from conftest import Clock
 
 
 async def test_claim_leases_due_messages_once(any_store: Store) -> None:
@@ -42,23 +26,32 @@ async def test_claim_leases_due_messages_once(any_store: Store) -> None:
     assert await any_store.claim(worker="c", limit=10, lease=60) == []
 
 
-async def test_an_expired_lease_makes_a_message_claimable_again(any_store: Store) -> None:
+async def test_an_expired_lease_makes_a_message_claimable_again(
+    any_store: Store, clock_at: Clock
+) -> None:
     [(message, _)] = await any_store.enqueue([new()], max_attempts=3, ttl=0)
-    [claimed] = await any_store.claim(worker="dead", limit=1, lease=0.2)
+    [claimed] = await any_store.claim(worker="dead", limit=1, lease=60)
     assert claimed.id == message.id
+    clock_at.advance(59)
     assert await any_store.claim(worker="b", limit=1, lease=60) == []
-    await asyncio.sleep(0.3)
+    clock_at.advance(2)  # the lease ran out a second ago
     [again] = await any_store.claim(worker="b", limit=1, lease=60)
     assert again.id == message.id and again.lease_owner == "b"
+    assert again.reclaimed_from == "dead"
 
 
-async def test_renew_keeps_the_lease_alive(any_store: Store) -> None:
+async def test_renew_keeps_the_lease_alive(any_store: Store, clock_at: Clock) -> None:
     await any_store.enqueue([new()], max_attempts=3, ttl=0)
-    [claimed] = await any_store.claim(worker="a", limit=1, lease=0.3)
+    [claimed] = await any_store.claim(worker="a", limit=1, lease=30)
     for _ in range(3):
-        await asyncio.sleep(0.15)
-        await any_store.renew([claimed.id], worker="a", lease=0.3)
-    assert await any_store.claim(worker="b", limit=1, lease=60) == []
+        clock_at.advance(20)
+        await any_store.renew([claimed.id], worker="a", lease=30)
+    clock_at.advance(20)  # 80 s after the claim: the first lease ran out 50 s ago
+    assert await any_store.claim(worker="b", limit=1, lease=30) == []
+    await any_store.renew([claimed.id], worker="b", lease=3600)  # not b's lease: no effect
+    clock_at.advance(11)  # the last renewal (to 60 + 30 s) has run out
+    [taken] = await any_store.claim(worker="b", limit=1, lease=30)
+    assert taken.id == claimed.id
 
 
 async def test_release_returns_unstarted_messages(any_store: Store) -> None:
@@ -69,8 +62,8 @@ async def test_release_returns_unstarted_messages(any_store: Store) -> None:
     assert again.id == claimed.id
 
 
-async def test_two_stores_on_one_database_never_claim_the_same_message(store_dsn: str) -> None:
-    one, two = open_store(store_dsn), open_store(store_dsn)
+async def test_two_stores_on_one_database_never_claim_the_same_message(sql_dsn: str) -> None:
+    one, two = open_store(sql_dsn), open_store(sql_dsn)
     await one.migrate()
     try:
         await one.enqueue([new(n) for n in range(200)], max_attempts=3, ttl=0)
@@ -131,21 +124,6 @@ async def test_idempotency_key_is_scoped_to_the_tenant(any_store: Store) -> None
     assert a.id == b.id != c.id
 
 
-async def test_list_is_newest_first_with_filters_and_keyset_pages(any_store: Store) -> None:
-    for n in range(7):
-        await any_store.enqueue(
-            [new(n, tenant="acme" if n % 2 else "default")], max_attempts=1, ttl=0
-        )
-    everything = await any_store.list_messages(MessageFilter(limit=100))
-    assert [m.recipient for m in everything] == [f"user{n}@example.org" for n in reversed(range(7))]
-    acme = await any_store.list_messages(MessageFilter(tenant="acme"))
-    assert {m.tenant for m in acme} == {"acme"} and len(acme) == 3
-    page1 = await any_store.list_messages(MessageFilter(limit=3))
-    last = page1[-1]
-    page2 = await any_store.list_messages(MessageFilter(limit=3, before=(last.created_at, last.id)))
-    assert [m.id for m in page1 + page2] == [m.id for m in everything[:6]]
-
-
 async def test_ttl_sets_the_expiry(any_store: Store) -> None:
     [(message, _)] = await any_store.enqueue([new()], max_attempts=1, ttl=3600)
     assert message.expires_at is not None
@@ -154,8 +132,8 @@ async def test_ttl_sets_the_expiry(any_store: Store) -> None:
     assert forever.expires_at is None
 
 
-async def test_rate_slots_are_shared_and_free_up(store_dsn: str) -> None:
-    one, two = open_store(store_dsn), open_store(store_dsn)
+async def test_rate_slots_are_shared_and_free_up(sql_dsn: str) -> None:
+    one, two = open_store(sql_dsn), open_store(sql_dsn)
     await one.migrate()
     try:
         limits = [(5, 0.6)]
@@ -210,20 +188,28 @@ async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> N
     assert done.lease_owner is None
 
 
-async def test_a_dashboard_session_lives_until_it_ends_or_expires(store_dsn: str) -> None:
-    one, two = open_store(store_dsn), open_store(store_dsn)  # two processes, one database
-    await one.migrate()
-    signed_in, old, never = "a" * 64, "b" * 64, "c" * 64
-    try:
-        await one.start_session(signed_in, expires_at=utcnow() + timedelta(hours=12))
-        await one.start_session(old, expires_at=utcnow() - timedelta(seconds=1))
-        assert await two.session_active(signed_in)
-        assert not await two.session_active(old)  # past its expiry
-        assert not await two.session_active(never)
-        await two.end_session(signed_in)  # signing out on the other process ...
-        assert not await one.session_active(signed_in)  # ... ends it here at once
-        await one.end_session(signed_in)  # ending it twice is no error
-        await one.end_session(never)
-    finally:
-        await one.close()
-        await two.close()
+async def test_a_changed_request_under_a_used_key_stores_nothing_of_its_batch(
+    any_store: Store,
+) -> None:
+    [(first, _)] = await any_store.enqueue([new(1, key="k")], max_attempts=3, ttl=0)
+    batch = [new(5), new(6, tenant="acme"), new(2, key="k")]  # new(2) hashes differently
+    with pytest.raises(DuplicateRequestError):
+        await any_store.enqueue(batch, max_attempts=3, ttl=0, refuse_changed=True)
+    assert [m.id for m in await any_store.list_messages(MessageFilter())] == [first.id]
+    # The same request under the same key is no conflict: the stored message comes back.
+    [(again, created)] = await any_store.enqueue(
+        [new(1, key="k")], max_attempts=3, ttl=0, refuse_changed=True
+    )
+    assert again.id == first.id and not created
+
+
+async def test_each_tenant_gets_its_own_budget_in_one_enqueue(any_store: Store) -> None:
+    stored = await any_store.enqueue(
+        [new(1), new(2, tenant="acme")],
+        max_attempts=3,
+        ttl=0,
+        budgets={"acme": Budget(max_attempts=9, ttl=60)},
+    )
+    [(plain, _), (acme, _)] = stored
+    assert (plain.max_attempts, plain.expires_at) == (3, None)
+    assert acme.max_attempts == 9 and acme.expires_at is not None

@@ -37,8 +37,10 @@ import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from postroom.codes import DiagnosisCode
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.errors import ConfigError, DeliveryError, OAuthError, exception_chain
+from postroom.net.client import excerpt, make_client, read_limited
 
 log = logging.getLogger("postroom.oauth")
 
@@ -152,8 +154,6 @@ class TokenEndpoint:
     async def post(self, form: Mapping[str, str]) -> dict[str, Any]:
         """POST ``form``; return the JSON object of a 2xx answer, else raise ``OAuthError``
         with the HTTP status and the OAuth2 ``error`` and ``error_description``."""
-        from postroom.transports.http import make_client  # HTTP delivery's guarded client
-
         where = f"the token endpoint {self.host}"
         async with make_client(
             timeout=self.timeout, connections=1, allow_private_targets=self.allow_private_targets
@@ -162,7 +162,7 @@ class TokenEndpoint:
                 async with client.stream(
                     "POST", self.url, data=dict(form), headers={"Accept": "application/json"}
                 ) as response:
-                    content = await _read_limited(response)
+                    content = (await read_limited(response, MAX_ANSWER))[:MAX_ANSWER]
             except DeliveryError as exc:  # the SSRF guard or DNS, raised inside httpcore
                 raise self._error(f"{where}: {exc}", hint=exc.hint) from exc
             except httpx.TransportError as exc:
@@ -184,7 +184,7 @@ class TokenEndpoint:
         elif error:
             reply = f"{error}: {description}" if description else error
         else:
-            reply = (_excerpt(content) or response.reason_phrase).strip()
+            reply = (" ".join(excerpt(content, 300).split()) or response.reason_phrase).strip()
         reply = self._scrub(_shorten(reply))
         raise OAuthError(
             f"{where} refused the token request ({status} {error or response.reason_phrase})",
@@ -197,7 +197,7 @@ class TokenEndpoint:
             endpoint=self.host,
         )
 
-    def _error(self, message: str, *, hint: str | None = None) -> OAuthError:
+    def _error(self, message: str, *, hint: DiagnosisCode | None = None) -> OAuthError:
         return OAuthError(
             self._scrub(message),
             stage="token",
@@ -211,17 +211,6 @@ class TokenEndpoint:
             if len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
-
-
-async def _read_limited(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_ANSWER:
-            break
-    return b"".join(chunks)[:MAX_ANSWER]
 
 
 def _transport_text(exc: httpx.TransportError) -> str:
@@ -241,10 +230,6 @@ def _json_object(content: bytes) -> dict[str, Any] | None:
 
 def _text(value: object) -> str | None:
     return " ".join(value.split()) if isinstance(value, str) and value.strip() else None
-
-
-def _excerpt(content: bytes) -> str:
-    return " ".join(content[:300].decode("utf-8", "replace").split())
 
 
 def _shorten(text: str) -> str:

@@ -1,0 +1,57 @@
+"""What every role of the memory store shares: the dicts, the due-time index and the wake-up.
+Methods never await anything slow, so each one is atomic with respect to the others on the
+event loop. Nothing survives the process; one process only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from datetime import UTC, datetime
+
+from postroom.models import Dispatch, Message, Status
+from postroom.store.base import StoredOAuthToken, StoredTenant
+
+
+class MemoryState:
+    """The memory store's data, and the verbs that are not any one role's."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, Message] = {}
+        self._dispatches: dict[str, list[Dispatch]] = {}
+        self._tenants: dict[str, StoredTenant] = {}
+        self._oauth_tokens: dict[str, StoredOAuthToken] = {}
+        self._sessions: dict[str, datetime] = {}  # dashboard session -> its expiry
+        self._tenant_changes = 0
+        # Per tenant: (time, message id until its hand-off), as the SQL store keeps them.
+        self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
+        self._last = datetime.min.replace(tzinfo=UTC)
+        self._wake = asyncio.Event()
+        # (next attempt, created, id) of queued messages; stale entries are skipped at claim.
+        self._due: list[tuple[datetime, datetime, str]] = []
+        self._leased: set[str] = set()  # ids of messages in processing
+
+    async def migrate(self) -> None:
+        """Nothing to create."""
+
+    def _put(self, message: Message) -> None:
+        """Keep ``message``; index it as due or as leased."""
+        self._messages[message.id] = message
+        if message.status is Status.PROCESSING:
+            self._leased.add(message.id)
+        else:
+            self._leased.discard(message.id)
+        if message.status is Status.QUEUED and message.next_attempt_at is not None:
+            heapq.heappush(self._due, (message.next_attempt_at, message.created_at, message.id))
+
+    async def wait(self, timeout: float) -> None:
+        """Return on an enqueue or requeue, or after ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0))
+        self._wake.clear()
+
+    async def ping(self) -> None:
+        """Always reachable."""
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,431 @@
+"""The SQL store's queue role: group-committed enqueues, atomic claims with leases, renewals,
+releases, completions, rate slots and what falls due next (see :class:`~postroom.store.Queue`)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Integer, String, bindparam, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from postroom import clock
+from postroom.errors import DuplicateRequestError
+from postroom.models import Message, NewMessage, Status
+from postroom.store.base import (
+    Budget,
+    Completion,
+    budgets_of,
+    check_unchanged,
+    queued_message,
+    slot_free_at,
+)
+from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
+from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
+from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
+
+
+@dataclass(slots=True)
+class _EnqueueGroup:
+    """One caller's messages (each with its budget) waiting for the next group commit."""
+
+    messages: Sequence[NewMessage]
+    budgets: Sequence[Budget]
+    refuse_changed: bool
+    result: asyncio.Future[list[tuple[Message, bool]]]
+
+
+# What one group's part of a group commit gives its caller: the stored messages, or the
+# refusal that left nothing of that group written.
+_Outcome = list[tuple[Message, bool]] | DuplicateRequestError
+
+
+class SqlQueue(SqlEngine):
+    """The queue verbs over SQLAlchemy Core."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(dsn)
+        self._enqueue_waiting: list[_EnqueueGroup] = []
+        self._enqueue_task: asyncio.Task[None] | None = None
+
+    def _enqueue_sync(self, groups: Sequence[_EnqueueGroup]) -> list[_Outcome]:
+        """Store several callers' messages in one transaction (one fsync for all of them)."""
+        # One microsecond apart, so that newest-first lists keep the order of arrival.
+        start, tick = clock.utcnow(), itertools.count()
+        results: list[_Outcome] = []
+        with self._writer.begin() as conn:
+            for group in groups:
+                try:
+                    results.append(self._insert_group(conn, group, start, tick))
+                except DuplicateRequestError as refused:
+                    results.append(refused)  # nothing of this group was written
+            if self.postgres:  # wakes idle workers in every process, at commit
+                conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        return results
+
+    def _insert_group(
+        self, conn: Connection, group: _EnqueueGroup, start: datetime, tick: Iterator[int]
+    ) -> list[tuple[Message, bool]]:
+        """Insert one caller's messages; the idempotency keys are all checked first, so a
+        refused group writes nothing."""
+        found: dict[int, Message] = {}
+        for index, new in enumerate(group.messages):
+            if new.idempotency_key is not None:
+                existing = conn.execute(
+                    select(messages).where(
+                        messages.c.tenant == new.tenant,
+                        messages.c.idempotency_key == new.idempotency_key,
+                    )
+                ).first()
+                if existing is not None:
+                    found[index] = message_from_row(existing)
+                    if group.refuse_changed:
+                        check_unchanged(new, found[index])
+        out: list[tuple[Message, bool]] = []
+        rows: list[dict[str, Any]] = []
+        for index, (new, budget) in enumerate(zip(group.messages, group.budgets, strict=True)):
+            if index in found:
+                out.append((found[index], False))
+                continue
+            message = queued_message(
+                new,
+                created_at=start + timedelta(microseconds=next(tick)),
+                due_at=start,
+                max_attempts=budget.max_attempts,
+                ttl=budget.ttl,
+            )
+            rows.append(message_row(message))
+            out.append((message, True))
+        if rows:
+            conn.execute(messages.insert(), rows)
+        return out
+
+    async def enqueue(
+        self,
+        messages_: Sequence[NewMessage],
+        *,
+        max_attempts: int,
+        ttl: float,
+        budgets: Mapping[str, Budget] | None = None,
+        refuse_changed: bool = False,
+    ) -> list[tuple[Message, bool]]:
+        """Store messages durably in one transaction; see :class:`~postroom.store.Queue`.
+
+        Concurrent callers are committed together (group commit): each waits for the one
+        transaction that carries its messages, so nobody is answered before the disk has them.
+        """
+        group = _EnqueueGroup(
+            messages_,
+            budgets_of(messages_, max_attempts=max_attempts, ttl=ttl, budgets=budgets),
+            refuse_changed,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._enqueue_waiting.append(group)
+        if self._enqueue_task is None or self._enqueue_task.done():
+            self._enqueue_task = asyncio.create_task(self._commit_groups())
+        return await group.result
+
+    async def _commit_groups(self) -> None:
+        while self._enqueue_waiting:
+            groups, self._enqueue_waiting = self._enqueue_waiting, []
+            try:
+                results = await self._run(functools.partial(self._enqueue_sync, groups))
+            except IntegrityError:
+                # Some idempotency key was stored by another caller between the check and the
+                # insert: commit each group alone; the check then finds the stored message.
+                for group in groups:
+                    await self._commit_alone(group)
+                continue
+            except BaseException as exc:
+                for group in groups:
+                    if not group.result.done():
+                        group.result.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for group, result in zip(groups, results, strict=True):
+                _answer(group, result)
+            self._wake.set()
+
+    async def _commit_alone(self, group: _EnqueueGroup) -> None:
+        for attempt in range(2):
+            try:
+                [result] = await self._run(lambda: self._enqueue_sync([group]))
+            except IntegrityError as exc:
+                if attempt == 1:
+                    group.result.set_exception(exc)
+                continue
+            except Exception as exc:
+                group.result.set_exception(exc)
+                return
+            _answer(group, result)
+            self._wake.set()
+            return
+
+    # -- the worker's verbs -----------------------------------------------------------
+
+    def _claim_sync(
+        self, worker: str, limit: int, lease: float, completions: Sequence[Completion]
+    ) -> list[Message]:
+        with self._state.begin() as conn:
+            if completions:
+                self._record(conn, completions, worker)
+            now = clock.utcnow()
+            params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
+            # Messages of dead workers first (rare), then the due ones, in one transaction.
+            rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
+            if len(rows) < limit:
+                rows += conn.execute(_TAKE_DUE, {**params, "n": limit - len(rows)})
+        return sorted((message_from_row(r) for r in rows), key=lambda m: m.created_at)
+
+    async def claim(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        completions: Sequence[Completion] = (),
+    ) -> list[Message]:
+        """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
+        claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions))
+        self._wake_for(completions)
+        return claimed
+
+    def _renew_sync(self, ids: Sequence[str], worker: str, lease: float) -> None:
+        now = clock.utcnow()
+        with self._state.begin() as conn:
+            conn.execute(_held(ids, worker).values(lease_until=now + timedelta(seconds=lease)))
+
+    async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
+        """Extend the lease of messages this worker still holds."""
+        if message_ids:
+            await self._run(lambda: self._renew_sync(message_ids, worker, lease))
+
+    def _release_sync(self, ids: Sequence[str], worker: str) -> None:
+        now = clock.utcnow()
+        with self._state.begin() as conn:
+            conn.execute(
+                _held(ids, worker).values(
+                    status=Status.QUEUED.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+
+    async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
+        """Give back leased messages that were not attempted, due again now."""
+        if message_ids:
+            await self._run(lambda: self._release_sync(message_ids, worker))
+            self._wake.set()
+
+    def _complete_sync(self, completions: Sequence[Completion], worker: str) -> None:
+        with self._state.begin() as conn:
+            self._record(conn, completions, worker)
+
+    def _record(self, conn: Connection, completions: Sequence[Completion], worker: str) -> None:
+        """Write the new status of each message and a dispatch row for each attempt."""
+        now = clock.utcnow()
+        rows = []
+        # The common case, plain successes, in one statement.
+        plain = [
+            c for c in completions if c.status is Status.SENT and c.attempted and c.error is None
+        ]
+        if plain:
+            conn.execute(_MARK_SENT, {"ids": [c.message_id for c in plain], "now": now})
+        plain_ids = {c.message_id for c in plain}
+        for c in completions:
+            error = c.error.to_json() if c.error else None
+            if c.message_id in plain_ids:
+                rows.append(dispatch_row(c, None, worker, now))
+                continue
+            values: dict[str, Any] = {
+                "status": c.status.value,
+                "updated_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_attempt_at": c.next_attempt_at,
+                "waiting_for": c.waiting_for.value if c.waiting_for else None,
+                "reclaimed_from": None,
+            }
+            if error is not None:
+                values["last_error"] = error
+            if c.attempted:
+                values["send_count"] = messages.c.send_count + 1
+                rows.append(dispatch_row(c, error, worker, now))
+            conn.execute(update(messages).where(messages.c.id == c.message_id).values(values))
+        if rows:
+            conn.execute(dispatches.insert(), rows)
+            moved = [r["message_id"] for r in rows]
+            conn.execute(_MOVE_SLOTS, {"ids": moved, "now": now})
+
+    async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
+        """Record attempts and new statuses in one transaction; see :class:`Store`."""
+        if completions:
+            await self._run(lambda: self._complete_sync(completions, worker))
+            self._wake_for(completions)
+
+    def _wake_for(self, completions: Sequence[Completion]) -> None:
+        """A message queued again (a retry) may be due before the next poll: wake up."""
+        if any(c.status is Status.QUEUED for c in completions):
+            self._wake.set()
+
+    def _take_slot_sync(
+        self, tenant: str, limits: Sequence[tuple[int, float]], message_id: str
+    ) -> datetime | None:
+        now = clock.utcnow()
+        longest = max(per for _count, per in limits)
+        with self._state.begin() as conn:
+            if self.postgres:  # serialise the tenant's check-and-take across processes
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"postroom-rate:{tenant}"},
+                )
+            recent = [
+                t
+                for (t,) in conn.execute(
+                    select(rate_events.c.taken_at)
+                    .where(
+                        rate_events.c.tenant == tenant,
+                        rate_events.c.taken_at > now - timedelta(seconds=longest),
+                    )
+                    .order_by(rate_events.c.taken_at.desc())
+                )
+            ]
+            free_at = slot_free_at(recent, limits, now)
+            if free_at is not None:
+                return free_at
+            conn.execute(
+                rate_events.insert().values(tenant=tenant, taken_at=now, message_id=message_id)
+            )
+            if len(recent) % 100 == 0:  # now and then, forget what no window can see
+                conn.execute(
+                    rate_events.delete().where(
+                        rate_events.c.tenant == tenant,
+                        rate_events.c.taken_at <= now - timedelta(seconds=longest),
+                    )
+                )
+        return None
+
+    async def take_slot(
+        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
+    ) -> datetime | None:
+        """Take a hand-off slot of ``tenant``; see :class:`Store`."""
+        if not limits:
+            return None
+        return await self._run(lambda: self._take_slot_sync(tenant, limits, message_id))
+
+    def _next_due_sync(self) -> datetime | None:
+        with self._reader.connect() as conn:
+            value = conn.execute(
+                select(func.min(messages.c.next_attempt_at)).where(
+                    messages.c.status == Status.QUEUED.value
+                )
+            ).scalar()
+            lease = conn.execute(
+                select(func.min(messages.c.lease_until)).where(
+                    messages.c.status == Status.PROCESSING.value
+                )
+            ).scalar()
+        times = [aware(t) for t in (value, lease) if t is not None]
+        return min(times) if times else None
+
+    async def next_due(self) -> datetime | None:
+        """When the next queued message (or an expiring lease) falls due."""
+        return await self._run(self._next_due_sync)
+
+    def _count_pending_sync(self) -> int:
+        with self._reader.connect() as conn:
+            value = conn.execute(
+                select(func.count()).where(
+                    messages.c.status.in_([Status.QUEUED.value, Status.PROCESSING.value])
+                )
+            ).scalar()
+        return int(value or 0)
+
+    async def count_pending(self) -> int:
+        """How many messages are queued or processing."""
+        return await self._run(self._count_pending_sync)
+
+
+def _answer(group: _EnqueueGroup, outcome: _Outcome) -> None:
+    """Hand ``outcome`` to the caller waiting on ``group``."""
+    if isinstance(outcome, DuplicateRequestError):
+        group.result.set_exception(outcome)
+    else:
+        group.result.set_result(outcome)
+
+
+# -- the worker's hot path: statements built once, run with bind parameters -----------
+# Building a Core statement costs more than running it on SQLite; these run for every batch.
+
+
+def _take(kind: Status, column: Any) -> Any:
+    """Lease up to ``:n`` messages of ``kind`` whose ``column`` is before ``:now``.
+
+    One index range scan per status, stopping at the limit: a single OR over both statuses
+    would make the database sort every due row, which hurts with a million queued.
+    """
+    now = bindparam("now", type_=UtcDateTime)
+    chosen = (
+        select(messages.c.id)
+        .where(messages.c.status == kind.value, column < now)
+        .order_by(column)
+        .limit(bindparam("n", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return (
+        update(messages)
+        .where(messages.c.id.in_(chosen))
+        .values(
+            status=Status.PROCESSING.value,
+            reclaimed_from=messages.c.lease_owner,  # the old holder, if it died
+            lease_owner=bindparam("worker", type_=String),
+            lease_until=bindparam("until", type_=UtcDateTime),
+            waiting_for=None,
+            updated_at=now,
+        )
+        .returning(*messages.c)
+    )
+
+
+_TAKE_EXPIRED = _take(Status.PROCESSING, messages.c.lease_until)
+_TAKE_DUE = _take(Status.QUEUED, messages.c.next_attempt_at)
+
+_MARK_SENT = (
+    update(messages)
+    .where(messages.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=Status.SENT.value,
+        updated_at=bindparam("now", type_=UtcDateTime),
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=None,
+        waiting_for=None,
+        reclaimed_from=None,
+        send_count=messages.c.send_count + 1,
+    )
+)
+
+# A rate-limited hand-off counts from when it happened, not from when its slot was taken.
+_MOVE_SLOTS = (
+    update(rate_events)
+    .where(rate_events.c.message_id.in_(bindparam("ids", expanding=True)))
+    .values(taken_at=bindparam("now", type_=UtcDateTime), message_id=None)
+)
+
+
+def _held(ids: Sequence[str], worker: str) -> Any:
+    """An UPDATE of the messages among ``ids`` that ``worker`` still holds a lease on."""
+    return update(messages).where(
+        messages.c.id.in_(list(ids)),
+        messages.c.lease_owner == worker,
+        messages.c.status == Status.PROCESSING.value,
+    )
