@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The SMTP listener's tests drive real mail clients (swaks, Jakarta Mail on Java, nodemailer
+# from npm into tests/clients/node): scripts/ensure-mail-clients.sh installs what is missing.
 # The dashboard's browser tests drive Debian's Chromium through Playwright (which cannot
 # download its own browsers here); installed when missing.
 CHROMIUM := /usr/bin/chromium
@@ -38,12 +40,14 @@ $(CHROMIUM):
 
 pytest: $(VENV)/.installed-dev | $(CHROMIUM)
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-mail-clients.sh
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/listener.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

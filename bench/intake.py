@@ -1,13 +1,18 @@
-"""Intake throughput and latency: ``POST /admin/courier/messages`` against ``postroom serve``
-on SQLite, beside ``GET /health/alive`` measured in the same run with the same clients.
+"""Intake throughput and latency: ``POST /admin/courier/messages`` (admin token) and
+``POST /intake/ory`` (Ory's payload with a tenant's intake token) against ``postroom serve`` on
+SQLite, beside ``GET /health/alive`` measured in the same run with the same clients.
 
-Prints requests per second and p50/p99 latency for both at full load, the ratio of the two
-throughputs, and the enqueue latency at half the measured peak rate (an open-loop load).
-The server runs with ``--no-worker`` so that only intake is measured. Two more servers sign
-with DKIM (an RSA-2048 and an Ed25519 key); the three are measured in turn, round after round,
+Prints requests per second and p50/p99 latency for each at full load, the ratio of the enqueue
+and health throughputs, and the enqueue latency at half the measured peak rate (an open-loop
+load). The server runs with ``--no-worker`` so that only intake is measured. Two more servers sign
+with DKIM (an RSA-2048 and an Ed25519 key); the servers are measured in turn, round after round,
 and the cost of signing is each signing server's median rate against the unsigned one's.
 
+``--baseline-src DIR`` also measures an unsigned server importing Postroom from another source
+tree (e.g. ``git archive`` of an earlier commit, its ``src`` folder), in the same rounds.
+
 Usage: python bench/intake.py [--requests N] [--clients C] [--rounds R] [--no-dkim]
+       [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tempfile import TemporaryDirectory
 import httpx
 
 TOKEN = "bench-admin-token-0123456789abcdef"
+INTAKE_TOKEN = "bench-intake-token-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -43,11 +49,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def closed_loop(
-    base: str, make: Callable[[httpx.AsyncClient, int], object], total: int, clients: int
+    base: str,
+    make: Callable[[httpx.AsyncClient, int], object],
+    total: int,
+    clients: int,
+    first: int = 0,
 ) -> tuple[float, list[float]]:
-    """``clients`` concurrent clients, each sending requests back to back."""
+    """``clients`` concurrent clients, each sending requests ``first`` to ``first + total - 1``
+    back to back."""
     latencies: list[float] = []
-    counter = iter(range(total))
+    counter = iter(range(first, first + total))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(http: httpx.AsyncClient) -> None:
@@ -98,6 +109,26 @@ async def enqueue(http: httpx.AsyncClient, n: int) -> httpx.Response:
     )
 
 
+async def ory(http: httpx.AsyncClient, n: int) -> httpx.Response:
+    return await http.post(
+        "/intake/ory",
+        json={
+            "recipient": f"ory{n}@example.org",
+            "template_type": "login_code_valid",
+            "to": f"ory{n}@example.org",
+            "login_code": f"{n:06d}",
+            "recovery_code": None,
+            "recovery_url": None,
+            "verification_url": None,
+            "verification_code": None,
+            "registration_code": None,
+            "subject": None,
+            "body": None,
+        },
+        headers={"Authorization": f"Bearer {INTAKE_TOKEN}"},
+    )
+
+
 async def alive(http: httpx.AsyncClient, n: int) -> httpx.Response:
     return await http.get("/health/alive")
 
@@ -115,21 +146,27 @@ async def measure(bases: dict[str, str], total: int, clients: int, rounds: int) 
     per_round = max(total // rounds, clients)
     health: dict[str, list[float]] = {name: [] for name in bases}
     rates: dict[str, list[float]] = {name: [] for name in bases}
+    ory_rates: dict[str, list[float]] = {name: [] for name in bases}
     health_lat: dict[str, list[float]] = {name: [] for name in bases}
     enqueue_lat: dict[str, list[float]] = {name: [] for name in bases}
+    ory_lat: dict[str, list[float]] = {name: [] for name in bases}
     cpu: dict[str, float] = {name: 0.0 for name in bases}
     for base in bases.values():
         await closed_loop(base, alive, 200, clients)  # warm up
-    for _ in range(rounds):
+    for round_ in range(rounds):
         for name, base in bases.items():
             rate, latencies = await closed_loop(base, alive, per_round, clients)
             health[name].append(rate)
             health_lat[name] += latencies
+            offset = round_ * per_round  # a new recipient each time: no folded duplicate
             before = cpu_seconds(PIDS[base])
-            rate, latencies = await closed_loop(base, enqueue, per_round, clients)
+            rate, latencies = await closed_loop(base, enqueue, per_round, clients, offset)
             cpu[name] += cpu_seconds(PIDS[base]) - before
             rates[name].append(rate)
             enqueue_lat[name] += latencies
+            rate, latencies = await closed_loop(base, ory, per_round, clients, offset)
+            ory_rates[name].append(rate)
+            ory_lat[name] += latencies
     print(f"requests: {per_round} per phase, {rounds} rounds, clients: {clients}")
     for name, base in bases.items():
         peak = statistics.median(rates[name])
@@ -137,6 +174,7 @@ async def measure(bases: dict[str, str], total: int, clients: int, rounds: int) 
         print(f"\n== {name}")
         print(line("GET /health/alive", statistics.median(health[name]), health_lat[name]))
         print(line("POST /admin/courier/messages", peak, enqueue_lat[name]))
+        print(line("POST /intake/ory (tenant)", statistics.median(ory_rates[name]), ory_lat[name]))
         print(f"enqueue / health throughput: {peak / statistics.median(health[name]):.2f}")
         print(
             f"at half the peak ({peak / 2:.0f} req/s, open loop): "
@@ -154,7 +192,7 @@ async def measure(bases: dict[str, str], total: int, clients: int, rounds: int) 
         per_request = cpu[name] / (per_round * rounds)
         print(f"  {name:<36} {per_request * 1000:6.2f} ms")
     for name in bases:
-        if name != PLAIN:
+        if name.startswith(SIGNED):
             rate = statistics.median(rates[name])
             per_request = cpu[name] / (per_round * rounds)
             print(
@@ -171,12 +209,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 PLAIN = "without DKIM signing"
+SIGNED = "DKIM signing with "
 PIDS: dict[str, int] = {}  # base URL -> the serve process
 
 
 @contextmanager
-def server(tmp: str, **extra_env: str) -> Iterator[str]:
-    """``postroom serve --no-worker`` on a fresh database in ``tmp``; yield its base URL."""
+def server(tmp: str, src: str | None = None, **extra_env: str) -> Iterator[str]:
+    """``postroom serve --no-worker`` on a fresh database in ``tmp`` (importing Postroom from
+    ``src`` when given); yield its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
     env.update(
@@ -184,6 +224,11 @@ def server(tmp: str, **extra_env: str) -> Iterator[str]:
         DSN=f"sqlite:///{Path(tmp) / 'bench.db'}",
         COURIER_SMTP_FROM_ADDRESS="no-reply@example.org",
         **extra_env,
+    )
+    if src is not None:
+        env["PYTHONPATH"] = src
+    (Path(tmp) / "postroom.yaml").write_text(
+        f"courier:\n  intake_tokens: [{INTAKE_TOKEN}]\n", encoding="utf-8"
     )
     if "COURIER_DKIM_PRIVATE_KEY_PATH" in env:
         write_key(Path(env["COURIER_DKIM_PRIVATE_KEY_PATH"]), env["COURIER_DKIM_ALGORITHM"])
@@ -233,13 +278,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-dkim", action="store_true", help="skip the servers that sign")
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure an unsigned server importing Postroom from DIR (its src folder)",
+    )
     args = parser.parse_args()
     algorithms = () if args.no_dkim else ("rsa-sha256", "ed25519-sha256")
     with ExitStack() as stack:
-        bases = {PLAIN: stack.enter_context(server(stack.enter_context(TemporaryDirectory())))}
+        bases: dict[str, str] = {}
+        if args.baseline_src:
+            src = str(Path(args.baseline_src).resolve())
+            tmp = stack.enter_context(TemporaryDirectory())
+            bases[f"baseline: Postroom from {args.baseline_src}"] = stack.enter_context(
+                server(tmp, src)
+            )
+        bases[PLAIN] = stack.enter_context(server(stack.enter_context(TemporaryDirectory())))
         for algorithm in algorithms:
             tmp = stack.enter_context(TemporaryDirectory())
-            name = f"DKIM signing with {algorithm}"
+            name = f"{SIGNED}{algorithm}"
             bases[name] = stack.enter_context(server(tmp, **dkim_env(algorithm, tmp)))
         asyncio.run(measure(bases, args.requests, args.clients, args.rounds))
 

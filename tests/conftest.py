@@ -21,6 +21,8 @@ from postroom import clock
 from postroom.config import Settings
 from postroom.store import Store, open_store
 
+pytest_plugins = ["listener_support"]  # the SMTP listener's fixtures
+
 
 @dataclass
 class Pki:

@@ -12,7 +12,7 @@ POSTROOM = [sys.executable, "-m", "postroom.cli"]
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The caller's environment without anything that would configure Postroom, plus extra."""
-    prefixes = ("POSTROOM_", "COURIER_", "SERVE_", "SECRETS_")
+    prefixes = ("POSTROOM_", "COURIER_", "SERVE_", "SECRETS_", "LISTENER_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k != "DSN"}
     env["NO_COLOR"] = "1"
     env.update(extra)

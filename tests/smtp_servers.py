@@ -102,6 +102,9 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         reply = self._fault("DATA")
+        if isinstance(reply, str) and reply.startswith("DELAY "):  # slow server: wait, accept
+            await asyncio.sleep(float(reply.split()[1]))
+            reply = None
         if reply == "DROP":
             assert server.transport is not None
             server.transport.abort()

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from postroom.commands import deliverability, diagnose, messages, oauth
+from postroom.commands import deliverability, diagnose, listener, messages, oauth
 from postroom.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -61,11 +61,13 @@ def _parse_data(raw: str | None) -> dict[str, Any]:
     return value
 
 
-def _read_bulk(path: Path, skip_invalid: bool, settings: Settings) -> list[NewMessage]:
+def _read_bulk(
+    path: Path, skip_invalid: bool, settings: Settings, priority: str
+) -> list[NewMessage]:
     """Validate and render every line; refuse the file (or skip bad lines) as asked."""
     from postroom.intake.bulk import read_bulk
 
-    read = read_bulk(path, settings)
+    read = read_bulk(path, settings, priority=priority)
     if read.bad and not skip_invalid:
         listing = "\n  ".join(read.bad)
         raise InputError(
@@ -107,6 +109,14 @@ def send(
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="With --bulk: enqueue the valid lines anyway.")
     ] = False,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            help="urgent, normal or bulk (default: by template type; bulk with --bulk, where "
+            "a line's own priority key wins).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -116,7 +126,7 @@ def send(
         if bulk is not None:
             if to or template or subject or text:
                 raise InputError("give either --bulk or a single message, not both", field="--bulk")
-            _send_bulk(settings, bulk, skip_invalid)
+            _send_bulk(settings, bulk, skip_invalid, priority or "bulk")
             return
         if to is None:
             raise InputError("is required, e.g. --to you@example.org", field="--to")
@@ -135,6 +145,7 @@ def send(
             html=html,
             tenant=tenant,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
         message, _created = run_with_store(
             settings, lambda store: enqueue(store, settings, [request])
@@ -149,10 +160,13 @@ def send(
             sys.stdout.write(message.id + "\n")
 
 
-def _send_bulk(settings: Settings, path: Path, skip_invalid: bool) -> None:
+def _send_bulk(settings: Settings, path: Path, skip_invalid: bool, priority: str) -> None:
     from postroom.intake import enqueue_prepared
+    from postroom.intake.bulk import ttl_warnings
 
-    prepared = _read_bulk(path, skip_invalid, settings)
+    prepared = _read_bulk(path, skip_invalid, settings, priority)
+    for warning in ttl_warnings(prepared, settings):
+        err.print(labelled("warning ", warning, label_style="yellow"))
     chunk = 500
 
     async def work(store: Store) -> tuple[int, int]:
@@ -254,6 +268,7 @@ async def _update_queue_gauge(store: Store, metrics: Any) -> None:
     while True:
         try:
             metrics.set_queue(await store.count_by_status())
+            metrics.set_lanes(await store.lane_summary())
         except Exception:  # the next round tries again; a gauge must not stop the worker
             logging.getLogger("postroom.worker").debug("queue gauge update failed", exc_info=True)
         await asyncio.sleep(5)
@@ -314,6 +329,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
+    from postroom.intake.smtp_listener import bind_sockets, listener_banner
     from postroom.web.app import create_app
     from postroom.web.server import check_listen, run_server
 
@@ -330,12 +346,21 @@ def serve(
                 "No serve.admin_token is configured; this run's admin token (shown once) is:\n"
                 f"  {admin_token}"
             )
+        smtp_sockets = (
+            bind_sockets(settings, dev=dev) if dev or settings.listener.smtp_enabled else []
+        )
         err.print(
             f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
             f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
+        for line in listener_banner(settings, smtp_sockets, dev=dev):
+            err.print(line)
         application = create_app(
-            settings, run_worker=not no_worker, dev=dev, admin_token=admin_token
+            settings,
+            run_worker=not no_worker,
+            dev=dev,
+            admin_token=admin_token,
+            smtp_sockets=smtp_sockets,
         )
         run_server(application, host=bind, port=listen_port)
 
@@ -360,6 +385,7 @@ for register in (
     diagnose.register,
     messages.register,
     oauth.register,
+    listener.register,
     deliverability.register,
 ):
     register(app)

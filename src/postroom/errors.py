@@ -8,6 +8,8 @@
     │   └── DuplicateRequestError     an idempotency key reused with a different request
     ├── NotFoundError                 no such message / tenant
     ├── ConflictError                 the thing is in the wrong state for the request (409)
+    ├── RecipientLimitError           a per-recipient limit refuses the message now (429);
+    │                                 names the limit and when to try again
     ├── UnavailableError              something the request needs cannot be used right now,
     │                                 e.g. a tenant whose saved settings are broken (503)
     ├── TemplateError                 a template failed to render (diagnosis ``template_error``)
@@ -66,6 +68,17 @@ class NotFoundError(PostroomError):
 
 class ConflictError(PostroomError):
     """The request does not fit the current state (e.g. retrying a message that was sent)."""
+
+
+class RecipientLimitError(PostroomError):
+    """A per-recipient limit (``courier.recipient_limits.cooldown`` or ``.per_hour``) refuses
+    the message; nothing was stored. ``limit`` names the setting, ``retry_after`` is how many
+    whole seconds until the message would be accepted."""
+
+    def __init__(self, message: str, *, limit: str, retry_after: int) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class UnavailableError(PostroomError):

@@ -64,10 +64,30 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.lane_queued = Gauge(
+            "postroom_queued_messages_by_priority",
+            "Queued messages per priority lane (urgent, normal, bulk).",
+            ["priority"],
+            registry=self.registry,
+        )
+        self.lane_oldest_due = Gauge(
+            "postroom_oldest_due_seconds",
+            "How long the oldest due queued message of each priority lane has been due "
+            "(0 when none is due).",
+            ["priority"],
+            registry=self.registry,
+        )
+
     def set_queue(self, counts: Mapping[str, int]) -> None:
         """Update the queue depth gauge from a count per status."""
         for status, count in counts.items():
             self.queue.labels(status=status).set(count)
+
+    def set_lanes(self, lanes: Mapping[str, tuple[int, float]]) -> None:
+        """Update the per-priority gauges from (queued, seconds the oldest has been due)."""
+        for priority, (queued, overdue) in lanes.items():
+            self.lane_queued.labels(priority=priority).set(queued)
+            self.lane_oldest_due.labels(priority=priority).set(overdue)
 
     def render(self) -> bytes:
         """The Prometheus text format."""

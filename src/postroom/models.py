@@ -25,7 +25,8 @@ class DispatchStatus(enum.StrEnum):
 
 
 class TemplateType(enum.StrEnum):
-    """Kratos's template types, plus ``test`` for the test email."""
+    """Kratos's template types, plus ``test`` for the test email and ``relay`` for mail that
+    came in ready-made through the SMTP listener (its MIME is kept as received)."""
 
     RECOVERY_INVALID = "recovery_invalid"
     RECOVERY_VALID = "recovery_valid"
@@ -41,13 +42,50 @@ class TemplateType(enum.StrEnum):
     AUTHENTICATOR_KEY_ADDED = "authenticator_key_added"
     STUB = "stub"
     TEST = "test"
+    RELAY = "relay"
 
 
 class WaitingFor(enum.StrEnum):
-    """Why a queued message is not being sent right now."""
+    """Why a queued message is not being sent right now: ``priority`` means the tenant's
+    rate-limit slots are kept for more urgent mail."""
 
     BACKOFF = "backoff"
     RATE_LIMIT = "rate_limit"
+    PRIORITY = "priority"
+
+
+class Priority(enum.StrEnum):
+    """A message's lane: ``urgent`` (a person is waiting for it), ``normal`` (notifications)
+    or ``bulk`` (newsletters and other mass sends). Claims and rate-limit slots go to the
+    most urgent lane first."""
+
+    URGENT = "urgent"
+    NORMAL = "normal"
+    BULK = "bulk"
+
+    @property
+    def rank(self) -> int:
+        """0 for urgent, 1 for normal, 2 for bulk: the order claims take the lanes in."""
+        return _RANKS[self]
+
+
+_RANKS = {Priority.URGENT: 0, Priority.NORMAL: 1, Priority.BULK: 2}
+
+
+_NORMAL_TYPES = frozenset(
+    {
+        TemplateType.VERIFIABLE_ADDRESS_CHANGED,
+        TemplateType.AUTHENTICATOR_KEY_ADDED,
+        TemplateType.STUB,
+    }
+)
+
+
+def default_priority(template_type: TemplateType) -> Priority:
+    """The lane of a template type when the caller names none: ``normal`` for notifications
+    (``verifiable_address_changed``, ``authenticator_key_added``, ``stub``), ``urgent`` for
+    the codes and links a person is waiting for (every other type, ``test`` included)."""
+    return Priority.NORMAL if template_type in _NORMAL_TYPES else Priority.URGENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +159,13 @@ class NewMessage:
     mime: bytes
     idempotency_key: str | None = None
     request_hash: str | None = None
+    priority: Priority = Priority.URGENT
+    # A hash of what the recipient would see (tenant, recipient, type, rendered content):
+    # an equal one within ``courier.dedupe_window`` folds into the earlier message.
+    content_hash: str | None = None
+    # Mail for several recipients (the SMTP listener's): the MIME is stored once, under this
+    # SHA-256, and every recipient's message refers to it.
+    mime_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +196,19 @@ class Message:
     request_hash: str | None = None
     reclaimed_from: str | None = None
     dispatches: tuple[Dispatch, ...] = field(default_factory=tuple)
+    priority: Priority = Priority.URGENT
+    folded_duplicates: int = 0  # later identical enqueues answered with this message
+    content_hash: str | None = None  # what a later duplicate is found by (never shown)
+    mime_ref: str | None = None  # see NewMessage; ``mime`` is filled in by claim and get
+
+    def relay_sender(self) -> str | None:
+        """The client's MAIL FROM of mail relayed from the SMTP listener (the tenant's address
+        under ``rewrite_from``), which stays the envelope sender; None for other mail."""
+        if self.template_type is TemplateType.RELAY:
+            mail_from = self.template_data.get("mail_from")
+            if isinstance(mail_from, str) and mail_from:
+                return mail_from
+        return None
 
 
 REDACTED = "<redacted>"
@@ -182,10 +240,13 @@ def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
         "tenant": message.tenant,
         "status": message.status.value,
         "type": "email",
+        "channel": "email",
         "recipient": message.recipient,
         "subject": message.subject if expose_bodies else REDACTED,
         "body": message.body if expose_bodies else REDACTED,
         "template_type": message.template_type.value,
+        "priority": message.priority.value,
+        "folded_duplicates": message.folded_duplicates,
         "send_count": message.send_count,
         "idempotency_key": message.idempotency_key,
         "created_at": _time(message.created_at),

@@ -406,3 +406,30 @@ def test_durations_in_the_file(tmp_path: Path) -> None:
     assert courier.message_ttl == 5400.0
     assert courier.retry.initial == 0.5
     assert courier.retry.max == 2_592_000.0
+
+
+# -- courier.ory -------------------------------------------------------------------------------
+
+
+def test_ory_settings_are_read_and_checked(tmp_path: Path) -> None:
+    good = """
+courier:
+  ory:
+    render: kratos
+    token_in: [{header: X-Courier-Auth}, {cookie: kratos_courier}]
+"""
+    ory = load_settings(write(tmp_path, good), environ={}).settings.courier.ory
+    assert ory.render == "kratos"
+    assert [(p.header, p.cookie) for p in ory.token_in] == [
+        ("X-Courier-Auth", None),
+        (None, "kratos_courier"),
+    ]
+    assert load_settings(write(tmp_path, "{}"), environ={}).settings.courier.ory.render == "auto"
+    env = load_settings(write(tmp_path, "{}"), environ={"COURIER_ORY_RENDER": "postroom"})
+    assert env.settings.courier.ory.render == "postroom"
+    both = "courier: {ory: {token_in: [{header: A, cookie: b}]}}"
+    assert "exactly one of header or cookie" in config_error(write(tmp_path, both))
+    bad_name = "courier: {ory: {token_in: [{header: 'X Bad'}]}}"
+    assert "not a valid header or cookie name" in config_error(write(tmp_path, bad_name))
+    bad_mode = "courier: {ory: {render: jinja}}"
+    assert "courier.ory.render" in config_error(write(tmp_path, bad_mode))

@@ -423,3 +423,22 @@ def test_odd_headers_never_break_a_page_and_credential_headers_are_masked(
         assert "tok-0123456789" not in page.text, path
     for path in (f"/messages/{message['id']}", f"/outbox/{message['id']}.eml"):
         assert "a@[" in pages[path].text and "X-Auth-Token" in pages[path].text
+
+
+def test_messages_filter_by_priority_and_show_folded_duplicates(
+    settings_with: Callable[..., Settings], dash_client: Callable[[str], Dash]
+) -> None:
+    with serving(settings_with(), run_worker=False) as base:
+        dash = dash_client(base)
+        dash.sign_in()
+        code = dash.enqueue()["id"]
+        assert dash.enqueue()["id"] == code  # Kratos posting the same code again
+        news = dash.enqueue(recipient="reader@example.org", priority="bulk")["id"]
+        assert ROW.findall(dash.http.get("/messages?priority=bulk").text) == [news]
+        assert ROW.findall(dash.http.get("/messages?priority=urgent").text) == [code]
+        listed = dash.http.get("/messages").text
+        assert "1 duplicate folded" in listed
+        detail = dash.http.get(f"/messages/{code}").text
+        assert re.search(r"<dt>Priority</dt><dd>urgent</dd>", detail)
+        assert re.search(r"<dt>Folded duplicates</dt><dd>1 ", detail)
+        assert dash.http.get("/messages?priority=asap").status_code == 400

@@ -293,10 +293,10 @@ async def test_one_invalid_request_stores_nothing(
     assert await count(store) == 0
 
 
-async def test_without_a_key_every_request_is_a_new_message(
+async def test_without_a_key_and_without_folding_every_request_is_a_new_message(
     store: Store, make_settings: MakeSettings
 ) -> None:
-    results = await enqueue(store, make_settings(), [login(), login()])
+    results = await enqueue(store, make_settings(dedupe_window=0), [login(), login()])
     assert results[0][0].id != results[1][0].id
     assert await count(store) == 2
 

@@ -104,9 +104,15 @@ def test_over_long_address_is_refused() -> None:
         validate_address(f"{local}@{domain}")
 
 
-@pytest.mark.parametrize("kind", list(TemplateType))
+@pytest.mark.parametrize("kind", [t for t in TemplateType if t is not TemplateType.RELAY])
 def test_every_template_type_is_known(kind: TemplateType) -> None:
     assert validate_template_type(kind.value) is kind
+
+
+def test_relay_is_no_template_a_caller_can_name() -> None:
+    # Mail of type relay came ready-made through the SMTP listener; there is no template.
+    with pytest.raises(InputError, match="SMTP listener"):
+        validate_template_type("relay")
 
 
 @pytest.mark.parametrize("value", ["login_code", "LOGIN_CODE_VALID", "", None, 3])
@@ -117,7 +123,7 @@ def test_unknown_template_type_lists_the_known_ones(value: object) -> None:
     assert info.value.field == "template"
     assert repr(value) in message
     for kind in TemplateType:
-        assert kind.value in message
+        assert (kind.value in message) is (kind is not TemplateType.RELAY)
 
 
 def test_text_within_the_limit_is_returned() -> None:

@@ -51,8 +51,12 @@ async def test_the_default_body_renders_ory_payload(pool: JsonnetPool) -> None:
     out = json.loads(await pool.evaluate(JsonnetBody("default", DEFAULT_BODY), CTX))
     assert out["login_code"] == "123456"
     assert out["to"] == "you@example.org"
-    assert out["subject"] is None and out["body"] is None
+    # No explicit subject and body in the data: the rendered email's, as Kratos's binary sends.
+    assert (out["subject"], out["body"]) == ("Your login code", "Your code is 123456")
     assert len(out) == 11
+    explicit = CTX | {"template_data": {"subject": "Explicit", "body": "Own text"}}
+    out = json.loads(await pool.evaluate(JsonnetBody("default", DEFAULT_BODY), explicit))
+    assert (out["subject"], out["body"]) == ("Explicit", "Own text")
 
 
 @pytest.mark.parametrize(

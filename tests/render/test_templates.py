@@ -39,7 +39,11 @@ def data_for(kind: TemplateType) -> dict[str, object]:
     return dict(DATA)
 
 
-@pytest.mark.parametrize("kind", list(TemplateType))
+# Mail of type relay arrives ready-made through the SMTP listener: it has no template.
+RENDERED = [t for t in TemplateType if t is not TemplateType.RELAY]
+
+
+@pytest.mark.parametrize("kind", RENDERED)
 def test_every_type_renders_subject_text_and_html(kind: TemplateType) -> None:
     email = render_email(kind, data_for(kind))
     assert email.subject.strip()
@@ -51,7 +55,7 @@ def test_every_type_renders_subject_text_and_html(kind: TemplateType) -> None:
     assert "{{" not in email.text and "{{" not in email.html and "{%" not in email.html
 
 
-@pytest.mark.parametrize("kind", list(TemplateType))
+@pytest.mark.parametrize("kind", RENDERED)
 def test_every_type_renders_without_optional_data(kind: TemplateType) -> None:
     data = {"subject": "S", "body": "B"} if kind is TemplateType.STUB else {}
     email = render_email(kind, data)
@@ -253,3 +257,17 @@ def test_missing_include_names_the_missing_file(tmp_path: Path) -> None:
         render_email(
             TemplateType.LOGIN_CODE_VALID, {"login_code": "1"}, override_path=str(tmp_path)
         )
+
+
+def test_the_verification_code_shows_the_link_too_when_given() -> None:
+    url = "https://id.example.org/verify?flow=1&code=615208"
+    with_link = render_email(
+        TemplateType.VERIFICATION_CODE_VALID,
+        {"verification_code": "615208", "verification_url": url},
+    )
+    assert with_link.html is not None
+    assert "615208" in with_link.text and url in with_link.text
+    assert 'href="https://id.example.org/verify?flow=1&amp;code=615208"' in with_link.html
+    code_only = render_email(TemplateType.VERIFICATION_CODE_VALID, {"verification_code": "615208"})
+    assert code_only.html is not None
+    assert "link" not in code_only.text and "href" not in code_only.html

@@ -39,7 +39,7 @@ async def test_a_database_at_the_previous_head_with_data_gains_the_dkim_keys_tab
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0008")  # the head before 0013
+        command.upgrade(cfg, "0011")  # the head before 0013 (priority lanes)
     assert "dkim_keys" not in inspect(engine).get_table_names()
     store = open_store(sql_dsn)
     try:

@@ -3,14 +3,16 @@ database is already at the newest revision, and upgrades it when it is not."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
-from store_support import new
+from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy.exc import SAWarning
 
+from postroom.models import Priority
 from postroom.store import open_store, utcnow
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url
 
@@ -78,12 +80,19 @@ async def test_a_database_of_0007_with_data_gains_the_sessions_table(sql_dsn: st
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0007")
     assert "sessions" not in inspect(engine).get_table_names()
-    store = open_store(sql_dsn)  # the 0007 tables are what this code writes messages to
+    with engine.begin() as conn:
+        old_message(conn, "m-0007", "login_code_valid", "queued")
+        conn.execute(
+            text(
+                "INSERT INTO tenants (id, courier, created_at, updated_at) "
+                """VALUES ('acme', '{"message_retries": 2}', :t, :t)"""
+            ),
+            {"t": utcnow().replace(tzinfo=None)},
+        )
+    store = open_store(sql_dsn)
     try:
-        [(message, _)] = await store.enqueue([new(1)], max_attempts=3, ttl=0)
-        await store.put_tenant("acme", {"message_retries": 2})
         await store.migrate()
-        assert (await store.get(message.id)).recipient == message.recipient
+        assert (await store.get("m-0007")).recipient == "m-0007@example.org"
         tenant = await store.get_tenant("acme")
         assert tenant is not None and tenant.courier == {"message_retries": 2}
         await store.start_session("s" * 64, expires_at=utcnow() + timedelta(hours=1))
@@ -93,6 +102,69 @@ async def test_a_database_of_0007_with_data_gains_the_sessions_table(sql_dsn: st
     with engine.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     assert version == newest_migration()
+    engine.dispose()
+
+
+def old_message(conn: Connection, message_id: str, template_type: str, status: str) -> None:
+    """A message row as the schemas of 0007 to 0010 hold it."""
+    now = utcnow().replace(tzinfo=None)
+    conn.execute(
+        text(
+            "INSERT INTO messages (id, tenant, status, type, recipient, template_type, "
+            "template_data, subject, body, mime, send_count, max_attempts, created_at, "
+            "updated_at, next_attempt_at) VALUES (:id, 'default', :status, 'email', :rcpt, "
+            ":kind, '{}', 'subject', 'body', :mime, 0, 3, :now, :now, :due)"
+        ),
+        {
+            "id": message_id,
+            "status": status,
+            "rcpt": f"{message_id}@example.org",
+            "kind": template_type,
+            "mime": b"Subject: x\r\n\r\nbody\r\n",
+            "now": now,
+            "due": now if status == "queued" else None,
+        },
+    )
+
+
+async def test_a_database_of_0010_with_data_gains_priority_lanes(sql_dsn: str) -> None:
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0010")  # the head before lanes
+        old_message(conn, "code", "login_code_valid", "queued")
+        old_message(conn, "notice", "verifiable_address_changed", "queued")
+        old_message(conn, "done", "stub", "sent")
+        conn.execute(
+            text("INSERT INTO rate_events (tenant, taken_at) VALUES ('default', :t)"),
+            {"t": utcnow().replace(tzinfo=None)},
+        )
+    store = open_store(sql_dsn)
+    try:
+        await store.migrate()
+        code, notice, done = [await store.get(i) for i in ("code", "notice", "done")]
+        # Existing messages get their template type's lane, and nothing folded into them.
+        assert (code.priority, notice.priority, done.priority) == (
+            Priority.URGENT,
+            Priority.NORMAL,
+            Priority.NORMAL,
+        )
+        assert code.folded_duplicates == notice.folded_duplicates == 0
+        claimed = await store.claim(worker="w", limit=5, lease=60, tenants={"default": 300})
+        assert [m.id for m in claimed] == ["code", "notice"]  # urgent first
+        # The hand-off recorded before the upgrade still counts against the limit.
+        wait = await store.take_slot("default", [(1, 60)], message_id="code")
+        assert wait is not None
+    finally:
+        await store.close()
+    columns = {c["name"] for c in inspect(engine).get_columns("messages")}
+    assert {"priority", "folded_duplicates", "content_hash"} <= columns
+    with warnings.catch_warnings():  # SQLAlchemy does not reflect expression indexes
+        warnings.simplefilter("ignore", SAWarning)
+        indexes = {i["name"] for i in inspect(engine).get_indexes("messages")}
+    assert {"ix_messages_lane_due", "ix_messages_content"} <= indexes
     engine.dispose()
 
 

@@ -10,7 +10,7 @@ import pytest
 from store_support import new
 
 from postroom.errors import DuplicateRequestError
-from postroom.models import Diagnosis, DispatchStatus, Status, WaitingFor
+from postroom.models import Diagnosis, DispatchStatus, Priority, Status, WaitingFor
 from postroom.store import Budget, Completion, MessageFilter, Store, open_store, utcnow
 
 from conftest import Clock
@@ -139,8 +139,8 @@ async def test_rate_slots_are_shared_and_free_up(sql_dsn: str) -> None:
         limits = [(5, 0.6)]
         results = await asyncio.gather(
             *(
-                store.take_slot("acme", limits, message_id=f"m{n}")
-                for store in (one, two)
+                store.take_slot("acme", limits, message_id=f"m{i}.{n}", lane=Priority.NORMAL)
+                for i, store in enumerate((one, two))
                 for n in range(6)
             )
         )
@@ -148,14 +148,14 @@ async def test_rate_slots_are_shared_and_free_up(sql_dsn: str) -> None:
         refused = [r for r in results if r is not None]
         assert len(taken) == 5 and len(refused) == 7
         start = utcnow()
-        assert all(start < r <= start + timedelta(seconds=0.7) for r in refused)
+        assert all(start < r.free_at <= start + timedelta(seconds=0.7) for r in refused)
         assert await one.take_slot("other", limits, message_id="x") is None  # limits are per tenant
         await asyncio.sleep(0.7)
-        assert await two.take_slot("acme", limits, message_id="y") is None
+        assert await two.take_slot("acme", limits, message_id="y", lane=Priority.NORMAL) is None
         # Two limits: the stricter one decides.
         assert await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="z") is None
-        later = await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="w")
-        assert later is not None and later <= utcnow() + timedelta(seconds=0.3)
+        later = await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="w", lane=Priority.NORMAL)
+        assert later is not None and later.free_at <= utcnow() + timedelta(seconds=0.3)
     finally:
         await one.close()
         await two.close()
@@ -169,9 +169,9 @@ async def test_a_rate_slot_counts_from_the_hand_off(any_store: Store) -> None:
     await asyncio.sleep(0.4)  # a slow send
     await any_store.complete([Completion(message.id, Status.SENT)], worker="w")
     handed_off = utcnow()
-    free_at = await any_store.take_slot("default", limits, message_id="next")
-    assert free_at is not None
-    assert free_at >= handed_off + timedelta(seconds=0.45)
+    wait = await any_store.take_slot("default", limits, message_id="next", lane=Priority.NORMAL)
+    assert wait is not None
+    assert wait.free_at >= handed_off + timedelta(seconds=0.45)
 
 
 async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> None:

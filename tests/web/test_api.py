@@ -17,6 +17,8 @@ from postroom.config import Settings
 from smtp_servers import smtp_server
 from web_support import AUTH, assert_error, serving
 
+UNKNOWN_ID = "0190d5c1-1f2a-7b3c-8d4e-5f6a7b8c9d0e"  # well formed, never given out
+
 LOGIN = {
     "recipient": "jane@example.org",
     "template_type": "login_code_valid",
@@ -62,7 +64,8 @@ def test_enqueue_and_read_back_redacted(settings_with: Callable[..., Settings]) 
             headers=AUTH,
         )
         assert stub.status_code == 202 and stub.json()["template_type"] == "stub"
-        assert_error(http.get("/admin/courier/messages/nope", headers=AUTH), 404)
+        assert_error(http.get("/admin/courier/messages/nope", headers=AUTH), 400)
+        assert_error(http.get(f"/admin/courier/messages/{UNKNOWN_ID}", headers=AUTH), 404)
         reason = assert_error(
             http.post("/admin/courier/messages", json={"recipient": "x"}, headers=AUTH), 400
         )["reason"]
@@ -94,7 +97,6 @@ def test_pages_cover_every_message_once(settings_with: Callable[..., Settings]) 
         assert pages == 5
         assert seen == list(reversed(ids))
         assert_error(http.get("/admin/courier/messages?page_token=garbage!", headers=AUTH), 400)
-        assert_error(http.get("/admin/courier/messages?page_size=501", headers=AUTH), 400)
 
 
 def test_filters(settings_with: Callable[..., Settings]) -> None:
@@ -182,7 +184,8 @@ def test_retry_and_cancel(settings_with: Callable[..., Settings]) -> None:
         assert "queued" in assert_error(http.post(f"{url}/cancel", headers=AUTH), 409)["reason"]
         retried = http.post(f"{url}/retry", headers=AUTH).json()
         assert retried["status"] == "queued" and retried["next_attempt_at"] is not None
-        assert_error(http.post("/admin/courier/messages/nope/retry", headers=AUTH), 404)
+        assert_error(http.post(f"/admin/courier/messages/{UNKNOWN_ID}/retry", headers=AUTH), 404)
+        assert_error(http.post("/admin/courier/messages/nope/retry", headers=AUTH), 400)
 
 
 def test_bodies_over_one_mib_are_refused(settings_with: Callable[..., Settings]) -> None:

@@ -192,8 +192,10 @@ async def test_a_status_is_written_while_other_sends_are_still_in_flight(
     # the first message as sent while the worker is still busy.
     faults = {"MAIL": lambda rec, n: "STALL" if n == 2 else None}
     with smtp_server(faults=faults) as srv:
-        settings = make_settings(smtp=cleartext(srv.port), worker={"concurrency": 1})
-        stored = await enqueue(store, settings, [LOGIN, LOGIN, LOGIN])
+        settings = make_settings(
+            smtp=cleartext(srv.port), worker={"concurrency": 1}, dedupe_window=0
+        )
+        stored = await enqueue(store, settings, [LOGIN, LOGIN, LOGIN])  # three, not folded
         first = stored[0][0]
         stop = asyncio.Event()
         worker = asyncio.create_task(Worker(store, settings).run(stop, shutdown_deadline=0.2))

@@ -5,7 +5,6 @@ Validation lives here; reading files and the environment lives in ``loader``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -19,7 +18,9 @@ from pydantic import (
 
 from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
 from postroom.config.http import HttpSettings
+from postroom.config.listener import CourierListenerSettings, ListenerSettings, check_tenants
 from postroom.config.model import SettingsModel
+from postroom.config.networks import cidr_networks
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import stored_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
@@ -148,6 +149,14 @@ class WorkerSettings(_Strict):
     )
 
 
+class RecipientLimitSettings(_Strict):
+    """``courier.recipient_limits``: per tenant and recipient (case-insensitive), over urgent
+    and normal messages (bulk and ``test`` are not counted); 0 turns a limit off."""
+
+    cooldown: Annotated[Duration, at_most(DAY)] = 0.0  # per template type
+    per_hour: int = Field(default=0, ge=0, le=100_000)
+
+
 def _list_from_text(value: object) -> object:
     """``COURIER_RATE_LIMITS`` arrives as text: read it as YAML/JSON (a list of mappings)."""
     if isinstance(value, str):
@@ -222,6 +231,39 @@ class DkimSettings(_Strict):
         return self
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class TokenPlace(_Strict):
+    """One entry of ``courier.ory.token_in``: a request header or a cookie that carries the
+    intake token (what Kratos's ``request_config.auth`` of type ``api_key`` sends)."""
+
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TokenPlace:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError(
+                "give exactly one of header or cookie, like {header: X-Courier-Auth} or "
+                "{cookie: kratos_courier}"
+            )
+        name = self.header if self.header is not None else self.cookie
+        if not name or not _HEADER_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid header or cookie name (letters, digits and "
+                "!#$%&'*+.^_`|~- only)"
+            )
+        return self
+
+
+class OrySettings(_Strict):
+    """``courier.ory``: how ``/intake/ory`` treats what Ory Kratos sends for this tenant."""
+
+    render: Literal["postroom", "kratos", "auto"] = "auto"
+    token_in: list[TokenPlace] = Field(default_factory=list, max_length=16)
+
+
 class CourierSettings(_Strict):
     """One tenant's ``courier`` section."""
 
@@ -237,10 +279,19 @@ class CourierSettings(_Strict):
     retention: Annotated[Duration, at_most(MAX_RETENTION)] = 30 * DAY
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     intake_tokens: list[str] = Field(default_factory=list, repr=False)
+    ory: OrySettings = Field(default_factory=OrySettings)
     preset: str | None = None
     rate_limits: Annotated[list[RateLimitSettings], BeforeValidator(_list_from_text)] = Field(
         default_factory=list
     )
+    # Priority lanes: the share of each rate-limit window bulk mail may take, how long a
+    # normal message waits before it counts as urgent, and how long bulk mail may wait.
+    bulk_share: float = Field(default=0.8, gt=0.0, le=1.0)
+    priority_aging: Annotated[Duration, at_most(MAX_TTL)] = 5 * MINUTE
+    bulk_ttl: Annotated[Duration, at_most(MAX_TTL)] = 7 * DAY
+    dedupe_window: Annotated[Duration, at_most(DAY)] = 60.0
+    recipient_limits: RecipientLimitSettings = Field(default_factory=RecipientLimitSettings)
+    listener: CourierListenerSettings = Field(default_factory=CourierListenerSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
 
     @field_validator("preset")
@@ -324,17 +375,7 @@ class ServeSettings(_Strict):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        # Networks in CIDR form, so that a peer is trusted by address, never by name.
-        out = []
-        for entry in value:
-            try:
-                out.append(str(ipaddress.ip_network(entry, strict=False)))
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not an IP address or network; write addresses or CIDR "
-                    "networks of your reverse proxies, like [127.0.0.1, 10.0.0.0/8]"
-                ) from None
-        return out
+        return cidr_networks(value, example="[127.0.0.1, 10.0.0.0/8] (your reverse proxies)")
 
 
 class DnsSettings(_Strict):
@@ -372,6 +413,15 @@ class Settings(_Strict):
     courier: CourierSettings = Field(default_factory=CourierSettings)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    listener: ListenerSettings = Field(default_factory=ListenerSettings)
+
+    @model_validator(mode="after")
+    def _one_tenant_per_client(self) -> Settings:
+        try:
+            check_tenants((name, self.tenant(name).listener) for name in self.tenant_names())
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     def tenant(self, name: str) -> CourierSettings:
         """The courier settings of a tenant; raise ``KeyError`` for an unknown one."""

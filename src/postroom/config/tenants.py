@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from postroom.config.bodies import prepare_body, with_kept_body
+from postroom.config.listener import check_tenants
 from postroom.config.loader import describe_validation_error
 from postroom.config.secrets import (
     Crypter,
     keep_masked,
     mask_secrets,
-    token_matches,
     transform_secrets,
 )
 from postroom.config.settings import CourierSettings, Settings, TenantSettings
@@ -226,23 +226,6 @@ class TenantRegistry:
         names = [*settings.tenant_names(), *sorted(self._broken)]
         return [await self.describe(name) for name in names]
 
-    def known_tenants_for_token(self, token: str) -> set[str]:
-        """The tenants whose intake tokens include ``token`` in the settings as last read
-        (at most ``refresh`` seconds old), answered at once, without touching the store."""
-        return self._tenants_for_token(self._current, token)
-
-    async def tenants_for_token(self, token: str) -> set[str]:
-        """The tenants whose intake tokens include ``token``."""
-        return self._tenants_for_token(await self.settings(), token)
-
-    @staticmethod
-    def _tenants_for_token(settings: Settings, token: str) -> set[str]:
-        return {
-            name
-            for name in settings.tenant_names()
-            if token_matches(token, settings.tenant(name).intake_tokens)
-        }
-
     # -- what the API saves --------------------------------------------------------------
 
     async def save(self, name: str, courier: Any) -> dict[str, Any]:
@@ -267,6 +250,7 @@ class TenantRegistry:
             validated = CourierSettings.model_validate(plain)
         except ValidationError as exc:
             raise InputError("invalid tenant settings: " + _reason(exc)) from None
+        await self._check_listener(name, validated)
         allow_private = self.allows_private_targets(name)
         if not allow_private:
             self._refuse_private_targets(validated)
@@ -293,7 +277,25 @@ class TenantRegistry:
         self._check_name(name)
         if not await self.store.delete_tenant(name):
             raise NotFoundError(f"no tenant {name!r}")
+        for login in await self.store.list_logins(name):
+            await self.store.delete_login(name, login.username)
         self.invalidate()
+
+    async def _check_listener(self, name: str, courier: CourierSettings) -> None:
+        """SMTP listener logins of API tenants live in their own table; ``allow_from`` must not
+        overlap another tenant's."""
+        if courier.listener.logins:
+            raise InputError(
+                "tenants saved through the API get their SMTP logins from "
+                f"POST /admin/tenants/{name}/smtp-logins, which generates the password",
+                field="listener.logins",
+            )
+        settings = await self.settings()
+        others = [(n, settings.tenant(n).listener) for n in settings.tenant_names() if n != name]
+        try:
+            check_tenants([*others, (name, courier.listener)])
+        except ConfigError as exc:
+            raise InputError(str(exc).split(": ", 1)[-1], field="listener.allow_from") from None
 
     def _check_name(self, name: str) -> None:
         if self.is_file_tenant(name):

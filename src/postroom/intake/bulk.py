@@ -8,15 +8,17 @@ breaks at all, such as ``/dev/zero``) is reported instead of filling the memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from postroom.config import Settings
+from postroom.config.durations import format_duration
 from postroom.errors import InputError
 from postroom.intake.enqueue import SendRequest, prepare
 from postroom.intake.validate import parse_json
-from postroom.models import NewMessage
+from postroom.models import NewMessage, Priority
+from postroom.store.lane_rules import bulk_cap
 
 MAX_LINE = 1024 * 1024
 """The longest line, in bytes: far more than one message's data (64 KiB) and bodies need."""
@@ -40,8 +42,10 @@ class BulkFile:
     bad: list[str] = field(default_factory=list)
 
 
-def read_bulk(path: Path, settings: Settings) -> BulkFile:
+def read_bulk(path: Path, settings: Settings, *, priority: str = "bulk") -> BulkFile:
     """Read, validate and render every line of ``path``; nothing is stored.
+
+    A line without a ``priority`` key goes in the lane ``priority`` names (bulk by default).
 
     A line that is not UTF-8, not a JSON object, nested too deeply, longer than
     :data:`MAX_LINE`, or not a valid message is listed in ``bad``, as is an idempotency key
@@ -58,7 +62,10 @@ def read_bulk(path: Path, settings: Settings) -> BulkFile:
     with handle:
         for number, raw in _lines(handle, path):
             try:
-                new = prepare(SendRequest.from_mapping(_parse(raw)), settings)
+                request = SendRequest.from_mapping(_parse(raw))
+                if request.priority is None:
+                    request = replace(request, priority=priority)
+                new = prepare(request, settings)
             except InputError as exc:
                 result.bad.append(f"line {number}: {exc}")
                 if len(result.bad) >= MAX_BAD and len(result.bad) > len(result.good):
@@ -124,3 +131,30 @@ def _parse(raw: bytes | None) -> object:
             "save the file as UTF-8"
         ) from None
     return parse_json(text)
+
+
+def ttl_warnings(prepared: list[NewMessage], settings: Settings) -> list[str]:
+    """One line per tenant whose rate limits cannot hand off this file's bulk messages within
+    its ``courier.bulk_ttl`` (the rest would expire), saying what would fit and what to do."""
+    counts: dict[str, int] = {}
+    for new in prepared:
+        if new.priority is Priority.BULK:
+            counts[new.tenant] = counts.get(new.tenant, 0) + 1
+    warnings = []
+    for tenant, count in sorted(counts.items()):
+        courier = settings.tenant(tenant)
+        limits = courier.effective_rate_limits
+        if not limits or courier.bulk_ttl <= 0:
+            continue
+        fits = min(
+            bulk_cap(limit.count, courier.bulk_share) * max(1, int(courier.bulk_ttl // limit.per))
+            for limit in limits
+        )
+        if count > fits:
+            warnings.append(
+                f"tenant {tenant!r}: its rate limits let bulk mail hand off about {fits} "
+                f"message(s) within courier.bulk_ttl ({format_duration(courier.bulk_ttl)}), and "
+                f"this file has {count}; the rest would expire. Raise courier.bulk_ttl or the "
+                "limits, or split the file"
+            )
+    return warnings

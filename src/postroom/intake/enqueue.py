@@ -13,9 +13,9 @@ from typing import Any
 
 from postroom.clock import utcnow
 from postroom.config import Settings
-from postroom.config.settings import CourierSettings
 from postroom.deliverability.signer import sign_all, signing_key
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
+from postroom.intake.priority import content_hash, parse_priority, tenant_budget
 from postroom.intake.validate import (
     MAX_BODY,
     MAX_SUBJECT,
@@ -27,7 +27,7 @@ from postroom.intake.validate import (
 from postroom.models import Message, NewMessage, TemplateType
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
-from postroom.store import Budget, Intake
+from postroom.store import Intake
 from postroom.text import check_data
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON
@@ -45,13 +45,24 @@ class SendRequest:
     html: str | None = None
     tenant: str = "default"
     idempotency_key: str | None = None
+    priority: str | None = None  # None: the template type's default
 
     @classmethod
     def from_mapping(cls, raw: Any) -> SendRequest:
         """Build from a JSON object with SPEC.md's bulk keys; raise :class:`InputError`."""
         if not isinstance(raw, dict):
             raise InputError("each line must be a JSON object")
-        allowed = {"to", "template", "data", "subject", "text", "html", "tenant", "idempotency_key"}
+        allowed = {
+            "to",
+            "template",
+            "data",
+            "subject",
+            "text",
+            "html",
+            "tenant",
+            "idempotency_key",
+            "priority",
+        }
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise InputError(
@@ -67,6 +78,7 @@ class SendRequest:
             html=raw.get("html"),
             tenant=raw.get("tenant") or "default",
             idempotency_key=raw.get("idempotency_key"),
+            priority=raw.get("priority"),
         )
 
 
@@ -85,6 +97,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         ("text", request.text),
         ("html", request.html),
         ("idempotency_key", request.idempotency_key),
+        ("priority", request.priority),
     ):
         check_data(value, field=name)
     recipient = validate_address(request.to, field="to")
@@ -138,6 +151,8 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         headers=courier.smtp.headers,
         date=utcnow(),
     )
+    priority = parse_priority(request.priority, template_type=template_type)
+    parts = (rendered.subject, rendered.text, rendered.html or "")
     return NewMessage(
         tenant=request.tenant,
         recipient=recipient,
@@ -149,6 +164,8 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         mime=mime,
         idempotency_key=key,
         request_hash=_request_hash(request),
+        priority=priority,
+        content_hash=content_hash(request.tenant, recipient, template_type, parts),
     )
 
 
@@ -162,6 +179,8 @@ def _request_hash(request: SendRequest) -> str:
             request.text,
             request.html,
             request.tenant,
+            # Only when given: keys stored before lanes existed keep matching their retries.
+            *([request.priority] if request.priority is not None else []),
         ],
         sort_keys=True,
         default=str,
@@ -200,8 +219,10 @@ async def enqueue_prepared(
     # One transaction for the whole batch, each message with its tenant's attempt budget and
     # TTL; a key already used for a different request refuses the batch before anything is
     # written.
-    budgets = {tenant: _budget(settings.tenant(tenant)) for tenant in {n.tenant for n in fresh}}
-    default = _budget(settings.courier)
+    budgets = {
+        tenant: tenant_budget(settings.tenant(tenant)) for tenant in {n.tenant for n in fresh}
+    }
+    default = tenant_budget(settings.courier)
     stored = iter(
         await store.enqueue(
             fresh,
@@ -232,8 +253,3 @@ async def _signed(
         for index, mime in zip(indexes, signed, strict=True):
             out[index] = replace(out[index], mime=mime)
     return out
-
-
-def _budget(courier: CourierSettings) -> Budget:
-    """What a tenant's new messages get: its retries plus the first send, and its TTL."""
-    return Budget(courier.message_retries + 1, courier.message_ttl)

@@ -1,42 +1,134 @@
-"""Ory's HTTP email delivery format: the JSON that Kratos (or Ory Network) posts with the
-default Jsonnet payload of Ory's documentation."""
+"""Ory's HTTP email delivery format: whatever JSON Ory Kratos (or Ory Network) posts.
+
+Three shapes arrive, and all three are read here:
+
+- the Kratos binary's own default body (the ``default`` of ``courier.http.request_config.body``
+  in Kratos's configuration schema): nine keys, the codes of recovery and verification only,
+  and Kratos's rendered ``subject`` and ``body``;
+- the eleven-key body of Ory's documentation, which adds ``login_code`` and
+  ``registration_code`` (its ``subject`` and ``body`` are ``null`` for Kratos's own messages);
+- a custom body that passes Kratos's context on: ``recipient``, ``template_type`` and
+  ``template_data`` (an object), perhaps with ``subject``, ``body`` and ``html_body``.
+
+Which text is sent is the tenant's ``courier.ory.render``: ``auto`` (Postroom's template when
+the payload carries the value it needs, else Kratos's subject and body), ``postroom`` (always
+Postroom's template: a payload without its value is refused) or ``kratos`` (Kratos's subject and
+body whenever they are there, so customised Kratos templates are kept).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 from postroom.errors import InputError
 from postroom.intake.enqueue import SendRequest
-from postroom.models import TemplateType
+from postroom.intake.validate import REQUIRED_DATA
+from postroom.models import TemplateType, default_priority
 
-_TEMPLATES = {t.value for t in TemplateType} - {TemplateType.STUB.value, TemplateType.TEST.value}
+Render = Literal["postroom", "kratos", "auto"]
+
+_TEMPLATES = {t.value for t in TemplateType} - {
+    TemplateType.STUB.value,
+    TemplateType.TEST.value,
+    TemplateType.RELAY.value,
+}
+# Top-level keys that are Kratos's envelope, not template data.
+_ENVELOPE = {
+    "recipient",
+    "template_type",
+    "template_data",
+    "to",
+    "subject",
+    "body",
+    "html_body",
+    "message_type",
+    "priority",
+}
 
 
-def from_ory(payload: Any, *, tenant: str) -> SendRequest:
-    """Turn Ory's payload into a request: Postroom's own template for a known type with the
-    payload's values, or the payload's ``subject`` and ``body`` for ``stub`` and unknown types.
+def _present(value: Any) -> bool:
+    return value is not None and str(value).strip() != ""
 
-    Raise :class:`InputError` naming the missing or wrong field.
+
+def _template_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """``template_data`` (a custom body) overlaid with the flat keys (Ory's bodies), nulls
+    dropped: a flat ``null`` never hides a value that ``template_data`` carries."""
+    nested = payload.get("template_data")
+    if nested is not None and not isinstance(nested, dict):
+        raise InputError("must be a JSON object when given", field="template_data")
+    data = {k: v for k, v in (nested or {}).items() if v is not None}
+    data.update({k: v for k, v in payload.items() if k not in _ENVELOPE and v is not None})
+    return data
+
+
+def _kratos_text(
+    payload: dict[str, Any], *, recipient: str, tenant: str, template_type: Any
+) -> SendRequest | None:
+    """The message as Kratos rendered it, or None when the payload carries no subject and body."""
+    subject, body, html = payload.get("subject"), payload.get("body"), payload.get("html_body")
+    if not isinstance(subject, str) or not isinstance(body, str) or not subject.strip():
+        return None
+    data = {"kratos_template_type": template_type} if isinstance(template_type, str) else {}
+    return SendRequest(
+        to=recipient,
+        data=data,
+        # A subject template's trailing newline (or a folded line) is not worth a refusal:
+        # one line, as Kratos itself would send it.
+        subject=" ".join(subject.split()),
+        text=body,
+        html=html if isinstance(html, str) and html.strip() else None,
+        tenant=tenant,
+    )
+
+
+def from_ory(payload: Any, *, tenant: str, render: Render = "auto") -> SendRequest:
+    """Turn what Kratos posted into a request: Postroom's template with the payload's values,
+    or Kratos's own ``subject`` and ``body``, as the tenant's ``render`` says (module docstring).
+    Its lane is the payload's ``priority`` (urgent, normal or bulk), else its template type's
+    (a login code rendered by Kratos is as urgent as one rendered by Postroom).
+
+    Raise :class:`InputError` naming the missing or wrong field, and what to change.
     """
+    request = _from_ory(payload, tenant=tenant, render=render)
+    priority = payload.get("priority")
+    if priority is not None and not isinstance(priority, str):
+        raise InputError("must be urgent, normal or bulk", field="priority")
+    kind = payload.get("template_type")
+    if priority is None and isinstance(kind, str) and kind in _TEMPLATES:
+        priority = default_priority(TemplateType(kind)).value
+    return replace(request, priority=priority)
+
+
+def _from_ory(payload: Any, *, tenant: str, render: Render) -> SendRequest:
     if not isinstance(payload, dict):
         raise InputError("the body must be a JSON object (Ory's HTTP email delivery payload)")
-    recipient = payload.get("recipient") or payload.get("to")
+    data = _template_data(payload)
+    recipient = payload.get("recipient") or payload.get("to") or data.get("to")
     if not isinstance(recipient, str) or not recipient:
         raise InputError("is required", field="recipient")
     template_type = payload.get("template_type")
+    kratos = _kratos_text(payload, recipient=recipient, tenant=tenant, template_type=template_type)
+    if render == "kratos" and kratos is not None:
+        return kratos
     if isinstance(template_type, str) and template_type in _TEMPLATES:
-        data = {
-            key: value
-            for key, value in payload.items()
-            if key not in {"recipient", "template_type", "to", "subject", "body"}
-            and value is not None
-        }
-        return SendRequest(to=recipient, template_type=template_type, data=data, tenant=tenant)
-    subject, body = payload.get("subject"), payload.get("body")
-    if not isinstance(subject, str) or not isinstance(body, str):
+        needed = REQUIRED_DATA.get(TemplateType(template_type))
+        has_data = needed is None or _present(data.get(needed))
+        if has_data or render == "postroom" or kratos is None:
+            data.pop("to", None)
+            if not has_data and render == "postroom":
+                raise InputError(
+                    f"{template_type} needs {needed!r}, which this payload does not carry, and "
+                    "this tenant's courier.ory.render is 'postroom'; send a body that carries "
+                    f"{needed!r} (Ory's documented eleven-key body does), or set "
+                    "courier.ory.render to 'auto' to send Kratos's subject and body instead",
+                    field=needed,
+                )
+            return SendRequest(to=recipient, template_type=template_type, data=data, tenant=tenant)
+    if kratos is None:
         raise InputError(
             f"template type {template_type!r} is not one Postroom renders, so the payload must "
             "carry 'subject' and 'body' (add them to your Jsonnet payload)",
             field="template_type",
         )
-    return SendRequest(to=recipient, subject=subject, text=body, tenant=tenant)
+    return kratos

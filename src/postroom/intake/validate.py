@@ -67,10 +67,19 @@ def _domain_ok(domain: str) -> bool:
 def validate_template_type(value: Any, *, field: str = "template_type") -> TemplateType:
     """Return the template type, or raise :class:`InputError` listing the known ones."""
     try:
-        return TemplateType(value)
+        found = TemplateType(value)
     except ValueError:
-        known = ", ".join(t.value for t in TemplateType)
-        raise InputError(f"unknown template type {value!r}; known: {known}", field=field) from None
+        found = None
+    if found is TemplateType.RELAY:
+        raise InputError(
+            "relay is the type of mail submitted through the SMTP listener, not a template; "
+            "send a subject and text instead",
+            field=field,
+        )
+    if found is None:
+        known = ", ".join(t.value for t in TemplateType if t is not TemplateType.RELAY)
+        raise InputError(f"unknown template type {value!r}; known: {known}", field=field)
+    return found
 
 
 # What a template cannot do without: an email with an empty code is worse than none.

@@ -63,11 +63,15 @@ function(ctx) {
   verification_code: if "template_data" in ctx && "verification_code" in ctx.template_data then ctx.template_data.verification_code else null,
   login_code: if "template_data" in ctx && "login_code" in ctx.template_data then ctx.template_data.login_code else null,
   registration_code: if "template_data" in ctx && "registration_code" in ctx.template_data then ctx.template_data.registration_code else null,
-  subject: if "template_data" in ctx && "subject" in ctx.template_data then ctx.template_data.subject else null,
-  body: if "template_data" in ctx && "body" in ctx.template_data then ctx.template_data.body else null,
+  subject: if "template_data" in ctx && "subject" in ctx.template_data then ctx.template_data.subject else if "subject" in ctx then ctx.subject else null,
+  body: if "template_data" in ctx && "body" in ctx.template_data then ctx.template_data.body else if "body" in ctx then ctx.body else null,
 }
-"""  # noqa: E501 - Ory's default payload, kept as its documentation shows it
-"""Ory's default HTTP email payload: the eleven keys of SPEC.md, ``null`` where absent."""
+"""  # noqa: E501 - Ory's documented payload; see the docstring for the two last keys
+"""Ory's documented HTTP email payload: the eleven keys of SPEC.md, ``null`` where absent.
+
+One difference from Ory's page: ``subject`` and ``body`` fall back to the rendered email's
+subject and plain text when the template data has none, as the Kratos binary's own default
+body sends them, so a receiver written for Kratos finds the text it expects."""
 
 DEFAULT_DATA_KEYS = (
     "to",
@@ -91,6 +95,9 @@ def default_payload(ctx: Mapping[str, Any]) -> str:
     data = ctx.get("template_data")
     data = data if isinstance(data, Mapping) else {}
     payload: dict[str, Any] = {key: data.get(key) for key in DEFAULT_DATA_KEYS}
+    for key in ("subject", "body"):
+        if key not in data:
+            payload[key] = ctx.get(key)
     payload["recipient"] = ctx.get("recipient")
     payload["template_type"] = ctx.get("template_type")
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from postroom.config.settings import Settings
 from postroom.diagnosis import diagnose
 from postroom.errors import InputError
-from postroom.models import Message
+from postroom.models import Message, Priority
 from postroom.service.tenants import courier_for
 from postroom.store import MessageFilter, Records
 from postroom.text import data_problem
@@ -66,9 +66,8 @@ async def retry(records: Records, settings: Settings, message_id: str) -> Messag
     default's for a tenant that is gone); ``NotFoundError`` or ``ConflictError`` otherwise."""
     current = await records.get(message_id)
     courier = courier_for(settings, current.tenant)
-    return await records.retry(
-        message_id, attempts=courier.message_retries + 1, ttl=courier.message_ttl
-    )
+    ttl = courier.bulk_ttl if current.priority is Priority.BULK else courier.message_ttl
+    return await records.retry(message_id, attempts=courier.message_retries + 1, ttl=ttl)
 
 
 async def cancel(records: Records, message_id: str) -> Message:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from postroom.errors import DuplicateRequestError, NotFoundError
-from postroom.models import Diagnosis, Message, NewMessage, Status, WaitingFor
+from postroom.models import Diagnosis, Message, NewMessage, Priority, Status, WaitingFor
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +37,40 @@ class Completion:
 @dataclass(frozen=True, slots=True)
 class Budget:
     """What a tenant's new messages get: ``max_attempts`` sends, and ``ttl`` seconds to go out
-    (0: they never expire)."""
+    (0: they never expire); and what their enqueue enforces besides idempotency keys.
+
+    ``bulk_ttl``: the time to live of ``bulk`` messages (None: ``ttl``). ``dedupe_window``:
+    seconds within which a message with the same ``content_hash`` as a queued, in-flight or
+    sent one is folded into it (0: off). ``cooldown`` (seconds, per recipient and template
+    type) and ``per_hour`` (per recipient): the per-recipient limits over urgent and normal
+    messages, ``test`` messages exempt (0: off).
+    """
 
     max_attempts: int
     ttl: float
+    bulk_ttl: float | None = None
+    dedupe_window: float = 0.0
+    cooldown: float = 0.0
+    per_hour: int = 0
+
+    def ttl_of(self, priority: Priority) -> float:
+        """The time to live of a new message in lane ``priority``."""
+        if priority is Priority.BULK and self.bulk_ttl is not None:
+            return self.bulk_ttl
+        return self.ttl
+
+
+@dataclass(frozen=True, slots=True)
+class SlotWait:
+    """A hand-off slot that ``take_slot`` did not give: when one may be free, and why there
+    was none (``rate_limit``: the window is full; ``priority``: what is left is kept for more
+    urgent mail)."""
+
+    free_at: datetime
+    waiting_for: WaitingFor
+    # Seconds over which messages held back like this one may be spread after ``free_at``
+    # (the window's length, for bulk mail), so thousands do not all come back at once.
+    spread: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +106,7 @@ class MessageFilter:
     recipient: str | None = None
     tenant: str | None = None
     template_type: str | None = None
+    priority: Priority | None = None
     limit: int = 50
     before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
 
@@ -189,21 +220,10 @@ def queued_message(
         waiting_for=None,
         last_error=None,
         request_hash=new.request_hash,
+        priority=new.priority,
+        content_hash=new.content_hash,
+        mime_ref=new.mime_ref,
     )
-
-
-def slot_free_at(
-    recent: Sequence[datetime], limits: Sequence[tuple[int, float]], now: datetime
-) -> datetime | None:
-    """Given the hand-offs of the longest window (newest first), None when another one fits
-    every limit now, else when it will."""
-    waits: list[datetime] = []
-    for count, per in limits:
-        window = [t for t in recent if t > now - timedelta(seconds=per)]
-        if len(window) >= count:
-            # The slot frees when the count-th newest hand-off leaves the window.
-            waits.append(window[count - 1] + timedelta(seconds=per))
-    return max(waits) if waits else None
 
 
 DkimKeyState = Literal["inactive", "active", "retired"]

@@ -7,20 +7,22 @@ package."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from postroom.models import Diagnosis, Message, NewMessage
+from postroom.models import Diagnosis, Message, NewMessage, Priority
 from postroom.store.base import (
     Activity,
     Budget,
     Completion,
     MessageFilter,
+    SlotWait,
     StoredDkimKey,
     StoredOAuthToken,
     StoredTenant,
 )
+from postroom.store.listener import ListenerRecords
 
 
 class Queue(Protocol):
@@ -44,7 +46,14 @@ class Queue(Protocol):
         one stored for a different request (``request_hash``) raises
         :class:`~postroom.errors.DuplicateRequestError` and nothing of ``messages`` is
         stored. Each message gets its tenant's entry of ``budgets``, else ``max_attempts``
-        sends and ``ttl`` seconds to go out (0 means never expires).
+        sends and ``ttl`` seconds to go out (0 means never expires; ``bulk`` messages get the
+        budget's ``bulk_ttl``).
+
+        Without a key, a message whose ``content_hash`` matches one created within its
+        budget's ``dedupe_window`` that is not abandoned is folded: that one is returned with
+        ``created`` False and its ``folded_duplicates`` counted up; two concurrent enqueues
+        never both store. Then the budget's per-recipient limits are checked: over one,
+        :class:`~postroom.errors.RecipientLimitError` is raised and nothing is stored.
         """
 
     async def claim(
@@ -54,11 +63,22 @@ class Queue(Protocol):
         limit: int,
         lease: float,
         completions: Sequence[Completion] = (),
+        tenants: Mapping[str, float] | None = None,
+        urgent_only: bool = False,
+        hold_bulk: Collection[str] = (),
     ) -> list[Message]:
         """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
 
         ``completions`` are recorded first, as :meth:`complete` would, in the same
         transaction: a busy worker writes the results of one batch as it takes the next.
+        ``tenants`` maps each tenant to its ``priority_aging`` in seconds: their due
+        messages are taken lane by lane (normal ones due longer than their aging first, then
+        urgent, normal, bulk), each in due order, and within a lane the room is shared
+        evenly between the tenants, so that one tenant's flood cannot starve another. Due
+        messages of tenants not named follow, in due order. Returned most urgent first.
+        ``urgent_only`` takes urgent messages and aged normal ones of the named tenants only
+        (what a worker busy with bulk mail looks for now and then). The bulk mail of the
+        tenants in ``hold_bulk`` is not taken (its rate limit has no room for it yet).
         """
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
@@ -71,11 +91,24 @@ class Queue(Protocol):
         """Record attempts and new statuses of claimed messages in one transaction."""
 
     async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        *,
+        message_id: str,
+        lane: Priority = Priority.URGENT,
+        bulk_share: float = 1.0,
+    ) -> SlotWait | None:
         """Take one hand-off slot of ``tenant`` under ``limits`` ((count, per seconds) pairs),
-        shared by every worker of every process. Return None when taken, else the time the
-        next slot frees up (nothing is taken then)."""
+        shared by every worker of every process. Return None when taken, else when the next
+        slot may free up and why (nothing is taken then); one SQL count per window.
+
+        ``urgent`` and ``normal`` take any free slot; when none is free, an ``urgent``
+        message books the next one, which no other message can take, and its next call gets
+        it (a ``normal`` message past its aging is passed as ``urgent``). ``bulk`` takes a
+        slot only while the window is below ``bulk_share`` of each count (always one bulk
+        slot per window), and at most a sixtieth of that per sixtieth of the window, so that
+        slots keep freeing up for urgent mail."""
 
     async def next_due(self) -> datetime | None:
         """When the next queued message falls due (None when the queue is empty)."""
@@ -107,6 +140,10 @@ class Records(Protocol):
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each status."""
 
+    async def lane_summary(self) -> dict[str, tuple[int, float]]:
+        """Per priority lane (every lane present): how many messages are queued, and how many
+        seconds the oldest due one has been due (0 when none is due)."""
+
     async def activity(self, *, since: datetime, step: timedelta) -> Activity:
         """What became of the messages created since ``since`` (for the dashboard's overview).
 
@@ -125,8 +162,9 @@ class Records(Protocol):
         idempotency key created after ``keep_keyed_since`` stay. Return how many went."""
 
 
-class Tenants(Protocol):
-    """Tenants saved through the API and the OAuth2 refresh tokens kept for tenants."""
+class Tenants(ListenerRecords, Protocol):
+    """Tenants saved through the API and the OAuth2 refresh tokens kept for tenants; with the
+    SMTP listener's logins of API tenants and its refusal log (``ListenerRecords``)."""
 
     async def list_tenants(self) -> list[StoredTenant]:
         """Every tenant saved through the API."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -73,6 +74,12 @@ messages = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_until", UtcDateTime, nullable=True),
     Column("reclaimed_from", String(64), nullable=True),
+    # Migration 0011: the lane, duplicates folded into this message, and the content hash
+    # that finds them.
+    Column("priority", String(8), nullable=False, server_default="urgent"),
+    Column("folded_duplicates", Integer, nullable=False, server_default="0"),
+    Column("content_hash", String(64), nullable=True),
+    Column("mime_ref", String(64), nullable=True),  # migration 0010: see relay_bodies
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
     Index("ix_messages_lease", "status", "lease_until"),
@@ -83,6 +90,17 @@ messages = Table(
     Index("ix_messages_tenant_created", "tenant", "created_at", "id"),
     Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
     Index("ix_messages_template_created", "template_type", "created_at", "id"),
+    Index("ix_messages_mime_ref", "mime_ref"),
+    # Claims read one range per (tenant, lane), due order (migration 0011).
+    Index("ix_messages_lane_due", "status", "tenant", "priority", "next_attempt_at"),
+    Index("ix_messages_content", "content_hash", "created_at"),
+)
+# Per-recipient limits count a recipient's recent messages, case-insensitively.
+Index(
+    "ix_messages_recipient_recent",
+    messages.c.tenant,
+    func.lower(messages.c.recipient),
+    messages.c.created_at,
 )
 
 dispatches = Table(
@@ -135,7 +153,9 @@ rate_events = Table(
     # Until the hand-off, the time the slot was taken; then the time of the hand-off, so a
     # slow send still counts in the window the provider sees.
     Column("message_id", String(36), nullable=True),
+    Column("lane", String(8), nullable=True),  # the message's priority (migration 0011)
     Index("ix_rate_events_tenant_time", "tenant", "taken_at"),
+    Index("ix_rate_events_lane", "tenant", "lane", "taken_at"),
     Index("ix_rate_events_message", "message_id"),
 )
 

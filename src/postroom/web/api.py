@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,7 @@ from postroom.errors import InputError
 from postroom.intake import SendRequest, enqueue
 from postroom.intake.ory import from_ory
 from postroom.metrics import Metrics
-from postroom.models import Message, Status, message_json
+from postroom.models import Message, Priority, Status, message_json
 from postroom.service import messages, tenants
 from postroom.store import MessageFilter
 from postroom.web.auth import Caller, require_admin, require_intake
@@ -25,6 +26,8 @@ from postroom.web.state import store as _store
 router = APIRouter()
 Admin = Annotated[Caller, Depends(require_admin)]
 Intake = Annotated[Caller, Depends(require_intake)]
+DEFAULT_PAGE_SIZE = 250
+MAX_PAGE_SIZE = 500
 
 
 class EnqueueBody(BaseModel):
@@ -39,6 +42,7 @@ class EnqueueBody(BaseModel):
     subject: str | None = None
     body: str | None = None
     html_body: str | None = None
+    priority: str | None = None  # urgent, normal or bulk; default by template type
 
 
 async def _view(request: Request, message: Message) -> dict[str, Any]:
@@ -82,6 +86,7 @@ async def create_message(
         html=body.html_body,
         tenant=body.tenant,
         idempotency_key=idempotency_key,
+        priority=body.priority,
     )
     return await _enqueue(request, caller, send)
 
@@ -95,15 +100,19 @@ async def list_messages(
     recipient: str | None = None,
     tenant: str | None = None,
     template_type: str | None = None,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 250,
+    priority: Priority | None = None,
+    page_size: Annotated[int, Query(ge=0)] = DEFAULT_PAGE_SIZE,
     page_token: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Messages newest first, like Kratos's admin API; ``Link: <...>; rel="next"`` pages on."""
+    """Messages newest first, like Kratos's admin API; ``Link: <...>; rel="next"`` pages on.
+    As in Kratos, ``page_size`` above 500 is read as 500, and 0 as the default (250)."""
+    page_size = min(page_size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE
     query = MessageFilter(
         status=status,
         recipient=recipient,
         tenant=tenant,
         template_type=template_type,
+        priority=priority,
         limit=page_size,
     )
     page = await messages.list_page(_store(request), query, token=page_token)
@@ -113,6 +122,7 @@ async def list_messages(
         ("recipient", recipient),
         ("tenant", tenant),
         ("template_type", template_type),
+        ("priority", priority.value if priority else None),
     ):
         if value is not None:
             params[key] = value
@@ -124,44 +134,62 @@ async def list_messages(
     return [await _view(request, m) for m in page.messages]
 
 
+def _message_id(message_id: str) -> str:
+    """A message id is a UUID, as in Kratos; anything else answers 400, naming the field."""
+    try:
+        return str(uuid.UUID(message_id))
+    except ValueError:
+        raise InputError(
+            "is not a message id (a UUID like 0190d5c1-1f2a-7b3c-8d4e-5f6a7b8c9d0e)", field="id"
+        ) from None
+
+
 @router.get("/admin/courier/messages/{message_id}", tags=["messages"])
 async def get_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
-    """One message with its dispatches, newest first."""
-    return await _view(request, await messages.get(_store(request), message_id))
+    """One message with its dispatches, newest first; 400 for a malformed id."""
+    return await _view(request, await messages.get(_store(request), _message_id(message_id)))
 
 
 @router.post("/admin/courier/messages/{message_id}/retry", tags=["messages"])
 async def retry_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """Queue an abandoned message again now, with a fresh attempt budget and TTL."""
     settings = await _tenants(request).settings()
-    message = await messages.retry(_store(request), settings, message_id)
+    message = await messages.retry(_store(request), settings, _message_id(message_id))
     return await _view(request, message)
 
 
 @router.post("/admin/courier/messages/{message_id}/cancel", tags=["messages"])
 async def cancel_message(request: Request, _caller: Admin, message_id: str) -> dict[str, Any]:
     """Abandon a queued message with code ``cancelled``."""
-    message = await messages.cancel(_store(request), message_id)
+    message = await messages.cancel(_store(request), _message_id(message_id))
     return await _view(request, message)
 
 
 # -- Ory intake ----------------------------------------------------------------------------
 
 
+async def _ory(request: Request, caller: Caller, tenant: str, payload: Any) -> JSONResponse:
+    settings = await _tenants(request).settings()
+    known = tenant in settings.tenant_names()
+    render = settings.tenant(tenant).ory.render if known else "auto"
+    return await _enqueue(request, caller, from_ory(payload, tenant=tenant, render=render))
+
+
 @router.post("/intake/ory", status_code=202, tags=["intake"])
 async def ory_default(
     request: Request, caller: Intake, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ory's HTTP email delivery payload, for tenant ``default``."""
-    return await _enqueue(request, caller, from_ory(payload, tenant="default"))
+    """What Ory Kratos posts (its default body, Ory's documented body, or a custom one
+    carrying ``template_data``), for tenant ``default``."""
+    return await _ory(request, caller, "default", payload)
 
 
 @router.post("/intake/ory/{tenant}", status_code=202, tags=["intake"])
 async def ory_tenant(
     request: Request, caller: Intake, tenant: str, payload: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
-    """Ory's HTTP email delivery payload, for ``tenant``."""
-    return await _enqueue(request, caller, from_ory(payload, tenant=tenant))
+    """What Ory Kratos posts, for ``tenant``."""
+    return await _ory(request, caller, tenant, payload)
 
 
 # -- tenants -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Response
@@ -18,9 +18,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from postroom import __version__
 from postroom.config import Settings
 from postroom.config.tenants import TenantRegistry
+from postroom.intake.smtp_listener import BoundSocket, Listener
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
-from postroom.web import api, dashboard
+from postroom.web import api, dashboard, listener_api
 from postroom.web.auth import Caller, require_admin
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.web.throttle import Throttle
@@ -34,11 +35,13 @@ def create_app(
     dev: bool = False,
     store: Store | None = None,
     admin_token: str | None = None,
+    smtp_sockets: Sequence[BoundSocket] = (),
 ) -> FastAPI:
     """Build the ASGI app for ``postroom serve``.
 
     ``admin_token`` guards /admin and /intake (``settings.serve.admin_token`` when not given);
-    ``dev`` needs no token and shows message bodies.
+    ``dev`` needs no token and shows message bodies. ``smtp_sockets`` (from
+    :func:`~postroom.intake.smtp_listener.bind_sockets`) run the SMTP listener.
     """
 
     @contextlib.asynccontextmanager
@@ -57,9 +60,16 @@ def create_app(
             )
             task = asyncio.create_task(worker.run(stop))
         app.state.worker_task = task
+        listener = None
+        if smtp_sockets:
+            listener = Listener(app.state.store, app.state.tenants.settings, settings, dev=dev)
+            await listener.start(smtp_sockets)
+        app.state.listener = listener
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop()
             stop.set()
             if task is not None:
                 await task
@@ -86,6 +96,7 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.serve.trusted_proxies)
     app.add_middleware(NoNulInUrl)
     app.include_router(api.router)
+    app.include_router(listener_api.router)
 
     @app.get("/health/alive", tags=["health"])
     async def alive() -> dict[str, str]:
@@ -113,6 +124,7 @@ def create_app(
     async def metrics() -> Response:
         """Prometheus text format."""
         app.state.metrics.set_queue(await app.state.store.count_by_status())
+        app.state.metrics.set_lanes(await app.state.store.lane_summary())
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     if not dev:

@@ -19,6 +19,7 @@ from postroom.errors import (
     DuplicateRequestError,
     InputError,
     NotFoundError,
+    RecipientLimitError,
     UnavailableError,
 )
 from postroom.text import terminal_safe
@@ -33,6 +34,7 @@ _MESSAGES = {
     404: "The requested resource could not be found.",
     405: "The method is not allowed for this resource.",
     409: "The request could not be completed due to a conflict.",
+    429: "Too many messages for this recipient; try again after Retry-After seconds.",
     503: "The service is temporarily unavailable for this request.",
     413: "The request body is too large.",
     500: "An internal server error occurred, please contact the system administrator.",
@@ -66,6 +68,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (ConfigError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (RecipientLimitError, 429),
     (UnavailableError, 503),
 )
 
@@ -87,6 +90,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def postroom_error(_request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in STATUS_OF if isinstance(exc, kind))
+        if isinstance(exc, RecipientLimitError):  # which limit, and when to come back
+            body = error_body(status, str(exc))
+            body["error"]["limit"] = exc.limit
+            body["error"]["retry_after"] = exc.retry_after
+            headers = {"Retry-After": str(exc.retry_after)}
+            return JSONResponse(body, status_code=status, headers=headers)
         return error_response(status, str(exc))
 
     for kind, _status in STATUS_OF:

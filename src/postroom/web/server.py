@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from postroom.config.networks import is_loopback
 from postroom.errors import ConfigError, InputError
 
 MIN_ADMIN_TOKEN = 32
@@ -17,17 +17,6 @@ MAKE_A_TOKEN = (
     "make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` or "
     "`openssl rand -base64 32`"
 )
-
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` is a loopback address (127.0.0.0/8, ::1) or the word
-    ``localhost``; any other name is not, whatever it starts with."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_listen(host: str, *, dev: bool, admin_token: str | None) -> None:

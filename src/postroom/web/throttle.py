@@ -87,7 +87,7 @@ class Throttle:
         return max(1, math.ceil(stamps[-self.failures] + self.window - self._clock()))
 
     def failed(self, client: str) -> float:
-        """Count a failed attempt of ``client``; return its stamp (for :meth:`forgive`)."""
+        """Count a failed attempt of ``client``; return its time stamp."""
         stamps = self._pruned(client)
         stamp = self._clock()
         stamps.append(stamp)
@@ -96,13 +96,6 @@ class Throttle:
         while len(self._recent) > self.max_clients:
             self._recent.popitem(last=False)
         return stamp
-
-    def forgive(self, client: str, stamp: float) -> None:
-        """Take back a failure counted by :meth:`failed` before the attempt's outcome was
-        known, now that it succeeded."""
-        stamps = self._recent.get(client)
-        if stamps is not None and stamp in stamps:
-            stamps.remove(stamp)
 
 
 def throttle_of(request: Request) -> Throttle:

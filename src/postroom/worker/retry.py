@@ -9,11 +9,12 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+from postroom.clock import utcnow
 from postroom.config.durations import format_duration
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis import diagnose
-from postroom.models import Diagnosis, Message, Status, WaitingFor
-from postroom.store.base import Completion
+from postroom.models import Diagnosis, Message, Priority, Status, WaitingFor
+from postroom.store.base import Completion, SlotWait
 
 
 def backoff(attempt: int, courier: CourierSettings, *, rng: random.Random | None = None) -> float:
@@ -74,9 +75,11 @@ def is_expired(message: Message, *, now: datetime) -> bool:
 def expired(message: Message, courier: CourierSettings) -> Completion:
     """Abandon a message that outlived ``courier.message_ttl``; no attempt is made."""
     last = message.last_error
+    ttl = courier.bulk_ttl if message.priority is Priority.BULK else courier.message_ttl
+    setting = "courier.bulk_ttl" if message.priority is Priority.BULK else "courier.message_ttl"
     cause = (
         f"The message was not handed off within its time to live "
-        f"({format_duration(courier.message_ttl)})"
+        f"({setting}: {format_duration(ttl)})"
     )
     cause += f"; the last attempt failed with {last.code}." if last else "."
     return Completion(
@@ -87,13 +90,40 @@ def expired(message: Message, courier: CourierSettings) -> Completion:
     )
 
 
-def rate_limited(message: Message, free_at: datetime) -> Completion:
-    """Hold a message back until its tenant's rate limit has room: it stays queued, is not an
-    attempt, and never fails because of a limit; its TTL still applies (the TTL wins)."""
+def rate_limited(message: Message, wait: SlotWait) -> Completion:
+    """Hold a message back until its tenant's rate limit has room for its lane: it stays
+    queued (waiting for ``rate_limit``, or ``priority`` when the room is kept for more urgent
+    mail), is not an attempt, and never fails because of a limit; its TTL still applies (the
+    TTL wins). Held back for more urgent mail, it comes back at a random point of the
+    wait's spread, so that a large bulk send is not claimed all at once at every free slot."""
+    due = wait.free_at
+    if wait.spread > 0:
+        due += timedelta(seconds=random.uniform(0, wait.spread))
     return Completion(
         message_id=message.id,
         status=Status.QUEUED,
         attempted=False,
-        next_attempt_at=_capped(message, free_at),
-        waiting_for=WaitingFor.RATE_LIMIT,
+        next_attempt_at=_capped(message, due),
+        waiting_for=wait.waiting_for,
     )
+
+
+def tenant_unusable(message: Message, broken: str | None, fallback: CourierSettings) -> Completion:
+    """What becomes of a message whose tenant cannot send: retried with ``fallback``'s backoff
+    (the default tenant's) while its saved settings are ``broken`` (an operator may save them
+    again in time; every other tenant carries on), abandoned when the configuration no
+    longer declares the tenant at all."""
+    if broken is not None:
+        diagnosis = diagnose(
+            "settings_invalid",
+            cause=f"Tenant {message.tenant!r} cannot send: its saved settings cannot be "
+            f"used ({broken}).",
+        )
+        return after_failure(message, diagnosis, fallback, now=utcnow())
+    diagnosis = diagnose(
+        "unknown",
+        cause=f"The message belongs to tenant {message.tenant!r}, "
+        "which the configuration no longer declares.",
+        fix="Declare the tenant again, or cancel the message.",
+    )
+    return Completion(message.id, Status.ABANDONED, diagnosis, attempted=False)

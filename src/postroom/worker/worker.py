@@ -21,7 +21,7 @@ from postroom.clock import utcnow
 from postroom.config import Settings
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.catalogue import diagnose, diagnose_unexpected
+from postroom.diagnosis.catalogue import diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
@@ -31,6 +31,7 @@ from postroom.store import Completion, Queue, StoreUnavailable, Tenants
 from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
+from postroom.worker.lanes import URGENT_PEEK, BulkHolds, Ready, Route, lanes_of
 
 log = logging.getLogger("postroom.worker")
 
@@ -39,15 +40,6 @@ PREFETCH = 6  # claimed messages per connection at most: one sending, the others
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
 WRITE_DELAY = 0.02
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What every message of a tenant needs, worked out once per settings version."""
-
-    courier: CourierSettings
-    limits: list[tuple[int, float]]
-    sender: str
 
 
 @dataclass(slots=True)
@@ -87,8 +79,9 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
-        self._routes: dict[str, _Route] = {}
-        self._ready: asyncio.Queue[Message] = asyncio.Queue()  # claimed, not yet started
+        self._routes: dict[str, Route] = {}
+        self._holds = BulkHolds()
+        self._ready = Ready()  # claimed, not yet started: most urgent first
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
         self._pending: list[Completion] = []
@@ -130,12 +123,12 @@ class Worker:
                 self._held.discard(message.id)
                 self._nudge.set()
 
-    def _route(self, tenant: str) -> _Route:
+    def _route(self, tenant: str) -> Route:
         """The tenant's settings, limits and sender; raise ``KeyError`` for an unknown one."""
         route = self._routes.get(tenant)
         if route is None:
             courier = self.settings.tenant(tenant)
-            route = _Route(
+            route = Route(
                 courier,
                 [(limit.count, limit.per) for limit in courier.effective_rate_limits],
                 envelope_address(courier.smtp.from_address),
@@ -148,43 +141,21 @@ class Worker:
             route = self._route(message.tenant)
         except KeyError:
             broken = self.tenants.broken(message.tenant) if self.tenants else None
-            if broken is not None:
-                # Only this tenant's messages fail (retried, in case an operator saves its
-                # settings again in time); every other tenant carries on.
-                diagnosis = diagnose(
-                    "settings_invalid",
-                    cause=f"Tenant {message.tenant!r} cannot send: its saved settings cannot be "
-                    f"used ({broken}).",
-                )
-                courier = self.settings.courier  # the default tenant's backoff
-                self._finish(
-                    retry.after_failure(message, diagnosis, courier, now=utcnow()), message
-                )
-                return
-            diagnosis = diagnose(
-                "unknown",
-                cause=f"The message belongs to tenant {message.tenant!r}, "
-                "which the configuration no longer declares.",
-                fix="Declare the tenant again, or cancel the message.",
-            )
-            self._finish(
-                Completion(message.id, Status.ABANDONED, diagnosis, attempted=False), message
-            )
+            self._finish(retry.tenant_unusable(message, broken, self.settings.courier), message)
             return
         courier = route.courier
-        if retry.is_expired(message, now=utcnow()):
+        now = utcnow()
+        if retry.is_expired(message, now=now):
             self._finish(retry.expired(message, courier), message)
             return
         if route.limits:
-            free_at = await self.store.take_slot(
-                message.tenant, route.limits, message_id=message.id
-            )
-            if free_at is not None:
-                self._finish(retry.rate_limited(message, free_at), message)
+            wait = await self._holds.take(self.store, route, message, now)
+            if wait is not None:
+                self._finish(retry.rate_limited(message, wait), message)
                 return
         envelope = Envelope(
             message_id=message.id,
-            sender=route.sender,
+            sender=envelope_address(message.relay_sender() or route.sender),
             recipients=(envelope_address(message.recipient),),
             data=message.mime,
             recipient=message.recipient,
@@ -312,14 +283,22 @@ class Worker:
         """Keep claimed messages ready so the connections never wait for a claim: once no
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
-        if self._stocked():
+        # Stocked: look for urgent mail now and then, not to send a code after the bulk held.
+        urgent_only = self._stocked()
+        if urgent_only and not self._ready.time_to_peek():
             return 0
-        room = PREFETCH * self.concurrency - len(self._held)
+        room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
         done, self._pending = self._pending, []
         self._claims += 1
         try:
             claimed = await self.store.claim(
-                worker=self.worker_id, limit=room, lease=self.lease, completions=done
+                worker=self.worker_id,
+                limit=room,
+                lease=self.lease,
+                completions=done,
+                tenants=lanes_of(self.settings),
+                urgent_only=urgent_only,
+                hold_bulk=self._holds.holding(),
             )
         except BaseException:
             self._pending[:0] = done  # the writer tries them again
@@ -327,7 +306,7 @@ class Worker:
             raise
         for message in claimed:
             self._held.add(message.id)
-            self._ready.put_nowait(message)
+            self._ready.put(message)
         return len(claimed)
 
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
@@ -354,7 +333,7 @@ class Worker:
             wait = POLL_INTERVAL
             if due is not None:
                 wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
-            await self._idle(stop, wait)
+            await self._idle(stop, self._holds.idle_wait(wait))
         return True
 
     async def run(
@@ -413,8 +392,9 @@ class Worker:
         if stop.is_set():
             return
         if self._stocked():
-            # Nothing is claimed before a send finishes: one event, no task per wait.
-            await self._nudge.wait()
+            # Only urgent mail is claimed before a send finishes: one event, no task per wait.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), URGENT_PEEK)
             return
         stopper = asyncio.create_task(self._nudge.wait())
         waker = asyncio.create_task(self.store.wait(POLL_INTERVAL))
@@ -444,8 +424,7 @@ class Worker:
     async def _shutdown(self, deadline: float) -> None:
         """Let the sends under way finish within ``deadline``; release everything else."""
         unstarted = []
-        while not self._ready.empty():
-            message = self._ready.get_nowait()
+        for message in self._ready.take_all():
             self._held.discard(message.id)
             unstarted.append(message.id)
         with contextlib.suppress(TimeoutError):

@@ -4,21 +4,39 @@ from __future__ import annotations
 
 import copy
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from postroom import clock
-from postroom.models import Dispatch, DispatchStatus, Message, NewMessage, Status
+from postroom.errors import RecipientLimitError
+from postroom.models import (
+    Dispatch,
+    DispatchStatus,
+    Message,
+    NewMessage,
+    Priority,
+    Status,
+    TemplateType,
+    WaitingFor,
+)
 from postroom.store.base import (
     Budget,
     Completion,
+    SlotWait,
     budgets_of,
     check_unchanged,
     new_id,
     queued_message,
-    slot_free_at,
+)
+from postroom.store.lane_rules import (
+    LaneClaim,
+    cooldown_error,
+    counted,
+    per_hour_error,
+    pick_lanes,
+    slot_wait,
 )
 from postroom.store.memory.state import MemoryState
 
@@ -52,26 +70,86 @@ class MemoryQueue(MemoryState):
         start = clock.utcnow()
         each = budgets_of(messages, max_attempts=max_attempts, ttl=ttl, budgets=budgets)
         out: list[tuple[Message, bool]] = []
-        for index, (new, budget) in enumerate(zip(messages, each, strict=True)):
-            if index in found:
-                out.append((found[index], False))
-                continue
-            # Strictly increasing, so newest-first keeps the order of arrival.
-            now = max(start, self._last + timedelta(microseconds=1))
-            self._last = now
-            copied = replace(new, template_data=copy.deepcopy(new.template_data))
-            message = queued_message(
-                copied,
-                created_at=now,
-                due_at=start,
-                max_attempts=budget.max_attempts,
-                ttl=budget.ttl,
-            )
-            self._put(message)
-            self._dispatches[message.id] = []
-            out.append((message, True))
+        stored: list[Message] = []
+        folds: list[Message] = []  # as they were before a duplicate folded into them
+        try:
+            for index, (new, budget) in enumerate(zip(messages, each, strict=True)):
+                if index in found:
+                    out.append((found[index], False))
+                    continue
+                into = self._fold_into(new, budget, start)
+                if into is not None:
+                    folds.append(into)
+                    into = replace(into, folded_duplicates=into.folded_duplicates + 1)
+                    self._messages[into.id] = into
+                    out.append((into, False))
+                    continue
+                self._check_limits(new, budget, start)
+                # Strictly increasing, so newest-first keeps the order of arrival.
+                now = max(start, self._last + timedelta(microseconds=1))
+                self._last = now
+                copied = replace(new, template_data=copy.deepcopy(new.template_data))
+                message = queued_message(
+                    copied,
+                    created_at=now,
+                    due_at=start,
+                    max_attempts=budget.max_attempts,
+                    ttl=budget.ttl_of(new.priority),
+                )
+                self._put(message)
+                self._dispatches[message.id] = []
+                stored.append(message)
+                out.append((message, True))
+        except RecipientLimitError:  # all or nothing
+            for message in stored:
+                del self._messages[message.id]
+                del self._dispatches[message.id]
+            for before in reversed(folds):
+                self._messages[before.id] = before
+            raise
+        # What folded into a message of this batch after it was returned: the final count.
+        out = [(self._messages[m.id], False) if not made else (m, made) for m, made in out]
         self._wake.set()
         return out
+
+    def _fold_into(self, new: NewMessage, budget: Budget, now: datetime) -> Message | None:
+        if budget.dedupe_window <= 0 or new.content_hash is None or new.idempotency_key:
+            return None
+        since = now - timedelta(seconds=budget.dedupe_window)
+        found = [
+            m
+            for m in self._messages.values()
+            if m.content_hash == new.content_hash
+            and m.created_at > since
+            and m.status is not Status.ABANDONED
+        ]
+        return max(found, key=lambda m: m.created_at) if found else None
+
+    def _check_limits(self, new: NewMessage, budget: Budget, now: datetime) -> None:
+        if not counted(new, budget):
+            return
+        who = new.recipient.lower()
+        mine = [
+            m
+            for m in self._messages.values()
+            if m.tenant == new.tenant
+            and m.recipient.lower() == who
+            and m.priority is not Priority.BULK
+            and m.template_type is not TemplateType.TEST
+            and m.created_at > now - timedelta(hours=1)
+        ]
+        same = [
+            m.created_at
+            for m in mine
+            if m.template_type is new.template_type
+            and m.created_at > now - timedelta(seconds=budget.cooldown)
+        ]
+        if budget.cooldown > 0 and same:
+            raise cooldown_error(new, budget, max(same) + timedelta(seconds=budget.cooldown) - now)
+        if budget.per_hour > 0 and len(mine) >= budget.per_hour:
+            times = sorted((m.created_at for m in mine), reverse=True)
+            oldest = times[budget.per_hour - 1]
+            raise per_hour_error(new, budget, oldest + timedelta(hours=1) - now)
 
     async def claim(
         self,
@@ -80,9 +158,12 @@ class MemoryQueue(MemoryState):
         limit: int,
         lease: float,
         completions: Sequence[Completion] = (),
+        tenants: Mapping[str, float] | None = None,
+        urgent_only: bool = False,
+        hold_bulk: Collection[str] = (),
     ) -> list[Message]:
         """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
-        then due ones, oldest first."""
+        then due ones lane by lane, shared between tenants (see ``Queue.claim``)."""
         await self.complete(completions, worker=worker)
         now = clock.utcnow()
         expired = [
@@ -91,12 +172,20 @@ class MemoryQueue(MemoryState):
             if (m := self._messages[mid]).lease_until is not None and m.lease_until < now
         ]
         chosen = sorted(expired, key=lambda m: m.lease_until or now)[:limit]
-        while self._due and len(chosen) < limit and self._due[0][0] <= now:
+        due: list[Message] = []
+        while self._due and self._due[0][0] <= now:
             due_at, _created, mid = heapq.heappop(self._due)
             found = self._messages.get(mid)
             # Entries go stale when a message is claimed, cancelled, deleted or rescheduled.
             if found and found.status is Status.QUEUED and found.next_attempt_at == due_at:
-                chosen.append(found)
+                due.append(found)
+        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk))
+        picked = pick_lanes(due, limit - len(chosen), how, now)
+        chosen += picked
+        taken = {m.id for m in picked}
+        for message in due:  # back in the index, for a later claim
+            if message.id not in taken and message.next_attempt_at is not None:
+                heapq.heappush(self._due, (message.next_attempt_at, message.created_at, message.id))
         claimed = []
         for message in chosen:
             leased = replace(
@@ -110,7 +199,7 @@ class MemoryQueue(MemoryState):
             )
             self._put(leased)
             claimed.append(leased)
-        return sorted(claimed, key=lambda m: m.created_at)
+        return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
 
     def _held(self, message_id: str, worker: str) -> Message | None:
         message = self._messages.get(message_id)
@@ -148,7 +237,10 @@ class MemoryQueue(MemoryState):
         attempted = {c.message_id for c in completions if c.attempted}
         if attempted:  # a hand-off counts from when it happened, not from its slot
             for events in self._rate.values():
-                events[:] = [(now, None) if mid in attempted else (t, mid) for t, mid in events]
+                events[:] = [
+                    (now, None, lane) if mid in attempted else (t, mid, lane)
+                    for t, mid, lane in events
+                ]
         for c in completions:
             message = self._messages[c.message_id]
             changes: dict[str, Any] = {
@@ -181,19 +273,30 @@ class MemoryQueue(MemoryState):
             self._wake.set()
 
     async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
-        """Take a hand-off slot of ``tenant`` under ``limits``."""
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        *,
+        message_id: str,
+        lane: Priority = Priority.URGENT,
+        bulk_share: float = 1.0,
+    ) -> SlotWait | None:
+        """Take (or book) a hand-off slot of ``tenant``; see ``Queue.take_slot``."""
         if not limits:
             return None
         now = clock.utcnow()
         longest = max(per for _count, per in limits)
         events = self._rate.setdefault(tenant, [])
         events[:] = [e for e in events if e[0] > now - timedelta(seconds=longest)]
-        free_at = slot_free_at(sorted((e[0] for e in events), reverse=True), limits, now)
-        if free_at is None:
-            events.append((now, message_id))
-        return free_at
+        wait = slot_wait(
+            events, limits, message_id=message_id, lane=lane, share=bulk_share, now=now
+        )
+        booking = wait is None or (
+            lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT
+        )
+        if booking and not any(mid == message_id for _t, mid, _lane in events):
+            events.append((wait.free_at if wait else now, message_id, lane))
+        return wait
 
     async def next_due(self) -> datetime | None:
         """The earliest next attempt or lease expiry."""

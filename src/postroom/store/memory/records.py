@@ -15,6 +15,7 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
+from postroom.store.lane_rules import summarise
 from postroom.store.memory.state import MemoryState
 
 
@@ -37,6 +38,7 @@ class MemoryRecords(MemoryState):
             and (query.recipient is None or m.recipient == query.recipient)
             and (query.tenant is None or m.tenant == query.tenant)
             and (query.template_type is None or m.template_type.value == query.template_type)
+            and (query.priority is None or m.priority is query.priority)
             and (query.before is None or (m.created_at, m.id) < query.before)
         ]
         rows.sort(key=lambda m: (m.created_at, m.id), reverse=True)
@@ -82,6 +84,18 @@ class MemoryRecords(MemoryState):
         )
         self._put(cancelled)
         return cancelled
+
+    async def lane_summary(self) -> dict[str, tuple[int, float]]:
+        """Queued messages and how long the oldest due one has waited, per lane."""
+        rows: dict[str, tuple[int, datetime | None]] = {}
+        for m in self._messages.values():
+            if m.status is Status.QUEUED:
+                count, oldest = rows.get(m.priority.value, (0, None))
+                due = m.next_attempt_at
+                if due is not None and (oldest is None or due < oldest):
+                    oldest = due
+                rows[m.priority.value] = (count + 1, oldest)
+        return summarise([(lane, n, t) for lane, (n, t) in rows.items()], clock.utcnow())
 
     async def count_by_status(self) -> dict[str, int]:
         """Messages per status, zeros included."""

@@ -9,7 +9,7 @@ import contextlib
 import heapq
 from datetime import UTC, datetime
 
-from postroom.models import Dispatch, Message, Status
+from postroom.models import Dispatch, Message, Priority, Status
 from postroom.store.base import StoredOAuthToken, StoredTenant
 
 
@@ -23,8 +23,8 @@ class MemoryState:
         self._oauth_tokens: dict[str, StoredOAuthToken] = {}
         self._sessions: dict[str, datetime] = {}  # dashboard session -> its expiry
         self._tenant_changes = 0
-        # Per tenant: (time, message id until its hand-off), as the SQL store keeps them.
-        self._rate: dict[str, list[tuple[datetime, str | None]]] = {}
+        # Per tenant: (time, message id until its hand-off, lane), as the SQL store keeps them.
+        self._rate: dict[str, list[tuple[datetime, str | None, Priority]]] = {}
         self._last = datetime.min.replace(tzinfo=UTC)
         self._wake = asyncio.Event()
         # (next attempt, created, id) of queued messages; stale entries are skipped at claim.

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+import random
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,16 +16,19 @@ from sqlalchemy import Connection, Integer, String, bindparam, func, select, tex
 from sqlalchemy.exc import IntegrityError
 
 from postroom import clock
-from postroom.errors import DuplicateRequestError
-from postroom.models import Message, NewMessage, Status
+from postroom.errors import DuplicateRequestError, RecipientLimitError
+from postroom.models import Message, NewMessage, Priority, Status
+from postroom.store import dedupe, lanes, slots
 from postroom.store.base import (
     Budget,
     Completion,
+    SlotWait,
     budgets_of,
     check_unchanged,
     queued_message,
-    slot_free_at,
 )
+from postroom.store.lane_rules import LaneClaim, counted
+from postroom.store.listener import fill_bodies, keep_bodies
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
@@ -42,7 +46,7 @@ class _EnqueueGroup:
 
 # What one group's part of a group commit gives its caller: the stored messages, or the
 # refusal that left nothing of that group written.
-_Outcome = list[tuple[Message, bool]] | DuplicateRequestError
+_Outcome = list[tuple[Message, bool]] | DuplicateRequestError | RecipientLimitError
 
 
 class SqlQueue(SqlEngine):
@@ -59,10 +63,19 @@ class SqlQueue(SqlEngine):
         start, tick = clock.utcnow(), itertools.count()
         results: list[_Outcome] = []
         with self._writer.begin() as conn:
+            if self.postgres:  # duplicates and recipient limits: one enqueue at a time
+                batch = [
+                    new
+                    for group in groups
+                    for new, budget in zip(group.messages, group.budgets, strict=True)
+                    if counted(new, budget) or budget.dedupe_window > 0
+                ]
+                for key in dedupe.advisory_keys(batch):
+                    conn.execute(dedupe.LOCK, {"key": key})
             for group in groups:
                 try:
                     results.append(self._insert_group(conn, group, start, tick))
-                except DuplicateRequestError as refused:
+                except (DuplicateRequestError, RecipientLimitError) as refused:
                     results.append(refused)  # nothing of this group was written
             if self.postgres:  # wakes idle workers in every process, at commit
                 conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
@@ -71,8 +84,8 @@ class SqlQueue(SqlEngine):
     def _insert_group(
         self, conn: Connection, group: _EnqueueGroup, start: datetime, tick: Iterator[int]
     ) -> list[tuple[Message, bool]]:
-        """Insert one caller's messages; the idempotency keys are all checked first, so a
-        refused group writes nothing."""
+        """Insert one caller's messages; the idempotency keys, duplicates and recipient limits
+        are all checked first, so a refused group writes nothing."""
         found: dict[int, Message] = {}
         for index, new in enumerate(group.messages):
             if new.idempotency_key is not None:
@@ -87,22 +100,38 @@ class SqlQueue(SqlEngine):
                     if group.refuse_changed:
                         check_unchanged(new, found[index])
         out: list[tuple[Message, bool]] = []
-        rows: list[dict[str, Any]] = []
+        pending = dedupe.Pending({}, [])
+        folded: dict[int, Any] = {}
+        shared = any(new.mime_ref for new in group.messages)
         for index, (new, budget) in enumerate(zip(group.messages, group.budgets, strict=True)):
             if index in found:
                 out.append((found[index], False))
                 continue
+            into = dedupe.fold(conn, new, budget, start, pending)
+            if into is not None:  # a duplicate: the first message answers for it
+                folded[index] = into
+                out.append((message_from_row(into), False))
+                continue
+            dedupe.check_recipient_limits(conn, new, budget, start, pending)
             message = queued_message(
                 new,
                 created_at=start + timedelta(microseconds=next(tick)),
                 due_at=start,
                 max_attempts=budget.max_attempts,
-                ttl=budget.ttl,
+                ttl=budget.ttl_of(new.priority),
             )
-            rows.append(message_row(message))
+            row = message_row(message)
+            if shared:  # only then: a batch without it is written as before migration 0010
+                row["mime_ref"] = new.mime_ref
+            pending.rows.append(row)
+            if new.content_hash is not None:
+                pending.by_hash.setdefault(new.content_hash, row)
             out.append((message, True))
-        if rows:
-            conn.execute(messages.insert(), rows)
+        if pending.rows:
+            keep_bodies(conn, group.messages)
+            conn.execute(messages.insert(), pending.rows)
+        for index, into in folded.items():  # with the count of what folded in after it
+            out[index] = (message_from_row(into), False)
         return out
 
     async def enqueue(
@@ -170,18 +199,25 @@ class SqlQueue(SqlEngine):
     # -- the worker's verbs -----------------------------------------------------------
 
     def _claim_sync(
-        self, worker: str, limit: int, lease: float, completions: Sequence[Completion]
+        self,
+        worker: str,
+        limit: int,
+        lease: float,
+        completions: Sequence[Completion],
+        lanes_: LaneClaim,
     ) -> list[Message]:
         with self._state.begin() as conn:
             if completions:
                 self._record(conn, completions, worker)
             now = clock.utcnow()
             params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
-            # Messages of dead workers first (rare), then the due ones, in one transaction.
+            # Messages of dead workers first (rare), then the due ones lane by lane, in one
+            # transaction.
             rows = list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
-                rows += conn.execute(_TAKE_DUE, {**params, "n": limit - len(rows)})
-        return sorted((message_from_row(r) for r in rows), key=lambda m: m.created_at)
+                rows += lanes.claim_lanes(conn, params, room=limit - len(rows), how=lanes_)
+            claimed = fill_bodies(conn, [message_from_row(r) for r in rows])
+        return sorted(claimed, key=lambda m: (m.priority.rank, m.created_at))
 
     async def claim(
         self,
@@ -190,9 +226,14 @@ class SqlQueue(SqlEngine):
         limit: int,
         lease: float,
         completions: Sequence[Completion] = (),
+        tenants: Mapping[str, float] | None = None,
+        urgent_only: bool = False,
+        hold_bulk: Collection[str] = (),
     ) -> list[Message]:
-        """Record ``completions``, then lease up to ``limit`` due messages; see :class:`Store`."""
-        claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions))
+        """Record ``completions``, then lease up to ``limit`` due messages lane by lane; see
+        :class:`~postroom.store.Queue`."""
+        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk))
+        claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions, how))
         self._wake_for(completions)
         return claimed
 
@@ -277,49 +318,49 @@ class SqlQueue(SqlEngine):
             self._wake.set()
 
     def _take_slot_sync(
-        self, tenant: str, limits: Sequence[tuple[int, float]], message_id: str
-    ) -> datetime | None:
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        message_id: str,
+        lane: Priority,
+        bulk_share: float,
+    ) -> SlotWait | None:
         now = clock.utcnow()
-        longest = max(per for _count, per in limits)
         with self._state.begin() as conn:
             if self.postgres:  # serialise the tenant's check-and-take across processes
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                     {"key": f"postroom-rate:{tenant}"},
                 )
-            recent = [
-                t
-                for (t,) in conn.execute(
-                    select(rate_events.c.taken_at)
-                    .where(
-                        rate_events.c.tenant == tenant,
-                        rate_events.c.taken_at > now - timedelta(seconds=longest),
-                    )
-                    .order_by(rate_events.c.taken_at.desc())
-                )
-            ]
-            free_at = slot_free_at(recent, limits, now)
-            if free_at is not None:
-                return free_at
-            conn.execute(
-                rate_events.insert().values(tenant=tenant, taken_at=now, message_id=message_id)
+            wait = slots.take_slot(
+                conn,
+                tenant,
+                limits,
+                message_id=message_id,
+                lane=lane,
+                bulk_share=bulk_share,
+                now=now,
             )
-            if len(recent) % 100 == 0:  # now and then, forget what no window can see
-                conn.execute(
-                    rate_events.delete().where(
-                        rate_events.c.tenant == tenant,
-                        rate_events.c.taken_at <= now - timedelta(seconds=longest),
-                    )
-                )
-        return None
+            if random.random() < 0.01:  # now and then, forget what no window can see
+                longest = max(per for _count, per in limits)
+                slots.forget_old_slots(conn, tenant, longest=longest, now=now)
+        return wait
 
     async def take_slot(
-        self, tenant: str, limits: Sequence[tuple[int, float]], *, message_id: str
-    ) -> datetime | None:
-        """Take a hand-off slot of ``tenant``; see :class:`Store`."""
+        self,
+        tenant: str,
+        limits: Sequence[tuple[int, float]],
+        *,
+        message_id: str,
+        lane: Priority = Priority.URGENT,
+        bulk_share: float = 1.0,
+    ) -> SlotWait | None:
+        """Take (or book) a hand-off slot of ``tenant``; see :class:`~postroom.store.Queue`."""
         if not limits:
             return None
-        return await self._run(lambda: self._take_slot_sync(tenant, limits, message_id))
+        return await self._run(
+            lambda: self._take_slot_sync(tenant, limits, message_id, lane, bulk_share)
+        )
 
     def _next_due_sync(self) -> datetime | None:
         with self._reader.connect() as conn:
@@ -356,7 +397,7 @@ class SqlQueue(SqlEngine):
 
 def _answer(group: _EnqueueGroup, outcome: _Outcome) -> None:
     """Hand ``outcome`` to the caller waiting on ``group``."""
-    if isinstance(outcome, DuplicateRequestError):
+    if isinstance(outcome, DuplicateRequestError | RecipientLimitError):
         group.result.set_exception(outcome)
     else:
         group.result.set_result(outcome)
@@ -397,7 +438,6 @@ def _take(kind: Status, column: Any) -> Any:
 
 
 _TAKE_EXPIRED = _take(Status.PROCESSING, messages.c.lease_until)
-_TAKE_DUE = _take(Status.QUEUED, messages.c.next_attempt_at)
 
 _MARK_SENT = (
     update(messages)

@@ -19,6 +19,9 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
+from postroom.store.lane_rules import summarise
+from postroom.store.lanes import LANE_SUMMARY
+from postroom.store.listener import drop_unused_bodies, fill_bodies
 from postroom.store.schema import dispatches, messages
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
@@ -37,7 +40,9 @@ class SqlRecords(SqlEngine):
                 .where(dispatches.c.message_id == message_id)
                 .order_by(dispatches.c.created_at.desc(), dispatches.c.id)
             ).all()
-        return message_from_row(row, tuple(dispatch_from_row(d) for d in attempts))
+            message = message_from_row(row, tuple(dispatch_from_row(d) for d in attempts))
+            [found] = fill_bodies(conn, [message])
+        return found
 
     async def get(self, message_id: str) -> Message:
         """One message with its dispatches, newest first; raise ``NotFoundError``."""
@@ -51,6 +56,7 @@ class SqlRecords(SqlEngine):
                 ("tenant", query.tenant),
                 ("status", query.status.value if query.status is not None else None),
                 ("template_type", query.template_type),
+                ("priority", query.priority.value if query.priority is not None else None),
             )
             if value is not None
         }
@@ -196,12 +202,15 @@ class SqlRecords(SqlEngine):
         )
         if tenant is not None:
             doomed = doomed.where(messages.c.tenant == tenant)
+        doomed = doomed.add_columns(messages.c.mime_ref)
         with self._writer.begin() as conn:
-            ids = [row.id for row in conn.execute(doomed.limit(batch))]
+            found = conn.execute(doomed.limit(batch)).all()
+            ids = [row.id for row in found]
             if not ids:
                 return 0
             conn.execute(dispatches.delete().where(dispatches.c.message_id.in_(ids)))
             conn.execute(messages.delete().where(messages.c.id.in_(ids)))
+            drop_unused_bodies(conn, {row.mime_ref for row in found if row.mime_ref})
         return len(ids)
 
     async def delete_finished(
@@ -220,6 +229,17 @@ class SqlRecords(SqlEngine):
         out = {s.value: 0 for s in Status}
         out.update({status: int(n) for status, n in rows})
         return out
+
+    async def lane_summary(self) -> dict[str, tuple[int, float]]:
+        """Queued messages and how long the oldest due one has waited, per lane; see
+        :class:`~postroom.store.Records`."""
+
+        def summary() -> dict[str, tuple[int, float]]:
+            with self._reader.connect() as conn:
+                rows = conn.execute(LANE_SUMMARY).all()
+            return summarise(rows, clock.utcnow())
+
+        return await self._run(summary)
 
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each status (every status present, zeros included)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from postroom.models import (
     Dispatch,
     DispatchStatus,
     Message,
+    Priority,
     Status,
     TemplateType,
     WaitingFor,
@@ -33,7 +35,7 @@ def message_row(message: Message) -> dict[str, Any]:
         "subject": message.subject,
         "body": message.body,
         "html_body": message.html_body,
-        "mime": message.mime,
+        "mime": b"" if message.mime_ref else message.mime,  # kept once in relay_bodies
         "send_count": message.send_count,
         "max_attempts": message.max_attempts,
         "idempotency_key": message.idempotency_key,
@@ -46,12 +48,18 @@ def message_row(message: Message) -> dict[str, Any]:
         "last_error": message.last_error.to_json() if message.last_error else None,
         "lease_owner": message.lease_owner,
         "lease_until": message.lease_until,
+        "priority": message.priority.value,
+        "folded_duplicates": message.folded_duplicates,
+        "content_hash": message.content_hash,
     }
 
 
-def message_from_row(row: Row[Any], attempts: tuple[Dispatch, ...] = ()) -> Message:
-    """The message a ``messages`` row holds, with ``attempts`` as its dispatches."""
-    m = row._mapping
+def message_from_row(
+    row: Row[Any] | Mapping[str, Any], attempts: tuple[Dispatch, ...] = ()
+) -> Message:
+    """The message a ``messages`` row (or the dict of one being written) holds, with
+    ``attempts`` as its dispatches."""
+    m = row._mapping if isinstance(row, Row) else row
     last_error = m["last_error"]
     return Message(
         id=m["id"],
@@ -78,6 +86,10 @@ def message_from_row(row: Row[Any], attempts: tuple[Dispatch, ...] = ()) -> Mess
         request_hash=m["request_hash"],
         reclaimed_from=m.get("reclaimed_from"),
         dispatches=attempts,
+        priority=Priority(m.get("priority") or Priority.URGENT.value),
+        folded_duplicates=int(m.get("folded_duplicates") or 0),
+        content_hash=m.get("content_hash"),
+        mime_ref=m.get("mime_ref"),
     )
 
 

@@ -6,8 +6,10 @@ Server-rendered pages (Jinja2, autoescaped) with a little vendored JavaScript:
 - ``/``: the overview (last hour and day per tenant, the queue, a chart, failure reasons);
 - ``/messages``, ``/messages/{id}``: the list with filters and keyset pages, one message with
   its attempts, retry and cancel;
-- ``/tenants``, ``/tenants/{id}``: provider settings with a preset picker, and the SMTP test;
+- ``/tenants``, ``/tenants/{id}``: provider settings with a preset picker, the SMTP test, and
+  the SMTP listener's logins with the settings to paste into Keycloak;
 - ``/tenants/{id}/deliverability``: ``doctor``'s checks of the tenant's domain, its DKIM keys;
+- ``/listener``: the SMTP listener's refusals (why a client's "Test connection" failed);
 - ``/outbox``, ``/outbox/{name}``: what the outbox transport captured.
 
 ``session`` holds sessions and CSRF, ``pages`` what every page shares.
@@ -18,7 +20,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from postroom.web.dashboard import deliverability, messages, outbox, overview, signin, tenants
+from postroom.web.dashboard import (
+    deliverability,
+    listener,
+    messages,
+    outbox,
+    overview,
+    signin,
+    tenants,
+)
 from postroom.web.dashboard.pages import HERE
 
 STATIC_PATH = "/static"
@@ -26,7 +36,7 @@ STATIC_PATH = "/static"
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages and its static files (CSS, JS) to ``app``."""
-    for module in (signin, overview, messages, deliverability, tenants, outbox):
+    for module in (signin, overview, messages, deliverability, tenants, outbox, listener):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

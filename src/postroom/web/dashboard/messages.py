@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.errors import ConflictError, InputError, NotFoundError
-from postroom.models import Message, Status, TemplateType
+from postroom.models import Message, Priority, Status, TemplateType
 from postroom.service import messages as message_service
 from postroom.service.tenants import courier_for
 from postroom.store import MessageFilter
@@ -44,6 +44,7 @@ class Filters:
     status: str = ""
     template: str = ""
     recipient: str = ""
+    priority: str = ""
 
     def params(self) -> dict[str, str | None]:
         """As query parameters."""
@@ -52,6 +53,7 @@ class Filters:
             "status": self.status,
             "template": self.template,
             "recipient": self.recipient,
+            "priority": self.priority,
         }
 
     @property
@@ -73,19 +75,25 @@ async def message_list(
     status: str = "",
     template: str = "",
     recipient: str = "",
+    priority: str = "",
     page: str = "",
     fragment: str = "",
 ) -> Response:
     """Newest first, 50 a page; ``fragment=rows`` answers only the table rows (auto-refresh)."""
-    filters = Filters(tenant.strip(), status.strip(), template.strip(), recipient.strip())
+    filters = Filters(
+        tenant.strip(), status.strip(), template.strip(), recipient.strip(), priority.strip()
+    )
     error = None
     try:
         chosen_status = Status(filters.status) if filters.status else None
+        chosen_lane = Priority(filters.priority) if filters.priority else None
         if page:
             message_service.parse_page_token(page)
     except (ValueError, InputError):
-        chosen_status = None
-        error = "That status or page is not one this list knows; start again from the newest."
+        chosen_status, chosen_lane = None, None
+        error = (
+            "That status, priority or page is not one this list knows; start again from the newest."
+        )
     if filters.template and filters.template not in {t.value for t in TemplateType}:
         error = f"There is no template type {filters.template!r}."
     rows: list[Message] = []
@@ -98,6 +106,7 @@ async def message_list(
                 recipient=filters.recipient or None,
                 tenant=filters.tenant or None,
                 template_type=filters.template or None,
+                priority=chosen_lane,
                 limit=PAGE_SIZE,
             ),
             token=page or None,
@@ -122,6 +131,7 @@ async def message_list(
         tenants=settings.tenant_names(),
         statuses=[s.value for s in Status],
         templates=[t.value for t in TemplateType],
+        priorities=[p.value for p in Priority],
         first_page=not page,
         newest=query("/messages", **filters.params()),
         refresh=query("/messages", **filters.params(), fragment="rows"),

@@ -10,11 +10,13 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.config.settings import CourierSettings
 from postroom.deliverability.service import verdict
-from postroom.errors import ConfigError, ConflictError, InputError
+from postroom.errors import ConfigError, ConflictError, InputError, NotFoundError
 from postroom.presets import PRESETS
+from postroom.service.smtp_logins import create_login, delete_login
 from postroom.service.tenants import smtp_test
 from postroom.transports.smtp_probe import SmtpTestReport
 from postroom.web.dashboard import tenant_form
+from postroom.web.dashboard.listener import listener_section
 from postroom.web.dashboard.pages import (
     DashboardRoute,
     duration,
@@ -106,6 +108,8 @@ async def _tenant_page(
     usable = tenant_id is not None and tenant_id in settings.tenant_names()
     courier = settings.tenant(tenant_id) if usable and tenant_id is not None else None
     preset = PRESETS.get(form.preset)
+    if "listener" not in extra:
+        extra["listener"] = await listener_section(request, tenant_id) if tenant_id else {}
     extra.setdefault("report", None)
     extra.setdefault("deliverability", None)
     extra.setdefault("test_to", "")
@@ -208,3 +212,36 @@ async def test_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Resp
         test_to=to,
         error=error,
     )
+
+
+@router.post("/tenants/{tenant_id}/smtp-logins")
+async def add_login(request: Request, _viewer: Viewer, tenant_id: str) -> Response:
+    """Make an SMTP listener login with a generated password, shown on the page this once
+    (for a tenant of the file: with the lines to paste there)."""
+    form = await read_form(request)
+    try:
+        made = await create_login(
+            registry(request), tenant_id, username=form_value(form, "username") or None
+        )
+    except (InputError, ConflictError, NotFoundError) as exc:
+        section = await listener_section(request, tenant_id, error=str(exc))
+        return await _tenant_page(request, tenant_id, status=400, listener=section)
+    section = await listener_section(request, tenant_id, made=made)
+    return await _tenant_page(request, tenant_id, listener=section)
+
+
+@router.post("/tenants/{tenant_id}/smtp-logins/{username}/delete")
+async def remove_login(
+    request: Request, _viewer: Viewer, tenant_id: str, username: str
+) -> Response:
+    """Delete an SMTP listener login; a client using it is refused from its next AUTH on."""
+    await read_form(request)
+    try:
+        await delete_login(registry(request), tenant_id, username)
+    except (ConflictError, NotFoundError) as exc:
+        section = await listener_section(request, tenant_id, error=str(exc))
+        return await _tenant_page(request, tenant_id, status=400, listener=section)
+    listener = getattr(request.app.state, "listener", None)
+    if listener is not None:
+        listener.auth.forget(username)
+    return redirect(query(f"/tenants/{tenant_id}", notice="login deleted") + "#smtp-listener")

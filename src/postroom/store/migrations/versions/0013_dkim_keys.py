@@ -2,7 +2,7 @@
 the private key encrypted, at most one ``active`` per tenant.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 from postroom.store.schema import UtcDateTime
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

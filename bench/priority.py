@@ -1,0 +1,304 @@
+"""Priority lanes: how long an urgent message (a login code) takes from enqueue to the SMTP
+server with 0, 10,000 and 100,000 bulk messages queued, without and with a rate limit, beside
+the same run's latency on an empty queue. Target: p95 with 100,000 queued within 1.5x of the
+empty queue's; with a limit, within the next free slot.
+
+``--plan`` instead fills a queue of 1,000,000 bulk messages on SQLite (and on PostgreSQL when
+``POSTROOM_TEST_PG_DSN`` or ``--pg`` names a server) and prints the query plan and the time of
+a claim, which must read one index range per lane, never sort the due rows.
+
+A ``postroom worker`` process delivers to an aiosmtpd server in this process, which notes
+when each urgent message arrives. Bulk messages are inserted directly (intake is measured by
+bench/intake.py); urgent ones go through the store's enqueue, as intake does.
+
+Usage: python bench/priority.py [--urgent 20] [--sizes 0,10000,100000]
+       python bench/priority.py --plan [--pg DSN [--pg-only]] [--plan-size 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from postroom.models import NewMessage, Priority, TemplateType
+from postroom.store import open_store, utcnow
+from sinks import free_port
+
+LIMIT = "[{count: 600, per: 1m}]"  # one slot every 100 ms on average
+FIELDS = (
+    "id, tenant, status, type, recipient, template_type, template_data, subject, body, "
+    "mime, send_count, max_attempts, created_at, updated_at, next_attempt_at, priority, "
+    "folded_duplicates"
+)
+
+
+class Arrivals:
+    """An SMTP server that notes when each urgent message arrives."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.changed = threading.Condition()
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        head = envelope.content.split(b"\r\n\r\n", 1)[0]
+        for line in head.splitlines():
+            if line.lower().startswith(b"subject: urgent "):
+                with self.changed:
+                    self.seen[line.split()[-1].decode()] = time.monotonic()
+                    self.changed.notify_all()
+        return "250 OK"
+
+    def wait_for(self, tag: str, timeout: float) -> float:
+        with self.changed:
+            self.changed.wait_for(lambda: tag in self.seen, timeout=timeout)
+        if tag not in self.seen:
+            raise SystemExit(f"urgent message {tag} did not arrive within {timeout}s")
+        return self.seen[tag]
+
+
+def fill(db: Path, count: int) -> None:
+    """Create the schema, then insert ``count`` queued bulk messages in one statement."""
+    asyncio.run(_migrate(f"sqlite:///{db}"))
+    if not count:
+        return
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(
+            "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n + 1 < ?) "
+            f"INSERT INTO messages ({FIELDS}) SELECT lower(hex(randomblob(16))), 'default', "
+            "'queued', 'email', 'u' || n || '@example.org', 'stub', '{}', 'news', 'news', "
+            "CAST('Subject: news' || char(13, 10, 13, 10) || 'news' AS BLOB), 0, 6, "
+            "datetime('now', '-5 minutes'), datetime('now', '-5 minutes'), "
+            "datetime('now', '-5 minutes'), 'bulk', 0 FROM seq",
+            (count,),
+        )
+        conn.execute("ANALYZE")
+
+
+async def _migrate(dsn: str) -> None:
+    store = open_store(dsn)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+def _env(dsn: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
+    env.update(DSN=dsn, POSTROOM_LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def urgent(tag: str) -> NewMessage:
+    mime = f"To: jane@example.org\r\nSubject: urgent {tag}\r\n\r\nYour code\r\n".encode()
+    return NewMessage(
+        tenant="default",
+        recipient="jane@example.org",
+        template_type=TemplateType.LOGIN_CODE_VALID,
+        template_data={},
+        subject=f"urgent {tag}",
+        body="Your code",
+        html_body=None,
+        mime=mime,
+        priority=Priority.URGENT,
+    )
+
+
+async def measure(dsn: str, server: Arrivals, count: int, spacing: float) -> list[float]:
+    """Enqueue ``count`` urgent messages ``spacing`` apart; each one's enqueue-to-server time."""
+    store = open_store(dsn)
+    latencies = []
+    try:
+        for n in range(count + 1):  # the first warms up the worker's connection
+            tag = uuid.uuid4().hex
+            await store.enqueue([urgent(tag)], max_attempts=5, ttl=0)
+            sent = time.monotonic()
+            arrived = await asyncio.to_thread(server.wait_for, tag, 120)
+            if n:
+                latencies.append(arrived - sent)
+            await asyncio.sleep(spacing)
+    finally:
+        await store.close()
+    return latencies
+
+
+def scenario(
+    size: int, limit: str | None, port: int, server: Arrivals, args: argparse.Namespace
+) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.pg:  # a database of its own, woken across processes by LISTEN/NOTIFY
+            dsn = _own_database(args.pg)
+            asyncio.run(_pg_fill(dsn, size))
+        else:  # SQLite: another process's enqueue is seen at the worker's next poll
+            dsn = f"sqlite:///{Path(tmp) / 'priority.db'}"
+            fill(Path(tmp) / "priority.db", size)
+        extra = {"COURIER_SMTP_CONNECTION_URI": f"smtp://127.0.0.1:{port}/?disable_starttls=true"}
+        if limit:
+            extra["COURIER_RATE_LIMITS"] = limit
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postroom.cli", "worker"],
+            env=_env(dsn, **extra),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            return asyncio.run(measure(dsn, server, args.urgent, 0.5))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            if args.pg:
+                _drop_database(args.pg, dsn)
+
+
+def figures(latencies: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95, ordered[-1]
+
+
+def lanes(args: argparse.Namespace) -> None:
+    server = Arrivals()
+    port = free_port()
+    controller = Controller(server, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        for limit in (None, LIMIT):
+            label = f"limit {limit}" if limit else "no limit"
+            store = "PostgreSQL" if args.pg else "SQLite"
+            print(f"-- {store}, {label}: urgent enqueue -> SMTP server, {args.urgent} 0.5 s apart")
+            base_p95 = None
+            for size in args.sizes:
+                p50, p95, worst = figures(scenario(size, limit, port, server, args))
+                base_p95 = base_p95 or p95
+                print(
+                    f"{size:>8} bulk queued: p50 {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  "
+                    f"max {worst * 1000:7.1f} ms  (p95 {p95 / base_p95:.2f}x the empty queue's)"
+                )
+    finally:
+        controller.stop()
+
+
+def plan(args: argparse.Namespace) -> None:
+    """The plan and time of one claim with a million bulk messages queued."""
+    from sqlalchemy import create_engine, text
+
+    from postroom.store.lanes import claim_lanes
+    from postroom.store.sql import postgres_url
+
+    targets = []
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "plan.db"
+        if not args.pg_only:
+            fill(db, args.plan_size)
+            targets.append(f"sqlite:///{db}")
+        if args.pg:
+            targets.append(args.pg)
+        for server in targets:
+            dsn = _own_database(server) if server.startswith("postgres") else server
+            url = postgres_url(dsn) if dsn.startswith("postgres") else dsn
+            if dsn.startswith("postgres"):
+                asyncio.run(_pg_fill(dsn, args.plan_size))
+            engine = create_engine(url)
+            print(f"-- {dsn.split(':')[0]}, {args.plan_size} bulk queued")
+            explain = "EXPLAIN QUERY PLAN" if dsn.startswith("sqlite") else "EXPLAIN"
+            with engine.connect() as conn:
+                for lane in ("urgent", "bulk"):
+                    sql = (
+                        f"{explain} SELECT id FROM messages WHERE status = 'queued' AND tenant = "
+                        f"'default' AND priority = '{lane}' AND next_attempt_at < :now "
+                        "ORDER BY next_attempt_at LIMIT 48"
+                    )
+                    print(f"   plan of the {lane} lane's read:")
+                    now = utcnow().replace(tzinfo=None)
+                    for row in conn.execute(text(sql), {"now": now}):
+                        print("     ", " ".join(str(c) for c in row))
+            times = []
+            for _ in range(5):
+                with engine.begin() as conn:
+                    now = utcnow()
+                    params = {"now": now, "worker": "bench", "until": now + timedelta(seconds=60)}
+                    start = time.perf_counter()
+                    rows = claim_lanes(conn, params, room=48, tenants={"default": 300})
+                    times.append(time.perf_counter() - start)
+                    conn.rollback()  # the same rows stay queued for the next round
+            print(
+                f"   a claim of {len(rows)} (every lane read): first {times[0] * 1000:.1f} ms, "
+                f"then median {statistics.median(times[1:]) * 1000:.1f} ms"
+            )
+            engine.dispose()
+            if dsn != server:
+                _drop_database(server, dsn)
+
+
+def _own_database(server: str) -> str:
+    """A new database on the PostgreSQL server ``server`` names, for this run only."""
+    import psycopg
+
+    name = f"bench_priority_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(server: str, dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {dsn.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+async def _pg_fill(dsn: str, count: int) -> None:
+    await _migrate(dsn)
+    if not count:
+        return
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(
+            f"INSERT INTO messages ({FIELDS}) SELECT gen_random_uuid()::text, 'default', "
+            "'queued', 'email', 'u' || n || '@example.org', 'stub', '{}', 'news', 'news', "
+            "'news'::bytea, 0, 6, now() - interval '5 minutes' + n * interval '1 microsecond', "
+            "now(), now() - interval '5 minutes' + n * interval '1 microsecond', 'bulk', 0 "
+            "FROM generate_series(1, %s) AS n",
+            (count,),
+        )
+        await conn.execute("ANALYZE messages")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--urgent", type=int, default=20)
+    parser.add_argument("--sizes", default="0,10000,100000")
+    parser.add_argument("--plan", action="store_true")
+    parser.add_argument("--plan-size", type=int, default=1_000_000)
+    parser.add_argument("--pg-only", action="store_true", help="with --plan: PostgreSQL only")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("POSTROOM_TEST_PG_DSN"),
+        help="a PostgreSQL server DSN; a database of its own is created there and dropped",
+    )
+    args = parser.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    if args.plan:
+        plan(args)
+    else:
+        lanes(args)
+
+
+if __name__ == "__main__":
+    main()

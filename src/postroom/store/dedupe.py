@@ -1,0 +1,146 @@
+"""At enqueue, in the store's transaction: duplicates folded into the first message within
+the dedupe window, and per-recipient limits (cooldown, hourly cap) counted over what is
+stored, so that two concurrent enqueues cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Integer, String, bindparam, func, select, text, update
+from sqlalchemy.engine import Row
+
+from postroom.models import NewMessage, Priority, Status, TemplateType
+from postroom.store.base import Budget
+from postroom.store.lane_rules import aware, cooldown_error, counted, per_hour_error
+from postroom.store.schema import UtcDateTime, messages
+
+# -- enqueue: folded duplicates and per-recipient limits ---------------------------------
+
+_FOLD_INTO = (
+    select(messages.c.id)
+    .where(
+        messages.c.content_hash == bindparam("hash", type_=String),
+        messages.c.created_at > bindparam("since", type_=UtcDateTime),
+        messages.c.status != Status.ABANDONED.value,
+    )
+    .order_by(messages.c.created_at.desc())
+    .limit(1)
+)
+_FOLD = (
+    update(messages)
+    .where(messages.c.id == bindparam("target", type_=String))
+    .values(folded_duplicates=messages.c.folded_duplicates + 1)
+    .returning(*messages.c)
+)
+
+_TENANT = bindparam("tenant", type_=String)
+_SINCE = bindparam("since", type_=UtcDateTime)
+_RECIPIENT = bindparam("recipient", type_=String)
+_RECENT = (
+    messages.c.tenant == _TENANT,
+    func.lower(messages.c.recipient) == _RECIPIENT,
+    messages.c.created_at > _SINCE,
+    messages.c.priority != Priority.BULK.value,
+    messages.c.template_type != TemplateType.TEST.value,
+)
+_LAST_OF_TYPE = select(func.max(messages.c.created_at)).where(
+    *_RECENT, messages.c.template_type == bindparam("template_type", type_=String)
+)
+_HOUR_COUNT = select(func.count()).where(*_RECENT)
+_HOUR_KTH = (
+    select(messages.c.created_at)
+    .where(*_RECENT)
+    .order_by(messages.c.created_at.desc())
+    .limit(1)
+    .offset(bindparam("k", type_=Integer))
+)
+
+
+@dataclass
+class Pending:
+    """The rows of one enqueue transaction not yet written, so that duplicates and limits
+    see them too."""
+
+    by_hash: dict[str, dict[str, Any]]
+    rows: list[dict[str, Any]]
+
+
+def fold(
+    conn: Connection, new: NewMessage, rules: Budget, now: datetime, pending: Pending
+) -> dict[str, Any] | Row[Any] | None:
+    """The message ``new`` folds into (its ``folded_duplicates`` counted up), or None."""
+    if rules.dedupe_window <= 0 or new.content_hash is None or new.idempotency_key is not None:
+        return None
+    row = pending.by_hash.get(new.content_hash)
+    if row is not None:
+        row["folded_duplicates"] += 1
+        return row
+    since = now - timedelta(seconds=rules.dedupe_window)
+    target = conn.execute(_FOLD_INTO, {"hash": new.content_hash, "since": since}).scalar()
+    if target is None:
+        return None
+    return conn.execute(_FOLD, {"target": target}).first()
+
+
+def check_recipient_limits(
+    conn: Connection, new: NewMessage, rules: Budget, now: datetime, pending: Pending
+) -> None:
+    """Raise :class:`RecipientLimitError` when ``new`` would go past a per-recipient limit."""
+    if not counted(new, rules):
+        return
+    who = new.recipient.lower()
+    mine = [r for r in pending.rows if r["tenant"] == new.tenant and r["recipient"].lower() == who]
+    mine = [r for r in mine if counted(_as_new(r), rules)]
+    params = {"tenant": new.tenant, "recipient": who}
+    if rules.cooldown > 0:
+        since = now - timedelta(seconds=rules.cooldown)
+        kind = new.template_type.value
+        last = conn.execute(
+            _LAST_OF_TYPE, {**params, "since": since, "template_type": kind}
+        ).scalar()
+        times = [aware(last)] if last is not None else []
+        times += [r["created_at"] for r in mine if r["template_type"] == kind]
+        if times:
+            raise cooldown_error(new, rules, max(times) + timedelta(seconds=rules.cooldown) - now)
+    if rules.per_hour > 0:
+        since = now - timedelta(hours=1)
+        stored = int(conn.execute(_HOUR_COUNT, {**params, "since": since}).scalar() or 0)
+        if stored + len(mine) >= rules.per_hour:
+            times = sorted([r["created_at"] for r in mine], reverse=True)
+            k = rules.per_hour - 1 - len(times)
+            if k >= 0:
+                kth = conn.execute(_HOUR_KTH, {**params, "since": since, "k": k}).scalar()
+                oldest = aware(kth) if kth is not None else now
+            else:
+                oldest = times[rules.per_hour - 1]
+            raise per_hour_error(new, rules, oldest + timedelta(hours=1) - now)
+
+
+def _as_new(row: dict[str, Any]) -> NewMessage:
+    return NewMessage(
+        tenant=row["tenant"],
+        recipient=row["recipient"],
+        template_type=TemplateType(row["template_type"]),
+        template_data={},
+        subject="",
+        body="",
+        html_body=None,
+        mime=b"",
+        priority=Priority(row["priority"]),
+    )
+
+
+def advisory_keys(batch: Sequence[NewMessage]) -> list[str]:
+    """The PostgreSQL advisory locks an enqueue takes, sorted (so two never deadlock): one
+    per content hash and one per recipient, so concurrent enqueues of duplicates, or past a
+    recipient's limit, queue behind each other instead of both winning."""
+    keys = {f"postroom-fold:{n.content_hash}" for n in batch if n.content_hash}
+    keys |= {f"postroom-rcpt:{n.tenant}:{n.recipient.lower()}" for n in batch}
+    return sorted(keys)
+
+
+LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")

@@ -1,0 +1,190 @@
+"""The rules of priority lanes, free of SQL: which lane a claim reads first, how a rate-limit
+window is shared between lanes, which messages the per-recipient limits count and how a refusal
+reads. The SQL store runs them as statements (``lanes``, ``slots``, ``dedupe``); the memory
+store runs them here, over its dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from postroom.errors import RecipientLimitError
+from postroom.models import Message, NewMessage, Priority, TemplateType, WaitingFor
+from postroom.store.base import Budget, SlotWait
+
+
+@dataclass(frozen=True, slots=True)
+class LaneClaim:
+    """How a claim reads the lanes: ``tenants`` with their ``priority_aging`` (seconds),
+    ``urgent_only`` (aged normal and urgent mail only), and the tenants whose bulk mail is
+    held back (``hold_bulk``). See ``Queue.claim``."""
+
+    tenants: Mapping[str, float]
+    urgent_only: bool = False
+    hold_bulk: frozenset[str] = frozenset()
+
+
+def lane_cutoffs(now: datetime, aging: float) -> list[tuple[Priority, datetime]]:
+    """Each lane with the due-time cutoff it is read up to: normal messages that have waited
+    longer than their aging first (they count as urgent), then urgent, normal, bulk."""
+    return [
+        (Priority.NORMAL, now - timedelta(seconds=aging)),
+        (Priority.URGENT, now),
+        (Priority.NORMAL, now),
+        (Priority.BULK, now),
+    ]
+
+
+def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime) -> list[Message]:
+    """The messages a claim of ``room`` takes from ``due``, by the rules of ``claim_lanes``."""
+    tenants, urgent_only, hold_bulk = how.tenants, how.urgent_only, how.hold_bulk
+    picked: list[Message] = []
+    taken: set[str] = set()
+    order = sorted(due, key=lambda m: m.next_attempt_at or now)
+    for rank in range(2 if urgent_only else 4):
+        steps = []
+        for tenant in tenants:
+            lane, cutoff = lane_cutoffs(now, tenants[tenant])[rank]
+            steps.append(
+                [
+                    m
+                    for m in order
+                    if m.tenant == tenant
+                    and m.priority is lane
+                    and not (lane is Priority.BULK and tenant in hold_bulk)
+                    and m.id not in taken
+                    and (m.next_attempt_at or now) < cutoff
+                ]
+            )
+        for index, found in enumerate(steps):
+            part = math.ceil((room - len(picked)) / (len(steps) - index))
+            for message in found[: max(part, 0)]:
+                picked.append(message)
+                taken.add(message.id)
+        for found in steps:
+            for message in found:
+                if len(picked) < room and message.id not in taken:
+                    picked.append(message)
+                    taken.add(message.id)
+    if urgent_only:
+        return picked
+    others = [m for m in order if m.tenant not in tenants and m.id not in taken]
+    return picked + others[: room - len(picked)]
+
+
+def summarise(rows: Sequence[Any], now: datetime) -> dict[str, tuple[int, float]]:
+    """(queued, seconds the oldest has been due) per lane, every lane present."""
+    out = {lane.value: (0, 0.0) for lane in Priority}
+    for lane, count, oldest in rows:
+        overdue = (now - aware(oldest)).total_seconds() if oldest is not None else 0.0
+        out[str(lane)] = (int(count), max(0.0, overdue))
+    return out
+
+
+def aware(value: datetime) -> datetime:
+    """``value`` as UTC-aware (SQLite hands back naive times)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+PACING_PARTS = 60
+"""Bulk mail takes at most 1/60 of its share in each 1/60 of a window (at least one)."""
+
+
+def bulk_cap(count: int, share: float) -> int:
+    """How many of a window's ``count`` slots bulk mail may fill: ``share`` of them, and
+    always at least one."""
+    return max(1, math.floor(count * share))
+
+
+def slot_wait(
+    events: Sequence[tuple[datetime, str | None, Priority]],
+    limits: Sequence[tuple[int, float]],
+    *,
+    message_id: str,
+    lane: Priority,
+    share: float,
+    now: datetime,
+) -> SlotWait | None:
+    """:func:`take_slot` over a list of (time, message id, lane) slots, taking nothing."""
+    for taken_at, mid, _lane in events:
+        if mid == message_id:
+            if taken_at <= now + timedelta(milliseconds=50):
+                return None
+            return SlotWait(taken_at, WaitingFor.RATE_LIMIT)
+    newest = sorted((e[0] for e in events), reverse=True)
+    waits: list[SlotWait] = []
+    for count, per in limits:
+        since = now - timedelta(seconds=per)
+        total = sum(1 for t in newest if t > since)
+        if total >= count:
+            waits.append(
+                SlotWait(
+                    max(now, newest[count - 1] + timedelta(seconds=per)), WaitingFor.RATE_LIMIT
+                )
+            )
+            continue
+        if lane is not Priority.BULK:
+            continue
+        cap = bulk_cap(count, share)
+        bulk = [t for t, _m, ln in events if ln is Priority.BULK]
+        if total >= cap and any(t > since for t in bulk):
+            waits.append(
+                SlotWait(max(now, newest[cap - 1] + timedelta(seconds=per)), WaitingFor.PRIORITY)
+            )
+            continue
+        part = per / PACING_PARTS
+        recent = sum(1 for t in bulk if t > now - timedelta(seconds=part))
+        if recent >= max(1, math.ceil(cap / PACING_PARTS)):
+            waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
+    if not waits:
+        return None
+    wait = max(waits, key=lambda w: w.free_at)
+    if lane is Priority.BULK:  # spread over the window: a big send is not claimed at once
+        wait = replace(wait, spread=max(per for _count, per in limits))
+    if lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
+        return SlotWait(max(wait.free_at, now), WaitingFor.RATE_LIMIT)
+    return wait
+
+
+def counted(new: NewMessage, rules: Budget) -> bool:
+    """Whether the per-recipient limits apply to ``new``."""
+    return (
+        (rules.cooldown > 0 or rules.per_hour > 0)
+        and new.priority is not Priority.BULK
+        and new.template_type is not TemplateType.TEST
+    )
+
+
+def cooldown_error(new: NewMessage, rules: Budget, wait: timedelta) -> RecipientLimitError:
+    """The refusal of a message that comes within the cooldown of the last one."""
+    return RecipientLimitError(
+        f"courier.recipient_limits.cooldown: {new.recipient} was sent a "
+        f"{new.template_type.value} message less than {_secs(rules.cooldown)} ago; try again "
+        f"in {_secs(wait)}",
+        limit="cooldown",
+        retry_after=whole_seconds(wait),
+    )
+
+
+def per_hour_error(new: NewMessage, rules: Budget, wait: timedelta) -> RecipientLimitError:
+    """The refusal of a message past a recipient's hourly cap."""
+    return RecipientLimitError(
+        f"courier.recipient_limits.per_hour: {new.recipient} has had {rules.per_hour} "
+        f"messages in the past hour, the limit; try again in {_secs(wait)}",
+        limit="per_hour",
+        retry_after=whole_seconds(wait),
+    )
+
+
+def whole_seconds(wait: timedelta | float) -> int:
+    """A wait as whole seconds, rounded up, at least 1 (what ``Retry-After`` says)."""
+    seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait
+    return max(1, math.ceil(seconds))
+
+
+def _secs(wait: timedelta | float) -> str:
+    return f"{whole_seconds(wait)}s"

@@ -1,0 +1,118 @@
+"""Rate-limit slots that go to the most urgent mail first: one SQL count per window (no rows
+read), bulk kept to its share of each window and paced, and urgent mail booking the next free
+slot so that nothing else takes it. :func:`slot_wait` is the same rule in Python, for the
+memory store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Integer, String, bindparam, func, select
+
+from postroom.models import Priority, WaitingFor
+from postroom.store.base import SlotWait
+from postroom.store.lane_rules import PACING_PARTS, aware, bulk_cap
+from postroom.store.schema import UtcDateTime, rate_events
+
+# -- rate-limit slots --------------------------------------------------------------------
+
+_TENANT = bindparam("tenant", type_=String)
+_SINCE = bindparam("since", type_=UtcDateTime)
+
+_COUNT = select(func.count()).where(
+    rate_events.c.tenant == _TENANT, rate_events.c.taken_at > _SINCE
+)
+_COUNT_BULK = _COUNT.where(rate_events.c.lane == Priority.BULK.value)
+# The k-th newest hand-off (bookings included): when it leaves the window, a slot frees.
+_KTH_NEWEST = (
+    select(rate_events.c.taken_at)
+    .where(rate_events.c.tenant == _TENANT)
+    .order_by(rate_events.c.taken_at.desc())
+    .limit(1)
+    .offset(bindparam("k", type_=Integer))
+)
+_BOOKING = select(rate_events.c.taken_at).where(
+    rate_events.c.message_id == bindparam("message_id", type_=String)
+)
+
+
+def take_slot(
+    conn: Connection,
+    tenant: str,
+    limits: Sequence[tuple[int, float]],
+    *,
+    message_id: str,
+    lane: Priority,
+    bulk_share: float,
+    now: datetime,
+) -> SlotWait | None:
+    """Take (or book) a slot; see ``Store.take_slot``. One count per window, no rows read."""
+    booked = conn.execute(_BOOKING, {"message_id": message_id}).scalar()
+    if booked is not None:
+        booked = aware(booked)
+        if booked <= now + timedelta(milliseconds=50):
+            return None  # the slot this message booked (or took before a retry)
+        return SlotWait(booked, WaitingFor.RATE_LIMIT)
+    waits: list[SlotWait] = []
+    for count, per in limits:
+        since = now - timedelta(seconds=per)
+        total = int(conn.execute(_COUNT, {"tenant": tenant, "since": since}).scalar() or 0)
+        if total >= count:
+            waits.append(SlotWait(_kth(conn, tenant, count, per, now), WaitingFor.RATE_LIMIT))
+            continue
+        if lane is not Priority.BULK:
+            continue
+        cap = bulk_cap(count, bulk_share)
+        if total >= cap:
+            bulk = int(conn.execute(_COUNT_BULK, {"tenant": tenant, "since": since}).scalar() or 0)
+            if bulk > 0:  # bulk has had its one slot of this window
+                waits.append(SlotWait(_kth(conn, tenant, cap, per, now), WaitingFor.PRIORITY))
+                continue
+        part = per / PACING_PARTS
+        recent = conn.execute(
+            _COUNT_BULK, {"tenant": tenant, "since": now - timedelta(seconds=part)}
+        ).scalar()
+        if int(recent or 0) >= max(1, math.ceil(cap / PACING_PARTS)):
+            waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
+    if not waits:
+        conn.execute(
+            rate_events.insert().values(
+                tenant=tenant, taken_at=now, message_id=message_id, lane=lane.value
+            )
+        )
+        return None
+    wait = max(waits, key=lambda w: w.free_at)
+    if lane is Priority.BULK:  # spread over the window: a big send is not claimed at once
+        wait = replace(wait, spread=max(per for _count, per in limits))
+    if lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
+        # Book the next free slot: counted from now on, so nothing else takes it.
+        free_at = max(wait.free_at, now)
+        conn.execute(
+            rate_events.insert().values(
+                tenant=tenant, taken_at=free_at, message_id=message_id, lane=lane.value
+            )
+        )
+        return SlotWait(free_at, WaitingFor.RATE_LIMIT)
+    return wait
+
+
+def _kth(conn: Connection, tenant: str, k: int, per: float, now: datetime) -> datetime:
+    """When the ``k``-th newest slot (bookings included) leaves the window of ``per``."""
+    newest = conn.execute(_KTH_NEWEST, {"tenant": tenant, "k": k - 1}).scalar()
+    if newest is None:
+        return now
+    return max(now, aware(newest) + timedelta(seconds=per))
+
+
+def forget_old_slots(conn: Connection, tenant: str, *, longest: float, now: datetime) -> None:
+    """Delete the hand-offs no window can see any more."""
+    conn.execute(
+        rate_events.delete().where(
+            rate_events.c.tenant == tenant,
+            rate_events.c.taken_at <= now - timedelta(seconds=longest),
+        )
+    )

@@ -1,0 +1,125 @@
+"""The worker's side of priority lanes: claimed messages handed to the senders most urgent
+first, and rate-limit slots asked for in each message's lane, sparing the store the question
+while a tenant's bulk mail is held back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from postroom.clock import utcnow
+from postroom.config import Settings
+from postroom.config.settings import CourierSettings
+from postroom.models import Message, Priority
+from postroom.store import Queue
+from postroom.store.base import SlotWait
+
+URGENT_PEEK = 0.1
+"""While stocked with less urgent mail, how often (seconds) a worker looks for urgent mail."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What every message of a tenant needs, worked out once per settings version."""
+
+    courier: CourierSettings
+    limits: list[tuple[int, float]]
+    sender: str
+
+    def lane(self, message: Message, now: datetime) -> Priority:
+        """The lane a message takes a slot in: a normal message that has waited longer than
+        ``priority_aging`` counts as urgent, so a flood of codes cannot starve it."""
+        aging = self.courier.priority_aging
+        waited = (now - message.created_at).total_seconds()
+        if message.priority is Priority.NORMAL and aging > 0 and waited > aging:
+            return Priority.URGENT
+        return message.priority
+
+
+class Ready:
+    """Claimed messages not started yet: the most urgent lane first, then in claim order."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
+        self._order = itertools.count()
+        self.urgent = 0  # how many urgent ones wait
+        self._peeked = 0.0  # when the worker last looked for urgent mail while stocked
+
+    def put(self, message: Message) -> None:
+        """Queue a claimed message."""
+        self._queue.put_nowait((message.priority.rank, next(self._order), message))
+        self.urgent += message.priority is Priority.URGENT
+
+    async def get(self) -> Message:
+        """The next message to send, waiting for one."""
+        return self._took(*await self._queue.get())
+
+    def take_all(self) -> list[Message]:
+        """Every message still waiting (at shutdown)."""
+        out = []
+        while not self._queue.empty():
+            out.append(self._took(*self._queue.get_nowait()))
+        return out
+
+    def time_to_peek(self, every: float = URGENT_PEEK) -> bool:
+        """True (and noted) when no urgent message waits here and the last look for urgent
+        mail due in the store was ``every`` seconds ago or more."""
+        now = time.monotonic()
+        if self.urgent or now < self._peeked + every:
+            return False
+        self._peeked = now
+        return True
+
+    def _took(self, rank: int, _order: int, message: Message) -> Message:
+        self.urgent -= rank == Priority.URGENT.rank
+        return message
+
+
+class BulkHolds:
+    """Per tenant, until when its bulk mail has no slot: learnt from the last refusal, so that
+    the rest of a claimed batch is held back without asking the store, and not claimed."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, SlotWait] = {}
+
+    def holding(self) -> list[str]:
+        """Tenants whose bulk mail is held back now."""
+        now = utcnow()
+        return [tenant for tenant, wait in self._until.items() if now < wait.free_at]
+
+    def idle_wait(self, wait: float) -> float:
+        """How long an idle worker waits when ``wait`` is until the next message falls due:
+        what falls due may be held-back bulk, so no sooner than the first hold ends (at most
+        ``wait``'s ceiling of one poll)."""
+        now = utcnow()
+        ends = [w.free_at for w in self._until.values() if w.free_at > now]
+        if not ends:
+            return wait
+        return max(wait, min(1.0, (min(ends) - now).total_seconds()))
+
+    async def take(
+        self, store: Queue, route: Route, message: Message, now: datetime
+    ) -> SlotWait | None:
+        """Take a slot for ``message`` in its lane (None), or say how long it waits."""
+        lane = route.lane(message, now)
+        held = self._until.get(message.tenant)
+        if lane is Priority.BULK and held is not None and now < held.free_at:
+            return held  # no bulk message of this tenant gets a slot before then
+        wait = await store.take_slot(
+            message.tenant,
+            route.limits,
+            message_id=message.id,
+            lane=lane,
+            bulk_share=route.courier.bulk_share,
+        )
+        if wait is not None and lane is Priority.BULK:
+            self._until[message.tenant] = wait
+        return wait
+
+
+def lanes_of(settings: Settings) -> dict[str, float]:
+    """Every tenant with its ``priority_aging``: claims share their room between them."""
+    return {name: settings.tenant(name).priority_aging for name in settings.tenant_names()}

@@ -1,0 +1,102 @@
+"""Login codes never wait behind bulk mail: real `postroom worker` processes, a real SMTP
+server, thousands of bulk messages queued, and urgent messages timed from their enqueue to the
+server accepting them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_postgres_fleet import eventually, fleet, new_message, write_config
+
+from postroom.models import NewMessage, Priority
+from postroom.store import Budget, Store, open_store
+
+from smtp_servers import Server, smtp_server
+
+NO_TTL = {"default": Budget(101, 0, bulk_ttl=0)}
+
+
+def tagged(n: int, priority: Priority) -> NewMessage:
+    return replace(new_message(n), priority=priority)
+
+
+async def fill(store: Store, count: int) -> None:
+    for start in range(0, count, 1000):
+        batch = [tagged(n, Priority.BULK) for n in range(start, min(count, start + 1000))]
+        await store.enqueue(batch, max_attempts=101, ttl=0, budgets=NO_TTL)
+
+
+def arrivals(srv: Server) -> dict[int, float]:
+    """When the server accepted each message, by its number."""
+    return {int(m.message_id.strip("<>").split("@")[0]): m.received_at for m in srv.rec.messages}
+
+
+async def send_urgent(store: Store, n: int) -> float:
+    """Enqueue urgent message ``n``; the time intake answered."""
+    await store.enqueue([tagged(n, Priority.URGENT)], max_attempts=101, ttl=0)
+    return time.monotonic()
+
+
+URGENT = 1_000_000  # numbers of urgent messages start here
+
+
+@pytest.mark.timeout(300)
+async def test_urgent_mail_takes_the_next_free_slot_under_a_limit(
+    sql_dsn: str, tmp_path: Path
+) -> None:
+    # 60 a minute, 5,000 bulk queued, then one urgent message every 2 s for a minute.
+    store = open_store(sql_dsn)
+    await store.migrate()
+    limit = "  rate_limits: [{count: 60, per: 1m}]\n"
+    try:
+        await fill(store, 5000)
+        with smtp_server() as srv:
+            config = write_config(tmp_path, sql_dsn, srv.port, extra=limit)
+            with fleet(config, 2):
+                await eventually(lambda: len(srv.rec.messages) >= 5, timeout=30)
+                sent: dict[int, float] = {}
+                start = time.monotonic()
+                for k in range(30):
+                    sent[URGENT + k] = await send_urgent(store, URGENT + k)
+                    next_at = start + 2 * (k + 1)
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # the schedule
+                await eventually(lambda: set(sent) <= set(arrivals(srv)), timeout=10)
+            got = arrivals(srv)
+    finally:
+        await store.close()
+    late = {n: round(got[n] - t, 2) for n, t in sent.items() if got[n] - t > 2.0}
+    assert not late, f"urgent messages handed over later than 2 s: {late}"
+    times = sorted(got.values())
+    for i, t in enumerate(times):  # never more than 60 in any 60 s window
+        in_window = sum(1 for u in times[i:] if u < t + 60)
+        assert in_window <= 60, f"{in_window} hand-offs within 60 s of {t}"
+    bulk = [n for n in got if n < URGENT and got[n] >= start]
+    assert len(bulk) >= 10, "bulk mail stopped flowing"
+    print(f"urgent latency max {max(got[n] - t for n, t in sent.items()):.2f}s, {len(bulk)} bulk")
+
+
+@pytest.mark.timeout(300)
+async def test_urgent_mail_overtakes_50000_bulk_on_a_slow_server(tmp_path: Path) -> None:
+    dsn = f"sqlite:///{tmp_path / 'postroom.db'}"
+    store = open_store(dsn)
+    await store.migrate()
+    try:
+        await fill(store, 50_000)
+        with smtp_server(faults={"DATA": lambda _rec, _n: "DELAY 0.05"}) as srv:
+            config = write_config(tmp_path, dsn, srv.port)
+            with fleet(config, 1):
+                await eventually(lambda: len(srv.rec.messages) >= 100, timeout=60)
+                sent = {}
+                for k in range(5):
+                    sent[URGENT + k] = await send_urgent(store, URGENT + k)
+                    await eventually(lambda k=k: URGENT + k in arrivals(srv), timeout=10)
+                got = arrivals(srv)
+    finally:
+        await store.close()
+    latency = {n: round(got[n] - t, 3) for n, t in sent.items()}
+    assert all(v <= 0.5 for v in latency.values()), latency
+    print(f"urgent latency behind 50,000 bulk: {latency}")
