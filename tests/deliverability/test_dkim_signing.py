@@ -72,6 +72,10 @@ def signing_settings(
 
 
 ALGORITHMS = ["rsa-sha256", "ed25519-sha256"]
+# The sink refuses the first DATA it is given (a retry follows) and accepts the rest.
+FIRST_DATA_REFUSED: dict[str, Any] = {
+    "DATA": lambda rec, n: "451 4.3.0 try later" if n == 1 else None
+}
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -117,10 +121,7 @@ async def test_the_smtp_server_and_the_outbox_receive_the_signed_bytes_on_every_
 ) -> None:
     path, record = key_file(tmp_path, algorithm)
     verify = dns_serving(record)
-    first_refused: dict[str, Any] = {
-        "DATA": lambda rec, n: "451 4.3.0 try later" if n == 1 else None
-    }
-    with smtp_server(faults=first_refused) as srv:
+    with smtp_server(faults=FIRST_DATA_REFUSED) as srv:
         settings = signing_settings(
             make_settings,
             path,

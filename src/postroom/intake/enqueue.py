@@ -200,9 +200,12 @@ async def enqueue(
 
 
 async def enqueue_prepared(
-    store: Intake, settings: Settings, prepared: Sequence[NewMessage]
+    store: Intake, settings: Settings, prepared: Sequence[NewMessage], *, sign: bool = True
 ) -> list[tuple[Message, bool]]:
-    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`."""
+    """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`.
+
+    Each is DKIM-signed first, unless ``sign`` is False: the SMTP listener signs the mail it
+    accepts itself, once for all its recipients."""
     # A key repeated within the batch: the first occurrence is stored, the others return it.
     first: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}
@@ -215,7 +218,8 @@ async def enqueue_prepared(
                 raise DuplicateRequestError()
             repeats[index] = seen
     fresh = [new for index, new in enumerate(prepared) if index not in repeats]
-    fresh = await _signed(store, settings, fresh)
+    if sign:
+        fresh = await _signed(store, settings, fresh)
     # One transaction for the whole batch, each message with its tenant's attempt budget and
     # TTL; a key already used for a different request refuses the batch before anything is
     # written.
