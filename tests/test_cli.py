@@ -30,6 +30,7 @@ MESSAGE_KEYS = {
     "template_type",
     "priority",
     "folded_duplicates",
+    "locale",
     "send_count",
     "idempotency_key",
     "created_at",

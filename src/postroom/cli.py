@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from postroom.commands import deliverability, diagnose, listener, messages, oauth
+from postroom.commands import deliverability, diagnose, listener, messages, oauth, templates
 from postroom.commands.common import (
     ConfigOpt,
     JsonOpt,
@@ -102,6 +102,13 @@ def send(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="The same key never enqueues twice.")
     ] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(
+            "--locale",
+            help="Language of the message (BCP 47: de, pt-BR, zh-Hans).",
+        ),
+    ] = None,
     bulk: Annotated[
         Path | None,
         typer.Option("--bulk", help="JSON Lines file: one message per line.", dir_okay=False),
@@ -124,7 +131,7 @@ def send(
     with user_errors():
         settings = with_api_tenants(settings_from(config))
         if bulk is not None:
-            if to or template or subject or text:
+            if to or template or subject or text or locale:
                 raise InputError("give either --bulk or a single message, not both", field="--bulk")
             _send_bulk(settings, bulk, skip_invalid, priority or "bulk")
             return
@@ -146,6 +153,7 @@ def send(
             tenant=tenant,
             idempotency_key=idempotency_key,
             priority=priority,
+            locale=locale,
         )
         message, _created = run_with_store(
             settings, lambda store: enqueue(store, settings, [request])
@@ -387,6 +395,7 @@ for register in (
     oauth.register,
     listener.register,
     deliverability.register,
+    templates.register,
 ):
     register(app)
 

@@ -95,6 +95,7 @@ class RenderedEmail:
     subject: str
     text: str
     html: str | None = None
+    locale: str = "en"  # the locale it was rendered in
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class NewMessage:
     # A hash of what the recipient would see (tenant, recipient, type, rendered content):
     # an equal one within ``courier.dedupe_window`` folds into the earlier message.
     content_hash: str | None = None
+    locale: str | None = None  # the locale it was rendered in (BCP 47)
     # Mail for several recipients (the SMTP listener's): the MIME is stored once, under this
     # SHA-256, and every recipient's message refers to it.
     mime_ref: str | None = None
@@ -199,6 +201,7 @@ class Message:
     priority: Priority = Priority.URGENT
     folded_duplicates: int = 0  # later identical enqueues answered with this message
     content_hash: str | None = None  # what a later duplicate is found by (never shown)
+    locale: str | None = None  # None for messages stored before locales existed
     mime_ref: str | None = None  # see NewMessage; ``mime`` is filled in by claim and get
 
     def relay_sender(self) -> str | None:
@@ -247,6 +250,7 @@ def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
         "template_type": message.template_type.value,
         "priority": message.priority.value,
         "folded_duplicates": message.folded_duplicates,
+        "locale": message.locale,
         "send_count": message.send_count,
         "idempotency_key": message.idempotency_key,
         "created_at": _time(message.created_at),

@@ -10,6 +10,7 @@ from postroom.config.smtp_uri import parse_smtp_uri
 from postroom.errors import InputError
 from postroom.presets import PRESETS
 from postroom.web.dashboard.tenant_form import (
+    BRANDING_FIELDS,
     build_connection_uri,
     courier_from_form,
     form_from_courier,
@@ -206,3 +207,29 @@ def test_preset_choices_fill_what_the_provider_needs() -> None:
     http = preset_choice(PRESETS["sendgrid-http"])
     assert http["kind"] == "http" and http["auth"] == "api_key"
     assert http["key_hint"] == "Bearer {api_key}" and "function(ctx)" in http["body"]
+
+
+def test_language_and_branding_round_trip_and_absent_fields_stay() -> None:
+    stored = {"branding": {"footer_text": "Old footer", "logo_url": "https://a.example/l.png"}}
+    form = form_from_courier(stored)
+    assert form.footer_text == "Old footer" and form.logo_url == "https://a.example/l.png"
+    out = courier_from_form(
+        {
+            **SMTP_FIELDS,
+            "locale": "pt-BR",
+            "product_name": "Acme",
+            "postal_address": "1 Main Street",
+            "footer_text": "",  # emptied: removed
+        },
+        stored,
+    )
+    assert out["locale"] == "pt-BR"
+    assert out["branding"] == {
+        "product_name": "Acme",
+        "address": "1 Main Street",
+        "logo_url": "https://a.example/l.png",  # not in this submission: kept
+    }
+    cleared = courier_from_form(
+        {**SMTP_FIELDS, **{name: "" for name in BRANDING_FIELDS}, "locale": ""}, out
+    )
+    assert "branding" not in cleared and "locale" not in cleared

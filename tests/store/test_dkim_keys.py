@@ -1,4 +1,4 @@
-"""DKIM keys in the store (migration 0013): an older database with data gains the table, and
+"""DKIM keys in the store (migration 0015): an older database with data gains the table, and
 every store keeps at most one active key per tenant."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def test_a_database_at_the_previous_head_with_data_gains_the_dkim_keys_tab
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0011")  # the head before 0013 (priority lanes)
+        command.upgrade(cfg, "0014")  # the head before 0015 (message locales)
     assert "dkim_keys" not in inspect(engine).get_table_names()
     store = open_store(sql_dsn)
     try:

@@ -4,17 +4,60 @@ database is already at the newest revision, and upgrades it when it is not."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from datetime import timedelta
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, inspect, text
 from sqlalchemy.exc import SAWarning
+from store_support import new
 
 from postroom.models import Priority
-from postroom.store import open_store, utcnow
+from postroom.store import MessageFilter, open_store, utcnow
 from postroom.store.sql import MIGRATIONS, newest_migration, postgres_url
+
+
+def insert_old_message(conn: Connection, message_id: str) -> None:
+    """A message row written by the code of the schema the database is at (its own columns)."""
+    with warnings.catch_warnings():  # SQLAlchemy does not reflect expression indexes
+        warnings.simplefilter("ignore", SAWarning)
+        table = Table("messages", MetaData(), autoload_with=conn)
+    now = utcnow()
+    conn.execute(
+        table.insert(),
+        {
+            "id": message_id,
+            "tenant": "default",
+            "status": "queued",
+            "type": "email",
+            "recipient": f"{message_id}@example.org",
+            "template_type": "login_code_valid",
+            "template_data": {"login_code": "123456", "to": f"{message_id}@example.org"},
+            "subject": "Your sign-in code",
+            "body": "Enter this code to sign in: 123456",
+            "mime": b"Subject: Your sign-in code\r\n\r\n123456\r\n",
+            "send_count": 0,
+            "max_attempts": 3,
+            "created_at": now,
+            "updated_at": now,
+            "next_attempt_at": now,
+        },
+    )
+
+
+def database_at(sql_dsn: str, revision: str, *, messages: tuple[str, ...] = ()) -> Engine:
+    """An engine on a database upgraded to ``revision``, with ``messages`` written into it."""
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        for message_id in messages:
+            insert_old_message(conn, message_id)
+    return engine
 
 
 def alembic_config() -> Config:
@@ -73,15 +116,9 @@ async def test_a_database_that_already_has_the_rate_event_column_is_upgraded(
 
 
 async def test_a_database_of_0007_with_data_gains_the_sessions_table(sql_dsn: str) -> None:
-    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
-    engine = create_engine(url)
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0007")
+    engine = database_at(sql_dsn, "0007", messages=("m0007",))
     assert "sessions" not in inspect(engine).get_table_names()
     with engine.begin() as conn:
-        old_message(conn, "m-0007", "login_code_valid", "queued")
         conn.execute(
             text(
                 "INSERT INTO tenants (id, courier, created_at, updated_at) "
@@ -92,7 +129,7 @@ async def test_a_database_of_0007_with_data_gains_the_sessions_table(sql_dsn: st
     store = open_store(sql_dsn)
     try:
         await store.migrate()
-        assert (await store.get("m-0007")).recipient == "m-0007@example.org"
+        assert (await store.get("m0007")).recipient == "m0007@example.org"
         tenant = await store.get_tenant("acme")
         assert tenant is not None and tenant.courier == {"message_retries": 2}
         await store.start_session("s" * 64, expires_at=utcnow() + timedelta(hours=1))
@@ -181,4 +218,22 @@ async def test_expired_sessions_are_deleted_when_a_session_starts(sql_dsn: str) 
     engine = create_engine(url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM sessions")).scalars().all() == ["live"]
+    engine.dispose()
+
+
+async def test_a_database_of_0011_with_messages_gains_the_locale_column(sql_dsn: str) -> None:
+    engine = database_at(sql_dsn, "0011", messages=("before",))
+    assert "locale" not in {c["name"] for c in inspect(engine).get_columns("messages")}
+    store = open_store(sql_dsn)
+    try:
+        await store.migrate()
+        old = await store.get("before")
+        assert old.recipient == "before@example.org" and old.template_data["login_code"] == "123456"
+        assert old.locale is None  # rendered before locales existed: no locale is claimed
+        [(fresh, _)] = await store.enqueue([replace(new(2), locale="pt-BR")], max_attempts=3, ttl=0)
+        assert (await store.get(fresh.id)).locale == "pt-BR"
+        listed = await store.list_messages(MessageFilter(limit=10))
+        assert {m.id: m.locale for m in listed} == {"before": None, fresh.id: "pt-BR"}
+    finally:
+        await store.close()
     engine.dispose()

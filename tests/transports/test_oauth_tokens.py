@@ -16,16 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import OAuthError
-from postroom.oauth.client import (
-    AccessToken,
-    ClientCredentialsGrant,
-    RefreshTokenGrant,
-    TokenAnswer,
-    TokenCache,
-    TokenEndpoint,
-    jwt_assertion,
-    token_cache,
-)
+from postroom.oauth.client import TokenCache, token_cache
+from postroom.oauth.endpoint import TokenEndpoint
+from postroom.oauth.grants import ClientCredentialsGrant, RefreshTokenGrant
+from postroom.oauth.signing import jwt_assertion
+from postroom.oauth.tokens import AccessToken, TokenAnswer
 
 from oauth_server import CLIENT_ID, CLIENT_SECRET, oauth_endpoint
 from smtp_servers import free_port

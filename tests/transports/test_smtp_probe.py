@@ -68,7 +68,7 @@ async def test_a_good_conversation_is_reported_step_by_step(pki: Pki) -> None:
     assert accepted.rcpt_tos == ["you@example.org"]
     assert accepted.tls
     message = email.message_from_bytes(accepted.content)
-    assert message["Subject"] == "Postroom test email"
+    assert message["Subject"] == "Postroom: Test email"
     body = accepted.content.decode()
     assert f"smtp://alice:***@localhost:{srv.port}/" in body
     assert "Sent at: " in body

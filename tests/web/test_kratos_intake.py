@@ -155,9 +155,9 @@ def test_render_modes_choose_whose_text_is_sent(settings_with: Callable[..., Set
         assert auto_kratos["subject"] == "Login to your account"
         # A subject template's trailing newline: one line, not a refusal.
         folded = http.post(
-            "/intake/ory", json={**nine, "subject": "Login to your\naccount\n"}, headers=AUTH
+            "/intake/ory", json={**nine, "subject": "Your login\ncode\n"}, headers=AUTH
         )
-        assert folded.status_code == 202 and folded.json()["subject"] == "Login to your account"
+        assert folded.status_code == 202 and folded.json()["subject"] == "Your login code"
         # kratos: Kratos's text even when the code is there (customised Kratos templates kept).
         verbatim = http.post("/intake/ory/verbatim", json=full, headers=AUTH).json()
         assert verbatim["template_type"] == "stub"

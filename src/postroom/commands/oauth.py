@@ -2,8 +2,8 @@
 with ``courier.smtp.oauth2.flow: device_code`` (personal Outlook.com accounts, or any mailbox
 without an app registration of its own).
 
-Thin: the sign-in is :func:`~postroom.oauth.client.request_device_code` and
-:func:`~postroom.oauth.client.poll_device_code`; where the refresh token is kept is
+Thin: the sign-in is :func:`~postroom.oauth.device.request_device_code` and
+:func:`~postroom.oauth.device.poll_device_code`; where the refresh token is kept is
 :mod:`postroom.store.refresh_tokens`. Exit codes: 0 signed in, 1 the sign-in failed (with the
 diagnosis), 2 bad input or configuration.
 """
@@ -27,7 +27,7 @@ from postroom.errors import ConfigError, InputError, OAuthError
 
 if TYPE_CHECKING:
     from postroom.config.settings import CourierSettings, Settings
-    from postroom.oauth.client import TokenAnswer
+    from postroom.oauth.tokens import TokenAnswer
     from postroom.store import Tenants
 # The sign-in itself (the transports, the diagnosis) is imported by the command that runs
 # it, so that every other command starts faster.
@@ -61,7 +61,7 @@ def login(
 async def _login(settings: Settings, store: Tenants, tenant: str) -> str:
     from postroom.config.secrets import transform_secrets
     from postroom.config.tenants import TenantRegistry
-    from postroom.oauth.client import poll_device_code, request_device_code
+    from postroom.oauth.device import poll_device_code, request_device_code
     from postroom.store.refresh_tokens import StoredRefreshToken
 
     registry = TenantRegistry(settings, store)

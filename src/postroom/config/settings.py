@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from postroom.config.branding import BrandingSettings, valid_locale
 from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
 from postroom.config.http import HttpSettings
 from postroom.config.listener import CourierListenerSettings, ListenerSettings, check_tenants
@@ -291,6 +292,14 @@ class CourierSettings(_Strict):
     bulk_ttl: Annotated[Duration, at_most(MAX_TTL)] = 7 * DAY
     dedupe_window: Annotated[Duration, at_most(DAY)] = 60.0
     recipient_limits: RecipientLimitSettings = Field(default_factory=RecipientLimitSettings)
+    locale: str = "en"  # for messages that name none (BCP 47)
+    branding: BrandingSettings = Field(default_factory=BrandingSettings)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale_tag(cls, value: str) -> str:
+        return valid_locale(value)
+
     listener: CourierListenerSettings = Field(default_factory=CourierListenerSettings)
     dkim: DkimSettings = Field(default_factory=DkimSettings)
 

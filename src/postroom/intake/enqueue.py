@@ -25,6 +25,7 @@ from postroom.intake.validate import (
     validate_text,
 )
 from postroom.models import Message, NewMessage, TemplateType
+from postroom.render.locales import fallback_chain, normalize_locale
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
 from postroom.store import Intake
@@ -46,6 +47,7 @@ class SendRequest:
     tenant: str = "default"
     idempotency_key: str | None = None
     priority: str | None = None  # None: the template type's default
+    locale: str | None = None  # BCP 47; None: the tenant's courier.locale
 
     @classmethod
     def from_mapping(cls, raw: Any) -> SendRequest:
@@ -62,6 +64,7 @@ class SendRequest:
             "tenant",
             "idempotency_key",
             "priority",
+            "locale",
         }
         unknown = sorted(set(raw) - allowed)
         if unknown:
@@ -79,6 +82,7 @@ class SendRequest:
             tenant=raw.get("tenant") or "default",
             idempotency_key=raw.get("idempotency_key"),
             priority=raw.get("priority"),
+            locale=raw.get("locale"),
         )
 
 
@@ -98,6 +102,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         ("html", request.html),
         ("idempotency_key", request.idempotency_key),
         ("priority", request.priority),
+        ("locale", request.locale),
     ):
         check_data(value, field=name)
     recipient = validate_address(request.to, field="to")
@@ -135,8 +140,15 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
     key = request.idempotency_key
     if key is not None:
         key = validate_text(key, field="idempotency_key", limit=255, one_line=True)
+    requested = normalize_locale(request.locale) if request.locale is not None else None
     try:
-        rendered = render_email(template_type, data, override_path=courier.template_override_path)
+        rendered = render_email(
+            template_type,
+            data,
+            override_path=courier.template_override_path,
+            locales=fallback_chain(requested, courier.locale),
+            branding=courier.branding.model_dump(),
+        )
     except TemplateError as exc:
         raise InputError(str(exc), field="template") from exc
     validate_text(rendered.subject, field="subject", limit=MAX_SUBJECT, one_line=True)
@@ -166,6 +178,7 @@ def prepare(request: SendRequest, settings: Settings) -> NewMessage:
         request_hash=_request_hash(request),
         priority=priority,
         content_hash=content_hash(request.tenant, recipient, template_type, parts),
+        locale=rendered.locale,
     )
 
 
@@ -181,6 +194,7 @@ def _request_hash(request: SendRequest) -> str:
             request.tenant,
             # Only when given: keys stored before lanes existed keep matching their retries.
             *([request.priority] if request.priority is not None else []),
+            *([request.locale] if request.locale is not None else []),
         ],
         sort_keys=True,
         default=str,

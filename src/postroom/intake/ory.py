@@ -25,6 +25,7 @@ from postroom.errors import InputError
 from postroom.intake.enqueue import SendRequest
 from postroom.intake.validate import REQUIRED_DATA
 from postroom.models import TemplateType, default_priority
+from postroom.render.locales import is_locale_tag
 
 Render = Literal["postroom", "kratos", "auto"]
 
@@ -45,6 +46,32 @@ _ENVELOPE = {
     "message_type",
     "priority",
 }
+
+
+def _traits_locale(data: Any) -> Any:
+    """``identity.traits.locale``, or ``traits.locale`` (Kratos's registration models)."""
+    if not isinstance(data, dict):
+        return None
+    identity = data.get("identity")
+    traits = identity.get("traits") if isinstance(identity, dict) else data.get("traits")
+    return traits.get("locale") if isinstance(traits, dict) else None
+
+
+def ory_locale(payload: dict[str, Any]) -> str | None:
+    """The locale a Kratos payload asks for: ``locale`` or ``template_data.locale``, else the
+    identity's ``traits.locale`` (or ``traits.locale`` where Kratos sends traits alone). A
+    value that is not a language tag is ignored (the tenant's default applies) rather than
+    refused: Kratos would retry a refused message for ever."""
+    nested = payload.get("template_data")
+    for value in (
+        payload.get("locale"),
+        nested.get("locale") if isinstance(nested, dict) else None,
+        _traits_locale(nested),
+        _traits_locale(payload),
+    ):
+        if is_locale_tag(value):
+            return str(value)
+    return None
 
 
 def _present(value: Any) -> bool:
@@ -108,7 +135,11 @@ def _from_ory(payload: Any, *, tenant: str, render: Render) -> SendRequest:
     if not isinstance(recipient, str) or not recipient:
         raise InputError("is required", field="recipient")
     template_type = payload.get("template_type")
+    locale = ory_locale(payload)
+    data.pop("locale", None)
     kratos = _kratos_text(payload, recipient=recipient, tenant=tenant, template_type=template_type)
+    if kratos is not None:
+        kratos = replace(kratos, locale=locale)
     if render == "kratos" and kratos is not None:
         return kratos
     if isinstance(template_type, str) and template_type in _TEMPLATES:
@@ -124,7 +155,9 @@ def _from_ory(payload: Any, *, tenant: str, render: Render) -> SendRequest:
                     "courier.ory.render to 'auto' to send Kratos's subject and body instead",
                     field=needed,
                 )
-            return SendRequest(to=recipient, template_type=template_type, data=data, tenant=tenant)
+            return SendRequest(
+                to=recipient, template_type=template_type, data=data, tenant=tenant, locale=locale
+            )
     if kratos is None:
         raise InputError(
             f"template type {template_type!r} is not one Postroom renders, so the payload must "

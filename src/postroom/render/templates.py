@@ -1,25 +1,42 @@
-"""Template lookup (tenant override directory, then the built-ins) and sandboxed rendering.
+"""Template lookup (tenant override directory, then the built-ins), translation and sandboxed
+rendering.
 
 An override directory holds ``<template_type>/email.subject.j2``, ``email.body.plaintext.j2``
-and ``email.body.html.j2``; each file present replaces the built-in one, file by file.
+and ``email.body.html.j2``, and per locale ``email.subject.<locale>.j2`` and so on; each file
+present replaces the built-in one, file by file. A message is rendered in the first locale of
+its chain (``pt-BR``, ``pt``, the tenant's default, ``en``) that has built-in strings or an
+override file; its files are then looked up for that locale and its own more general forms
+(``pt-BR``, ``pt``), then without a locale, never in another language.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, TemplateNotFound, Undefined
+import css_inline
+from jinja2 import FileSystemLoader, Template, TemplateNotFound, Undefined
 from jinja2 import TemplateError as JinjaError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from postroom.errors import TemplateError
 from postroom.models import RenderedEmail, TemplateType
+from postroom.render.catalogues import has_catalogue, translations
+from postroom.render.context import mail_context
+from postroom.render.locales import DEFAULT_LOCALE, own_chain
 
 BUILTIN = Path(__file__).parent / "builtin"
 SUBJECT, TEXT, HTML = "email.subject.j2", "email.body.plaintext.j2", "email.body.html.j2"
+NAMES = (SUBJECT, TEXT, HTML)
+# Style blocks become style attributes (mail clients drop or mangle <style>); @media rules an
+# override may have are kept, as they cannot be inlined. Nothing is ever fetched.
+# Runs of white space in a subject become one space, but no-break spaces stay (French "Acme :").
+_SPACES = re.compile(r"[^\S\u00a0\u202f]+")
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
 class _Undefined(Undefined):
@@ -33,19 +50,53 @@ class _Undefined(Undefined):
         return super().__str__()
 
 
-@lru_cache(maxsize=64)
+def _environment(loader: FileSystemLoader, *, autoescape: bool, locale: str) -> Any:
+    env = ImmutableSandboxedEnvironment(
+        loader=loader,
+        autoescape=autoescape,
+        keep_trailing_newline=True,
+        undefined=_Undefined,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+@lru_cache(maxsize=256)
 def _environments(
-    override: str | None,
+    override: str | None, locale: str
 ) -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]:
+    """One text and one HTML environment per override directory and locale: each keeps its
+    compiled templates, so a template is compiled once per locale, not once per message."""
     paths = [str(Path(override))] if override else []
-    loader = ChoiceLoader([FileSystemLoader([*paths, str(BUILTIN)])])
-    text = ImmutableSandboxedEnvironment(
-        loader=loader, autoescape=False, keep_trailing_newline=True, undefined=_Undefined
+    loader = FileSystemLoader([*paths, str(BUILTIN)])
+    return (
+        _environment(loader, autoescape=False, locale=locale),
+        _environment(loader, autoescape=True, locale=locale),
     )
-    html = ImmutableSandboxedEnvironment(
-        loader=loader, autoescape=True, keep_trailing_newline=True, undefined=_Undefined
-    )
-    return text, html
+
+
+def _has_override(override: str | None, kind: str, locale: str) -> bool:
+    if not override:
+        return False
+    folder = Path(override) / kind
+    return any((folder / _localized(name, locale)).is_file() for name in NAMES)
+
+
+def _localized(name: str, locale: str) -> str:
+    return name.replace(".j2", f".{locale}.j2")
+
+
+def resolve_locale(
+    template_type: TemplateType, chain: Sequence[str], *, override_path: str | None = None
+) -> str:
+    """The first locale of ``chain`` that has built-in strings or an override file for the
+    template type: the locale the message is rendered (and stored) in."""
+    for locale in chain:
+        if has_catalogue(locale) or _has_override(override_path, template_type.value, locale):
+            return locale
+    return DEFAULT_LOCALE
 
 
 def _template_position(exc: Exception) -> tuple[str | None, int | None]:
@@ -61,22 +112,45 @@ def _template_position(exc: Exception) -> tuple[str | None, int | None]:
     return path, line
 
 
+def _select(
+    env: ImmutableSandboxedEnvironment,
+    kind: str,
+    name: str,
+    chain: Sequence[str],
+    override: str | None,
+) -> Template:
+    if not override:  # the built-ins have no per-locale files: no lookups that cannot succeed
+        return env.get_template(f"{kind}/{name}")
+    candidates = [f"{kind}/{_localized(name, locale)}" for locale in chain]
+    return env.select_template([*candidates, f"{kind}/{name}"])
+
+
 def render_email(
     template_type: TemplateType,
     data: dict[str, Any],
     *,
     override_path: str | None = None,
+    locales: Sequence[str] = (DEFAULT_LOCALE,),
+    branding: Mapping[str, Any] | None = None,
 ) -> RenderedEmail:
-    """Render subject, plaintext and HTML for a template type; raise :class:`TemplateError`.
+    """Render subject, plaintext and HTML for a template type in the first locale of the
+    chain ``locales`` that has strings (see :func:`resolve_locale`); raise
+    :class:`TemplateError`.
 
     For ``stub``, the caller's ``subject`` and ``body`` are used, and ``html_body`` when given.
+    Built-in HTML has its CSS inlined.
     """
-    text_env, html_env = _environments(override_path)
     kind = template_type.value
+    locale = resolve_locale(template_type, locales, override_path=override_path)
+    chain = own_chain(locale)  # never another language's file: sv does not take de's
+    text_env, html_env = _environments(override_path, locale)
+    context = {**data, "mail": mail_context(data, locale=locale, branding=branding)}
+    if context["mail"]["brand"]["product_name"]:
+        context["product_name"] = context["mail"]["brand"]["product_name"]
 
     def render(env: ImmutableSandboxedEnvironment, name: str) -> str:
         try:
-            return env.get_template(f"{kind}/{name}").render(data)
+            return _select(env, kind, name, chain, override_path).render(context)
         except TemplateNotFound as exc:  # this one, or one it includes
             raise TemplateError(f"no template {exc.name} in the overrides or built-ins") from None
         except Exception as exc:  # syntax, a sandbox violation, a filter failing on user data
@@ -86,10 +160,12 @@ def render_email(
             text = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
             raise TemplateError(f"template {path} failed{where}: {text}") from exc
 
-    subject = " ".join(render(text_env, SUBJECT).split())
+    subject = _SPACES.sub(" ", render(text_env, SUBJECT)).strip()
     text = render(text_env, TEXT)
     if template_type is TemplateType.STUB and data.get("html_body"):
         html: str | None = str(data["html_body"])
     else:
         html = render(html_env, HTML)
-    return RenderedEmail(subject=subject, text=text, html=html or None)
+        if html and "<style" in html:
+            html = _INLINER.inline(html)
+    return RenderedEmail(subject=subject, text=text, html=html or None, locale=locale)

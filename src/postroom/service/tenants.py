@@ -7,6 +7,7 @@ from __future__ import annotations
 from postroom.config.settings import CourierSettings, Settings
 from postroom.config.tenants import TenantRegistry
 from postroom.errors import NotFoundError
+from postroom.models import RenderedEmail
 from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports.smtp_probe import SmtpTestReport, run_smtp_test
 
@@ -27,11 +28,17 @@ def exposes_bodies(settings: Settings, tenant: str, *, dev: bool = False) -> boo
 
 
 async def smtp_test(
-    registry: TenantRegistry, tenant_id: str, *, to: str | None, no_send: bool
+    registry: TenantRegistry,
+    tenant_id: str,
+    *,
+    to: str | None,
+    no_send: bool,
+    email: RenderedEmail | None = None,
 ) -> SmtpTestReport:
     """``test-smtp`` with a tenant's saved settings, as the worker would send: with the
-    tenant's private-target rule and its kept OAuth2 sign-in. Raise ``NotFoundError`` for an
-    unknown tenant."""
+    tenant's private-target rule and its kept OAuth2 sign-in; ``email``, when given, is sent
+    instead of the test email (a template preview's "send me this"). Raise
+    ``NotFoundError`` for an unknown tenant."""
     settings = await registry.settings()
     if tenant_id not in settings.tenant_names():
         raise NotFoundError(f"no tenant {tenant_id!r}")
@@ -44,4 +51,5 @@ async def smtp_test(
         refresh_tokens=refresh_token_keeper(
             registry.store, courier, tenant_id, secrets=settings.secrets.default
         ),
+        email=email,
     )

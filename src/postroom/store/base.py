@@ -222,6 +222,7 @@ def queued_message(
         request_hash=new.request_hash,
         priority=new.priority,
         content_hash=new.content_hash,
+        locale=new.locale,
         mime_ref=new.mime_ref,
     )
 

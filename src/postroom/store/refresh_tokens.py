@@ -30,7 +30,7 @@ def origin_of(configured: str | None) -> str | None:
 
 
 class StoredRefreshToken:
-    """A :class:`~postroom.oauth.client.RefreshTokenKeeper` over the store: the newest
+    """A :class:`~postroom.oauth.tokens.RefreshTokenKeeper` over the store: the newest
     refresh token of one tenant, encrypted with ``secrets.default``."""
 
     def __init__(

@@ -79,6 +79,7 @@ messages = Table(
     Column("priority", String(8), nullable=False, server_default="urgent"),
     Column("folded_duplicates", Integer, nullable=False, server_default="0"),
     Column("content_hash", String(64), nullable=True),
+    Column("locale", String(35), nullable=True),
     Column("mime_ref", String(64), nullable=True),  # migration 0010: see relay_bodies
     UniqueConstraint("tenant", "idempotency_key", name="uq_messages_tenant_idempotency_key"),
     Index("ix_messages_due", "status", "next_attempt_at"),
@@ -171,7 +172,7 @@ sessions = Table(
     Index("ix_sessions_expires", "expires_at"),
 )
 
-# DKIM keys made by Postroom (migration 0013): the private key encrypted (enc:v1:), at most one
+# DKIM keys made by Postroom (migration 0015): the private key encrypted (enc:v1:), at most one
 # active key per tenant.
 dkim_keys = Table(
     "dkim_keys",

@@ -23,6 +23,7 @@ from postroom.errors import ConfigError, DeliveryError, InputError, TemplateErro
 from postroom.models import Diagnosis, RenderedEmail, TemplateType
 from postroom.oauth.client import RefreshTokenKeeper
 from postroom.presets import looks_like_aws_secret_key
+from postroom.render.locales import fallback_chain
 from postroom.render.mime import build_mime, envelope_address, header_address
 from postroom.render.templates import render_email
 from postroom.transports.base import Envelope, Step
@@ -122,15 +123,28 @@ def _sender(courier: CourierSettings, uri: SmtpUri, sender: str | None) -> str:
 
 
 def _render(
-    courier: CourierSettings, uri: SmtpUri, sender: str, recipient: str
+    courier: CourierSettings,
+    uri: SmtpUri,
+    sender: str,
+    recipient: str,
+    chosen: RenderedEmail | None = None,
 ) -> tuple[RenderedEmail, bytes]:
     sent_at = datetime.now(UTC)
-    data = {
-        "to": recipient,
-        "uri": uri.redacted(),
-        "sent_at": sent_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-    }
-    email = render_email(TemplateType.TEST, data, override_path=courier.template_override_path)
+    email = chosen  # a template preview's "send me this"
+    if email is None:
+        data = {
+            "to": recipient,
+            "uri": uri.redacted(),
+            "sent_at": sent_at,  # written in the tenant's language by the template
+            "product_name": courier.branding.product_name or "Postroom",
+        }
+        email = render_email(
+            TemplateType.TEST,
+            data,
+            override_path=courier.template_override_path,
+            locales=fallback_chain(courier.locale),
+            branding=courier.branding.model_dump(),
+        )
     mime = build_mime(
         email,
         sender=sender,
@@ -201,6 +215,7 @@ async def run_smtp_test(
     no_send: bool = False,
     allow_private_targets: bool = True,
     refresh_tokens: RefreshTokenKeeper | None = None,
+    email: RenderedEmail | None = None,
 ) -> SmtpTestReport:
     """Test the tenant's SMTP settings (or ``uri``) with the same transport code as real
     delivery, and report each step with its duration.
@@ -214,7 +229,8 @@ async def run_smtp_test(
 
     With ``courier.smtp.oauth2`` a ``token`` step comes before ``auth`` (the token's expiry is
     shown, never the token); a ``uri`` with a password tests a password login instead.
-    ``refresh_tokens`` keeps a device-code sign-in's refresh token (the store's).
+    ``refresh_tokens`` keeps a device-code sign-in's refresh token (the store's). ``email``
+    is sent instead of the test email (a template preview's "send me this").
     """
     raw = uri if uri is not None else courier.smtp.connection_uri
     if not raw:
@@ -256,7 +272,7 @@ async def run_smtp_test(
     if not no_send:
         with recorder.timed("render") as step:
             try:
-                email, data = _render(courier, parsed, from_address, recipient)
+                email, data = _render(courier, parsed, from_address, recipient, email)
             except (TemplateError, InputError) as exc:
                 step.detail = str(exc)
                 report.steps = recorder.steps

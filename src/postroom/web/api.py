@@ -43,6 +43,7 @@ class EnqueueBody(BaseModel):
     body: str | None = None
     html_body: str | None = None
     priority: str | None = None  # urgent, normal or bulk; default by template type
+    locale: str | None = None  # BCP 47, e.g. de or pt-BR; default: the tenant's courier.locale
 
 
 async def _view(request: Request, message: Message) -> dict[str, Any]:
@@ -87,6 +88,7 @@ async def create_message(
         tenant=body.tenant,
         idempotency_key=idempotency_key,
         priority=body.priority,
+        locale=body.locale,
     )
     return await _enqueue(request, caller, send)
 

@@ -21,7 +21,7 @@ from postroom.config.tenants import TenantRegistry
 from postroom.intake.smtp_listener import BoundSocket, Listener
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
-from postroom.web import api, dashboard, listener_api
+from postroom.web import api, dashboard, listener_api, previews
 from postroom.web.auth import Caller, require_admin
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
 from postroom.web.throttle import Throttle
@@ -96,6 +96,7 @@ def create_app(
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.serve.trusted_proxies)
     app.add_middleware(NoNulInUrl)
     app.include_router(api.router)
+    app.include_router(previews.router)
     app.include_router(listener_api.router)
 
     @app.get("/health/alive", tags=["health"])

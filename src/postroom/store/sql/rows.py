@@ -40,6 +40,7 @@ def message_row(message: Message) -> dict[str, Any]:
         "max_attempts": message.max_attempts,
         "idempotency_key": message.idempotency_key,
         "request_hash": message.request_hash,
+        "locale": message.locale,
         "created_at": message.created_at,
         "updated_at": message.updated_at,
         "next_attempt_at": message.next_attempt_at,
@@ -89,6 +90,7 @@ def message_from_row(
         priority=Priority(m.get("priority") or Priority.URGENT.value),
         folded_duplicates=int(m.get("folded_duplicates") or 0),
         content_hash=m.get("content_hash"),
+        locale=m.get("locale"),
         mime_ref=m.get("mime_ref"),
     )
 

@@ -10,6 +10,8 @@ Server-rendered pages (Jinja2, autoescaped) with a little vendored JavaScript:
   the SMTP listener's logins with the settings to paste into Keycloak;
 - ``/tenants/{id}/deliverability``: ``doctor``'s checks of the tenant's domain, its DKIM keys;
 - ``/listener``: the SMTP listener's refusals (why a client's "Test connection" failed);
+- ``/templates``: every template type of a tenant in a locale, HTML beside plain text, with
+  "Send me this";
 - ``/outbox``, ``/outbox/{name}``: what the outbox transport captured.
 
 ``session`` holds sessions and CSRF, ``pages`` what every page shares.
@@ -26,6 +28,7 @@ from postroom.web.dashboard import (
     messages,
     outbox,
     overview,
+    previews,
     signin,
     tenants,
 )
@@ -36,7 +39,7 @@ STATIC_PATH = "/static"
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages and its static files (CSS, JS) to ``app``."""
-    for module in (signin, overview, messages, deliverability, tenants, outbox, listener):
+    for module in (signin, overview, messages, deliverability, tenants, previews, outbox, listener):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

@@ -60,6 +60,24 @@ class TenantForm:
     http_user: str = ""
     http_password_stored: bool = False
     http_body: str = ""
+    locale: str = ""
+    product_name: str = ""
+    logo_url: str = ""
+    accent_color: str = ""
+    footer_text: str = ""
+    support_email: str = ""
+    postal_address: str = ""
+
+
+# Form field -> key of courier.branding (``address`` is the postal one).
+BRANDING_FIELDS = {
+    "product_name": "product_name",
+    "logo_url": "logo_url",
+    "accent_color": "accent_color",
+    "footer_text": "footer_text",
+    "support_email": "support_email",
+    "postal_address": "address",
+}
 
 
 def _dict(node: Any, *path: str) -> dict[str, Any]:
@@ -101,7 +119,11 @@ def form_from_courier(courier: Mapping[str, Any]) -> TenantForm:
         http_method=_text(request.get("method")).upper() or "POST",
         http_headers=header_lines(_dict(request, "headers")),
         http_body=_text(request.get("body")),
+        locale=_text(courier.get("locale")),
     )
+    branding = _dict(courier, "branding")
+    for name, key in BRANDING_FIELDS.items():
+        setattr(form, name, _text(branding.get(key)))
     uri = _text(smtp.get("connection_uri"))
     if uri:
         try:
@@ -280,7 +302,21 @@ def courier_from_form(form: Mapping[str, str], stored: Mapping[str, Any]) -> dic
         http.pop("request_config", None)
     if not http:
         out.pop("http")
+    _language_and_branding(form, out)
     return out
+
+
+def _language_and_branding(form: Mapping[str, str], out: dict[str, Any]) -> None:
+    """``courier.locale`` and ``courier.branding`` from the form; a field the submission does
+    not carry is left as stored, an empty one is removed."""
+    if "locale" in form:
+        _set(out, "locale", form["locale"].strip())
+    branding = out.setdefault("branding", {})
+    for name, key in BRANDING_FIELDS.items():
+        if name in form:
+            _set(branding, key, form[name].strip())
+    if not branding:
+        out.pop("branding")
 
 
 def _http_auth(form: Mapping[str, str], before: TenantForm) -> dict[str, Any] | None:

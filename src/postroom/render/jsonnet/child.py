@@ -1,6 +1,7 @@
 """The child process that evaluates Jsonnet for :mod:`postroom.render.jsonnet`.
 
-Run as a script (``python -I jsonnet_child.py MEMORY_BYTES MAX_OUTPUT_BYTES``), never imported
+Run as a script (``python -I child.py MEMORY_BYTES MAX_OUTPUT_BYTES``, the command of
+:func:`postroom.render.jsonnet.process.child_command`), never imported
 by Postroom itself: it imports nothing from Postroom so that it starts fast. It caps its own
 address space (``RLIMIT_AS``) before loading the Jsonnet library, says ``{"ready": true}``, then
 answers one JSON request per line on stdin with one JSON answer per line on stdout:

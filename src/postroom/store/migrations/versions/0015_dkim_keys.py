@@ -1,8 +1,8 @@
 """DKIM keys made by Postroom (``postroom dkim generate``): one row per tenant and selector,
 the private key encrypted, at most one ``active`` per tenant.
 
-Revision ID: 0013
-Revises: 0011
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from alembic import op
 
 from postroom.store.schema import UtcDateTime
 
-revision = "0013"
-down_revision = "0011"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
