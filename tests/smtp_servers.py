@@ -35,6 +35,7 @@ class Accepted:
     content: bytes
     tls: bool
     received_at: float = field(default_factory=time.monotonic)
+    queue_id: str = ""  # what the server's acceptance named the message, as Postfix does
 
     @property
     def message_id(self) -> str:
@@ -111,6 +112,7 @@ class Handler:
             return "451 dropped"
         if reply:
             return reply
+        queue_id = f"4F{len(self.rec.messages) + 1:07X}"
         self.rec.messages.append(
             Accepted(
                 envelope.mail_from,
@@ -118,9 +120,10 @@ class Handler:
                 envelope.content,
                 server.transport is not None
                 and server.transport.get_extra_info("ssl_object") is not None,
+                queue_id=queue_id,
             )
         )
-        return "250 2.0.0 Ok: queued"
+        return f"250 2.0.0 Ok: queued as {queue_id}"  # Postfix's answer to end-of-data
 
 
 class RecordingSMTP(SMTP):
@@ -201,6 +204,7 @@ def smtp_server(
     greeting_reply: str | None = None,
     idle_timeout: float | None = None,
     port: int | None = None,
+    auth_required: bool = True,
 ) -> Iterator[Server]:
     """Start an aiosmtpd server on 127.0.0.1 for the duration of the block."""
     handler = Handler(faults)
@@ -213,7 +217,7 @@ def smtp_server(
         kwargs["ssl_context"] = implicit_tls
     if users is not None:
         kwargs["authenticator"] = make_authenticator(users, holder)
-        kwargs["auth_required"] = True
+        kwargs["auth_required"] = auth_required  # False: AUTH offered, mail taken without
         # Plain-text servers may offer AUTH when a test asks for cleartext login.
         kwargs["auth_require_tls"] = starttls is not None and implicit_tls is None
         if auth_mechanisms is not None:

@@ -64,7 +64,19 @@ def test_env_configured_smtp_delivery_and_a_clear_failure(tmp_path: Path, pki: P
     assert "wrong" not in shown.stdout + shown.stderr + failed.stderr
     good = json.loads(run(["messages", "show", good_id, "--json"], tmp_path, env).stdout)
     assert good["status"] == "sent"
-    assert good["dispatches"][0]["status"] == "success"
+    [handoff] = good["dispatches"]
+    queue_id = srv.rec.messages[0].queue_id
+    assert (handoff["status"], handoff["transport"], handoff["host"]) == (
+        "success",
+        "smtp",
+        f"localhost:{srv.port}",
+    )
+    assert handoff["reply"] == f"250 2.0.0 Ok: queued as {queue_id}"
+    assert handoff["provider_message_id"] == queue_id
+    shown_good = run(["messages", "show", good_id], tmp_path, env).stdout
+    assert "transport  smtp" in shown_good and f"queued as {queue_id}" in shown_good
+    by_provider = run(["messages", "list", "--provider-id", queue_id, "--json"], tmp_path, env)
+    assert [r["id"] for r in json.loads(by_provider.stdout)] == [good_id]
 
 
 def test_drain_max_wait_waits_for_a_retry_that_falls_due(tmp_path: Path) -> None:

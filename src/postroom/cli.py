@@ -6,11 +6,13 @@ Exit codes: 0 success, 1 the operation ran and failed, 2 bad usage or invalid in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import signal
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from postroom.commands import deliverability, diagnose, listener, messages, oauth, templates
 from postroom.commands.common import (
+    CONFIG_ENV,
     ConfigOpt,
     JsonOpt,
     err,
@@ -31,6 +34,7 @@ from postroom.commands.common import (
     with_api_tenants,
 )
 from postroom.config import Settings
+from postroom.config.dev import dev_settings
 from postroom.config.durations import check_at_most, parse_duration
 from postroom.config.settings import MAX_RETENTION, MAX_TTL
 from postroom.errors import InputError
@@ -48,6 +52,44 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"postroom {version('postroom')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print Postroom's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Postroom: the email courier for identity systems. `--config FILE` works before the
+    command too (`postroom --config postroom.yaml send ...`)."""
+    if config is None:
+        return
+    # Every command's --config reads POSTROOM_CONFIG: the file given before the command
+    # reaches it that way, and the environment is put back when the command ends.
+    previous = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = str(config)
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = previous
+
+    ctx.call_on_close(restore)
 
 
 def _parse_data(raw: str | None) -> dict[str, Any]:
@@ -242,7 +284,8 @@ def worker(
             wait = check_at_most(parse_duration(max_wait), MAX_TTL)
         except ValueError as exc:
             raise InputError(str(exc), field="--max-wait") from None
-        _log_to_stderr()
+        # A drain reports its own progress; the library's INFO lines would bury it.
+        _log_to_stderr(default="WARNING" if drain else "INFO")
 
         async def work(store: Store) -> None:
             stop = asyncio.Event()
@@ -255,13 +298,20 @@ def worker(
                 start_http_server(metrics_port, addr=settings.serve.host, registry=metrics.registry)
                 gauge = asyncio.create_task(_update_queue_gauge(store, metrics))
             registry = TenantRegistry(settings, store)
+            delivery = Worker(
+                store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
+            )
+            shown = None
+            if drain and err.is_terminal:
+                shown = asyncio.create_task(_drain_progress(delivery, await store.count_pending()))
             try:
-                stats = await Worker(
-                    store, settings, concurrency=concurrency, tenants=registry, metrics=metrics
-                ).run(stop, drain=drain, max_wait=wait)
+                stats = await delivery.run(stop, drain=drain, max_wait=wait)
             finally:
-                if gauge is not None:
-                    gauge.cancel()
+                for task in (gauge, shown):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
             if drain:
                 pending = await store.count_pending()
                 out.print(
@@ -269,7 +319,29 @@ def worker(
                     f"{pending} still queued"
                 )
 
-        run_with_store(settings, work)
+        run_with_store(settings, work, delivers=True)
+
+
+async def _drain_progress(delivery: Any, due: int) -> None:
+    """A progress bar on the terminal while a drain works: messages finished (sent or
+    abandoned) of those pending when it started; retries show in the description."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("delivering", total=max(due, 1))
+        while True:
+            stats = delivery.stats
+            progress.update(
+                task,
+                completed=stats.sent + stats.abandoned,
+                description=f"delivering (sent {stats.sent}, retrying {stats.retried})",
+            )
+            await asyncio.sleep(0.2)
 
 
 async def _update_queue_gauge(store: Store, metrics: Any) -> None:
@@ -320,14 +392,16 @@ def migrate(config: ConfigOpt = None) -> None:
         async def work(store: Store) -> None:
             return None
 
-        run_with_store(settings, work)
+        run_with_store(settings, work, delivers=True)
         out.print("schema is up to date")
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port to listen on.")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any).")
+    ] = None,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not deliver in this process.")
     ] = False,
@@ -339,6 +413,7 @@ def serve(
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
     from postroom.intake.smtp_listener import bind_sockets, listener_banner
     from postroom.web.app import create_app
+    from postroom.web.server import bind as bind_socket
     from postroom.web.server import check_listen, run_server
 
     with user_errors():
@@ -346,6 +421,11 @@ def serve(
         bind = host or settings.serve.host
         listen_port = settings.serve.port if port is None else port
         check_listen(bind, dev=dev, admin_token=settings.serve.admin_token)
+        notes: list[str] = []
+        if dev:
+            settings, notes = dev_settings(settings)
+        sock = bind_socket(bind, listen_port)  # the banner comes once the port is ours
+        listen_port = sock.getsockname()[1]
         _log_to_stderr()
         admin_token = settings.serve.admin_token
         if not dev and not admin_token:
@@ -357,10 +437,13 @@ def serve(
         smtp_sockets = (
             bind_sockets(settings, dev=dev) if dev or settings.listener.smtp_enabled else []
         )
+        shown = f"[{bind}]" if ":" in bind else bind
         err.print(
-            f"Postroom {'(dev) ' if dev else ''}listening on http://{bind}:{listen_port}/ "
-            f"- dashboard: http://{bind}:{listen_port}/ - delivery: {settings.courier.strategy}"
+            f"Postroom {'(dev) ' if dev else ''}listening on http://{shown}:{listen_port}/ "
+            f"- dashboard: http://{shown}:{listen_port}/ - delivery: {settings.courier.strategy}"
         )
+        for note in notes:
+            err.print(f"  dev: {note}")
         for line in listener_banner(settings, smtp_sockets, dev=dev):
             err.print(line)
         application = create_app(
@@ -370,7 +453,7 @@ def serve(
             admin_token=admin_token,
             smtp_sockets=smtp_sockets,
         )
-        run_server(application, host=bind, port=listen_port)
+        run_server(application, sock=sock)
 
 
 class _TerminalSafeFormatter(logging.Formatter):
@@ -380,18 +463,18 @@ class _TerminalSafeFormatter(logging.Formatter):
         return terminal_safe(super().format(record), keep_newlines=True)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(*, default: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=os.environ.get("POSTROOM_LOG_LEVEL", "INFO").upper(), handlers=[handler]
+        level=os.environ.get("POSTROOM_LOG_LEVEL", default).upper(), handlers=[handler]
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 for register in (
-    diagnose.register,
     messages.register,
+    diagnose.register,
     oauth.register,
     listener.register,
     deliverability.register,

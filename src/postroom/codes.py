@@ -24,7 +24,9 @@ DiagnosisCode = Literal[
     "auth_unsupported",
     "oauth_token_rejected",
     "sender_not_authorized",
+    "sender_invalid",
     "account_suspended",
+    "ip_blocklisted",
     "recipient_rejected",
     "relay_denied",
     "mailbox_full",
@@ -45,3 +47,8 @@ DiagnosisCode = Literal[
 
 ALL_CODES: tuple[DiagnosisCode, ...] = get_args(DiagnosisCode)
 """Every code, in the order of SPEC.md's table."""
+
+Situation = Literal["no_greeting"]
+"""What a transport knows beyond its code (``DeliveryError.situation``): ``no_greeting``, the
+server accepted the connection and never sent its 220 line. Diagnosis explains each in words
+of its own instead of the catalogue's."""

@@ -27,7 +27,7 @@ Messages never contain credentials: callers redact URIs before they put them in 
 
 from __future__ import annotations
 
-from postroom.codes import DiagnosisCode
+from postroom.codes import DiagnosisCode, Situation
 
 
 class PostroomError(Exception):
@@ -101,7 +101,14 @@ class DeliveryError(PostroomError):
     diagnosis code when the code that raises already knows it (e.g. ``connection_timeout``
     for a connect that ran out of time): :func:`postroom.diagnosis.diagnose_error` then uses
     it as it is instead of classifying the reply; None leaves the classification to diagnosis.
+    ``situation`` says more than the code (``no_greeting``: a connection with no 220 line is
+    a ``connection_timeout``), for diagnosis to explain in words of its own.
+    ``auth_skipped`` is True when the SMTP server offered AUTH and no login was made (the URI
+    has no username).
     """
+
+    auth_skipped: bool = False
+    situation: Situation | None = None
 
     def __init__(
         self,

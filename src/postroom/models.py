@@ -134,8 +134,23 @@ class Diagnosis:
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """Where a message went and what the provider answered: the evidence of a hand-off.
+
+    ``transport`` is ``smtp``, ``http`` or ``outbox``; ``host`` is ``host:port`` (None for the
+    outbox); ``reply`` the acceptance (``250 2.0.0 Ok: queued as 4Fh2kq0xQ``, or an HTTP status
+    and the start of the body); ``provider_message_id`` the provider's id found in it.
+    """
+
+    transport: str | None = None
+    host: str | None = None
+    reply: str | None = None
+    provider_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Dispatch:
-    """One delivery attempt of a message."""
+    """One delivery attempt of a message; a success carries its :class:`Handoff` fields."""
 
     id: str
     message_id: str
@@ -144,6 +159,10 @@ class Dispatch:
     created_at: datetime
     updated_at: datetime
     reclaimed_from: str | None = None  # the attempt followed a worker that died mid-send
+    transport: str | None = None
+    host: str | None = None
+    reply: str | None = None
+    provider_message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +249,10 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "error": dispatch.error.to_json() if dispatch.error else None,
         "created_at": _time(dispatch.created_at),
         "updated_at": _time(dispatch.updated_at),
+        "transport": dispatch.transport,
+        "host": dispatch.host,
+        "reply": dispatch.reply,
+        "provider_message_id": dispatch.provider_message_id,
     } | (
         # Only after a takeover: the dead worker may have handed the message off already.
         {"reclaimed_from": dispatch.reclaimed_from} if dispatch.reclaimed_from else {}

@@ -16,11 +16,12 @@ Three rules, each defined once and used everywhere:
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from postroom.errors import InputError
@@ -162,3 +163,9 @@ def json_terminal_safe(text: str) -> str:
         else "".join(c if _shown(c) else json.dumps(c)[1:-1] for c in line)
         for line in text.split("\n")
     )
+
+
+def did_you_mean(given: str, names: Iterable[str]) -> str:
+    """``' (did you mean X?)'`` when one of ``names`` is close to ``given``, else ``''``."""
+    close = difflib.get_close_matches(given, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

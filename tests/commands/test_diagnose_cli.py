@@ -293,9 +293,18 @@ def test_explain_prints_code_cause_and_fix(tmp_path: Path) -> None:
 
     as_json = invoke("explain", "--json", "--stage", "auth", text)
     data = json.loads(as_json.stdout)
-    assert list(data) == ["code", "transient", "cause", "fix"]
-    assert data["code"] == "auth_disabled"
-    assert data["transient"] is False
+    # The same fields as the text: code, retry, provider, stage, reply, cause and fix.
+    assert data == {
+        "code": "auth_disabled",
+        "transient": False,
+        "provider": "Microsoft 365",
+        "stage": "auth",
+        "stage_guessed": False,
+        "reply": " ".join(text.split()),
+        "cause": data["cause"],
+        "fix": data["fix"],
+    }
+    assert data["cause"] and data["fix"]
 
 
 def test_explain_reads_standard_input(tmp_path: Path) -> None:

@@ -257,6 +257,25 @@ def test_messages_filter_and_the_diagnosis(page: Page, world: World, tmp_path: P
     shoot(page, tmp_path, "messages-phone")
 
 
+def test_search_by_the_providers_id_and_the_hand_off_evidence(
+    page: Page, world: World, tmp_path: Path
+) -> None:
+    sent = next(m for m in world.smtp.rec.messages if m.rcpt_tos == ["jane@example.org"])
+    sign_in(page, "/messages")
+    page.get_by_label("Provider's message id").fill(sent.queue_id)
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table.messages tbody tr")
+    expect(rows).to_have_count(1)
+    rows.first.get_by_role("link", name="jane@example.org").click()
+    attempt = page.locator(".timeline .attempt").first
+    expect(attempt).to_contain_text(f"Handed off over SMTP to 127.0.0.1:{world.smtp.port}")
+    expect(attempt).to_contain_text(f"250 2.0.0 Ok: queued as {sent.queue_id}")
+    expect(attempt.get_by_role("link", name=sent.queue_id)).to_be_visible()
+    shoot(page, tmp_path, "message-handoff")
+    page.goto("/messages?provider_id=no-such-id")
+    expect(rows).to_have_text(["No messages to show."])
+
+
 def test_a_script_subject_is_shown_as_text(
     page: Page, world: World, tmp_path: Path, console_errors: list[str]
 ) -> None:

@@ -331,7 +331,12 @@ def test_retry_confirms_past_the_ttl_and_cancel_abandons(
         for message in (young, old):
             path = f"/messages/{message['id']}"
             assert "Cancel</button>" in dash.http.get(path).text
-            assert dash.submit(path, f"{path}/cancel").headers["location"].endswith("cancelled")
+            # Cancel asks first; nothing changes until it is confirmed.
+            asked = dash.submit(path, f"{path}/cancel")
+            assert asked.status_code == 200 and "Cancel this message?" in asked.text
+            assert dash.message(message["id"])["status"] == "queued"
+            confirmed = dash.submit(path, f"{path}/cancel", {"confirm": "yes"})
+            assert confirmed.headers["location"].endswith("cancelled")
             page = dash.http.get(f"{path}?notice=cancelled").text
             assert "The message was cancelled." in page and "Retry now</button>" in page
             assert '<code class="code">cancelled</code>' in page

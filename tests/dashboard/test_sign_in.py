@@ -86,7 +86,9 @@ def test_forms_need_their_csrf_token_and_this_site(
         assert other.http.post(f"{path}/cancel", data={"csrf": csrf}).status_code == 403
         # The right token, from this origin, works.
         done = dash.http.post(
-            f"{path}/cancel", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "same-origin"}
+            f"{path}/cancel",
+            data={"csrf": csrf, "confirm": "yes"},  # the confirmation page's form
+            headers={"Sec-Fetch-Site": "same-origin"},
         )
         assert done.status_code == 303
         assert dash.message(message["id"])["status"] == "abandoned"
@@ -212,6 +214,6 @@ def test_dev_mode_needs_no_sign_in_but_forms_still_carry_csrf(
         message = dash.enqueue()
         path = f"/messages/{message['id']}"
         assert dash.http.post(f"{path}/cancel", data={"csrf": "nope"}).status_code == 403
-        assert dash.submit(path, f"{path}/cancel").status_code == 303
+        assert dash.submit(path, f"{path}/cancel", {"confirm": "yes"}).status_code == 303
         assert "sign-out" not in dash.http.get("/").text
         assert dash.http.get("/admin/courier/messages", headers=AUTH).status_code == 200

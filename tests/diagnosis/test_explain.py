@@ -148,14 +148,37 @@ def test_given_stage_is_used_and_changes_the_meaning() -> None:
     assert at_rcpt.stage_guessed is False
 
 
-def test_json_answer_has_exactly_the_spec_keys() -> None:
-    answer = explain_text("535 5.7.8 Authentication credentials invalid")
+def test_json_answer_has_the_fields_the_text_shows() -> None:
+    answer = explain_text(
+        "535 5.7.8 Username and Password not accepted. For more information, go to "
+        "https://support.google.com/mail/?p=BadCredentials - gsmtp"
+    )
     assert answer.to_json() == {
         "code": "auth_failed",
         "transient": False,
+        "provider": "Gmail",
+        "stage": "auth",
+        "stage_guessed": True,
+        "reply": answer.diagnosis.reply,
         "cause": answer.diagnosis.cause,
         "fix": answer.diagnosis.fix,
     }
+    assert answer.diagnosis.reply is not None
+    assert answer.diagnosis.reply.startswith("535 5.7.8 Username and Password not accepted")
+
+
+@pytest.mark.parametrize(
+    ("text", "stage"),
+    [
+        ("454 4.7.1 <you@example.org>: Relay access denied", "rcpt"),
+        ("554 5.7.1 <you@example.org>: Relay access denied", "rcpt"),
+        ("421 4.3.2 Service shutting down, closing transmission channel", "connect"),
+        ("421 mx.example.org Service not available, closing transmission channel", "connect"),
+    ],
+)
+def test_stage_guesses_for_relay_refusals_and_refused_greetings(text: str, stage: str) -> None:
+    answer = explain_text(text)
+    assert (answer.stage, answer.stage_guessed) == (stage, True)
 
 
 def test_transient_follows_the_reply_class() -> None:

@@ -40,7 +40,9 @@ SPEC_CODES = (
     "auth_unsupported",
     "oauth_token_rejected",
     "sender_not_authorized",
+    "sender_invalid",
     "account_suspended",
+    "ip_blocklisted",
     "recipient_rejected",
     "relay_denied",
     "mailbox_full",
@@ -895,7 +897,7 @@ def test_detect_provider() -> None:
 
 def test_catalogue_has_exactly_the_spec_codes_in_order() -> None:
     assert tuple(CODES) == SPEC_CODES
-    assert len(CODES) == 33
+    assert len(CODES) == 35
 
 
 @pytest.mark.parametrize("code", SPEC_CODES)

@@ -66,6 +66,17 @@ def alembic_config() -> Config:
     return cfg
 
 
+def engine_at(sql_dsn: str, revision: str) -> Engine:
+    """An engine on the test database, upgraded to ``revision`` and no further."""
+    url = postgres_url(sql_dsn) if sql_dsn.startswith("postgres") else sql_dsn
+    engine = create_engine(url)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
+
+
 def test_the_quick_head_check_agrees_with_alembic() -> None:
     assert newest_migration() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 

@@ -7,6 +7,7 @@ import contextlib
 import email
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -153,15 +154,22 @@ async def test_unresolvable_host_is_dns_unresolved() -> None:
     assert diagnosis.stage == "dns"
 
 
-async def test_a_server_that_never_answers_times_out() -> None:
+async def test_a_server_that_never_greets_is_named_so_within_one_timeout() -> None:
+    # The greeting wait and the probe for implicit TLS share the one `timeout` budget.
     with silent_server() as port, pytest.raises(DeliveryError) as info:
         transport = SmtpTransport(
-            parse_smtp_uri(f"smtp://127.0.0.1:{port}/"), SmtpSettings(timeout=0.5)
+            parse_smtp_uri(f"smtp://127.0.0.1:{port}/"), SmtpSettings(timeout=2)
         )
+        started = time.monotonic()
         await transport.send(envelope())
+    took = time.monotonic() - started
     diagnosis = diagnose_error(info.value)
     assert diagnosis.code == "connection_timeout"
     assert diagnosis.transient is True
+    assert diagnosis.stage == "connect"
+    assert "accepted the connection but never sent its greeting" in diagnosis.cause
+    assert "firewall" not in diagnosis.cause
+    assert took < 2 + 0.5, f"{took:.2f}s for a 2s timeout"
 
 
 async def test_the_tls_probe_connects_to_the_checked_address_without_resolving_again(

@@ -237,6 +237,19 @@ def test_ory_payload_is_delivered_end_to_end(settings_with: Callable[..., Settin
             while http.get(url, headers=AUTH).json()["status"] != "sent":
                 assert time.monotonic() < deadline, "not delivered"
                 time.sleep(0.05)
+            [handoff] = http.get(url, headers=AUTH).json()["dispatches"]
+            queue_id = srv.rec.messages[0].queue_id
+            assert {k: handoff[k] for k in ("transport", "host", "reply")} == {
+                "transport": "smtp",
+                "host": f"127.0.0.1:{srv.port}",
+                "reply": f"250 2.0.0 Ok: queued as {queue_id}",
+            }
+            assert handoff["provider_message_id"] == queue_id
+            found = http.get(
+                "/admin/courier/messages", params={"provider_message_id": queue_id}, headers=AUTH
+            )
+            assert [m["id"] for m in found.json()] == [accepted.json()["id"]]
+            assert "provider_message_id=" in found.headers["Link"]
             stub = {
                 **ORY_LOGIN_CODE,
                 "template_type": "some_new_type",

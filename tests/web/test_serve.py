@@ -6,6 +6,7 @@ an admin token shorter than 32 characters beyond loopback."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -73,11 +74,41 @@ def test_serve_dev_answers_health_and_delivers_to_the_outbox(tmp_path: Path) -> 
         assert b"424242" in eml.read_bytes()
         page = httpx.get(f"{base}/messages", timeout=5)  # the dashboard, no sign-in in --dev
         assert "you@example.org" in page.text
+        # What a developer tries first: a tenant with a password, pointing at a local Mailpit.
+        mailpit = {
+            "smtp": {
+                "connection_uri": "smtp://dev:secret@localhost:1025/?disable_starttls=true",
+                "from_address": "no-reply@example.org",
+            }
+        }
+        saved = httpx.put(f"{base}/admin/tenants/mailpit", json=mailpit, timeout=10)
+        assert saved.status_code == 200, saved.text
+        assert "secret" not in saved.text
+        secret_file = tmp_path / "var" / "dev-secret"
+        assert secret_file.stat().st_mode & 0o777 == 0o600
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
-    assert code == 0, (tmp_path / "serve.log").read_text()
-    assert f"http://127.0.0.1:{port}/" in (tmp_path / "serve.log").read_text()
+    log_text = (tmp_path / "serve.log").read_text()
+    assert code == 0, log_text
+    assert f"http://127.0.0.1:{port}/" in log_text
+    assert "var/dev-secret" in log_text and "Mailpit" in log_text
+
+
+def test_a_taken_port_is_refused_with_a_way_out_and_no_banner(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        stderr = serve_refused(tmp_path, "--dev", "--port", str(port))
+    assert f"port {port} on 127.0.0.1 is already in use" in stderr
+    assert "--port" in stderr and "SERVE_PORT" in stderr
+    assert "listening on" not in stderr
+
+
+def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    stderr = serve_refused(tmp_path, "--dev", "--port", "80000")
+    assert "--port" in stderr and "65535" in stderr
 
 
 def test_serve_refuses_a_public_address_without_an_admin_token(tmp_path: Path) -> None:

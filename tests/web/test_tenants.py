@@ -57,6 +57,12 @@ def test_secrets_are_encrypted_masked_and_kept(
             back = shown["courier"]
             back["smtp"]["from_name"] = "Acme"
             assert http.put("/admin/tenants/acme", json=back, headers=AUTH).status_code == 200
+            # What GET answers goes back as it is too: id and source are read-only.
+            echoed = http.get("/admin/tenants/acme", headers=AUTH).json()
+            assert set(echoed) == {"id", "source", "courier"}
+            again = http.put("/admin/tenants/acme", json=echoed, headers=AUTH)
+            assert again.status_code == 200, again.text
+            assert again.json()["courier"] == echoed["courier"]
             sent = http.post(
                 "/admin/courier/messages",
                 json={"recipient": "j@example.org", "template_type": "test", "tenant": "acme"},

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from sqlalchemy.engine import make_url
 
 from postroom.config import Settings, load_settings
 from postroom.errors import ConfigError, InputError, NotFoundError, PostroomError
@@ -27,11 +28,12 @@ T = TypeVar("T")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+CONFIG_ENV = "POSTROOM_CONFIG"
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        envvar="POSTROOM_CONFIG",
+        envvar=CONFIG_ENV,
         help="YAML configuration file (default: ./postroom.yaml when present).",
         dir_okay=False,
     ),
@@ -60,11 +62,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_notes: list[Text] = []  # printed once the command has succeeded
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn Postroom's errors into a clear line and an exit code instead of a traceback."""
+    """Turn Postroom's errors into a clear line and an exit code instead of a traceback;
+    after a success, print the notes the command collected."""
     try:
         yield
+        for note in _notes:
+            err.print(note)
     except (ConfigError, InputError) as exc:
         fail(str(exc), 2)
     except NotFoundError as exc:
@@ -81,8 +89,37 @@ def settings_from(config: Path | None) -> Settings:
     return loaded.settings
 
 
-def run_with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, bring the schema up to date, run ``work``, close."""
+def _new_sqlite_file(dsn: str) -> Path | None:
+    """The SQLite file ``dsn`` names when it does not exist yet (opening creates it)."""
+    if not dsn.startswith("sqlite"):
+        return None
+    database = make_url(dsn).database
+    if not database or database == ":memory:":
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
+def run_with_store(
+    settings: Settings, work: Callable[[Store], Awaitable[T]], *, delivers: bool = False
+) -> T:
+    """Open the store, bring the schema up to date, run ``work``, close. A command that
+    creates the database says so, and (unless it ``delivers`` itself) that no server or
+    worker uses it yet."""
+    created = _new_sqlite_file(settings.dsn)
+    if created is not None and delivers:
+        err.print(labelled("note: ", f"created a new database {created.resolve()}"))
+    elif created is not None:  # said when the command succeeds (see user_errors)
+        _notes.append(
+            labelled(
+                "note: ",
+                f"created a new database {created.resolve()}; no `postroom serve` or "
+                "`postroom worker` has used it yet, so nothing here is delivered until one "
+                "runs with it (run commands where the server runs, or give the same "
+                "--config / DSN)",
+                label_style="yellow",
+            )
+        )
 
     async def main() -> T:
         store = open_store(settings.dsn)
@@ -125,6 +162,3 @@ def with_api_tenants(settings: Settings) -> Settings:
 def print_json(value: Any) -> None:
     """Print JSON to stdout, unstyled; characters a terminal acts on are ``\\u`` escapes."""
     sys.stdout.write(json_terminal_safe(json.dumps(value, indent=2, ensure_ascii=False)) + "\n")
-
-
-# -- send ----------------------------------------------------------------------------

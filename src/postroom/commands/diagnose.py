@@ -69,7 +69,7 @@ def _warn(text: str) -> None:
 
 
 @presets_app.command("list")
-def presets_list(as_json: JsonOpt = False) -> None:
+def presets_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """List the provider presets."""
     from postroom.presets import PRESETS
 
@@ -100,6 +100,7 @@ def presets_list(as_json: JsonOpt = False) -> None:
 def presets_show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="A preset name (presets list).")],
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Show a preset: host, port, security, username format, limits, set-up steps, notes."""
     from postroom.presets import get_preset
@@ -174,6 +175,7 @@ def presets_uri(
             help="amazon-ses: --password is the IAM secret access key; derive the SMTP password.",
         ),
     ] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Print the connection URI for a preset, with the credentials percent-encoded."""
     from postroom.presets import build_uri, get_preset
@@ -372,6 +374,7 @@ def explain(
         typer.Option("--stage", help=f"Where it happened: {', '.join(STAGES)}."),
     ] = None,
     as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Explain a server reply or an error text pasted from a log."""
     with user_errors():

@@ -110,6 +110,7 @@ def hash_password(
     stdin: Annotated[
         bool, typer.Option("--stdin", help="Read the password from standard input.")
     ] = False,
+    config: ConfigOpt = None,  # taken like every command's; a hash needs no settings
 ) -> None:
     """Print the scrypt hash of a password you chose, for courier.listener.logins[].password."""
     with user_errors():

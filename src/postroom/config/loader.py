@@ -144,7 +144,7 @@ def describe_validation_error(error: Mapping[str, Any], root: type[BaseModel] = 
     path = ".".join(loc) or "(top level)"
     if error["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1], root)
-        allowed = ", ".join(parent.model_fields) if parent else "see SPEC.md"
+        allowed = ", ".join(parent.model_fields) if parent else "see docs/configuration.md"
         return f"{path}: unknown key; allowed here: {allowed}"
     msg = str(error["msg"]).removeprefix("Value error, ")
     return f"{path}: {msg}"

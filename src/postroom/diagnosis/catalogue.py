@@ -154,12 +154,30 @@ _ENTRIES: tuple[Entry, ...] = (
         'give the login "Send As" rights for that address.',
     ),
     Entry(
+        "sender_invalid",
+        False,
+        "The server cannot read the sender address Postroom gave it (MAIL FROM): "
+        "from_address is not a plain, valid email address.",
+        "Set courier.smtp.from_address to a bare address such as no-reply@example.org (put the "
+        "display name in from_name, not in the address) and check it for stray spaces, quotes "
+        "or angle brackets.",
+    ),
+    Entry(
         "account_suspended",
         False,
         "The provider has blocked or paused the sending account, usually because of spam "
         "complaints, bounces or billing.",
         "Sign in to the provider's dashboard, read the notice, and resolve it with their support; "
         "retrying will not help until the account is reinstated.",
+    ),
+    Entry(
+        "ip_blocklisted",
+        None,
+        "The receiving server refuses the connection's IP address because it is on a DNS "
+        "blocklist (such as Spamhaus); the message itself was not judged.",
+        "Look the sending IP up on the blocklist the reply names and follow its removal "
+        "procedure (a dynamic or residential address will not be removed), or send through "
+        "your provider's relay or an authenticated submission port whose IP is not listed.",
     ),
     Entry(
         "recipient_rejected",
@@ -171,11 +189,12 @@ _ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         "relay_denied",
-        False,
+        None,
         "The server delivers mail for other domains only for senders it trusts, and it does not "
         "trust this connection.",
         "Log in with SMTP credentials (user:pass in the URI), or ask the server's admin to allow "
-        "relaying from this machine's IP address or certificate.",
+        "relaying from this machine's IP address or certificate. A temporary (4xx) refusal "
+        "(Postfix's defer_unauth_destination) is retried.",
     ),
     Entry(
         "mailbox_full",
@@ -211,8 +230,8 @@ _ENTRIES: tuple[Entry, ...] = (
         True,
         "The receiving server turned the message away for now as an anti-spam measure "
         "(greylisting) and expects it to be sent again a little later.",
-        "Nothing to do: Postroom retries automatically and the retry is normally accepted after a "
-        "few minutes.",
+        "Nothing to do while attempts remain: Postroom retries, and the retry is normally "
+        "accepted after a few minutes.",
     ),
     Entry(
         "server_unavailable",
@@ -348,6 +367,49 @@ def diagnose(
         fix=fix if fix is not None else entry.fix,
         stage=stage,
         reply=reply,
+    )
+
+
+# What to check when a temporary problem outlasted every attempt: the catalogue's fix says
+# "Postroom retries", which is no longer true once the message is abandoned.
+_AFTER_GIVING_UP: dict[str, str] = {
+    "dns_unresolved": "Check the host name in the URI and DNS on the machine running Postroom "
+    "(`nslookup <host>`).",
+    "connection_refused": "Check that the server is running and listens on that port (587 for "
+    "smtp://, 465 for smtps://).",
+    "connection_timeout": "Check that the server is up and that the firewall or security group "
+    "allows outgoing traffic to that port.",
+    "rate_limited": "Set courier.rate_limits below the provider's documented limit and lower "
+    "the worker concurrency.",
+    "greylisted": "The receiving server kept deferring the message: raise courier.retry.max "
+    "or courier.message_retries so that the attempts last longer than its delay.",
+    "server_unavailable": "Check the provider's status page and the reply above; if the "
+    "connection keeps dropping, look for a proxy or an idle timeout in between.",
+    "mailbox_full": "The recipient's mailbox stayed full: the person needs to free up space.",
+    "http_error": "Check the provider's status page and its answer above (429: send more "
+    "slowly with courier.rate_limits; 5xx: an outage on their side).",
+    "unknown": "Read the server's reply above for what it wants, and ask the provider or the "
+    "server's admin when it is unclear.",
+}
+
+
+def gave_up(diagnosis: Diagnosis, *, attempts: int) -> Diagnosis:
+    """``diagnosis`` of a temporary failure that outlasted all ``attempts``: the fix says the
+    attempts ran out and what to check, instead of promising another try."""
+    entry = entry_of(diagnosis.code)
+    check = _AFTER_GIVING_UP.get(diagnosis.code) or (entry.fix if entry else "")
+    tries = "The only attempt" if attempts == 1 else f"All {attempts} attempts"
+    fix = (
+        f"{tries} failed with this temporary problem, so the message was given up. {check} "
+        "Then retry the message (`postroom messages retry <id>`, or Retry now in the dashboard)."
+    )
+    return Diagnosis(
+        code=diagnosis.code,
+        transient=diagnosis.transient,
+        cause=diagnosis.cause,
+        fix=fix,
+        stage=diagnosis.stage,
+        reply=diagnosis.reply,
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiosmtplib
 
-from postroom.codes import DiagnosisCode
+from postroom.codes import DiagnosisCode, Situation
 from postroom.diagnosis.catalogue import HOSTNAME_MISMATCH, diagnose
 from postroom.diagnosis.http import diagnose_http
 from postroom.diagnosis.oauth import diagnose_oauth
@@ -43,6 +43,21 @@ _VERSION_REASONS = {
 }
 
 
+# Situations a transport reports beyond its code (DeliveryError.situation): the code, and the
+# words that replace the catalogue's.
+_SITUATIONS: dict[Situation, tuple[DiagnosisCode, str, str]] = {
+    "no_greeting": (
+        "connection_timeout",
+        "The server accepted the connection but never sent its greeting (the 220 line): it is "
+        "overloaded or hung, or what listens on that port is not an SMTP server (a proxy, a "
+        "load balancer or another service that holds the connection).",
+        "Check that host and port belong to a working mail server (`openssl s_client "
+        "-starttls smtp -connect host:port` shows a 220 line); if the server greets slowly on "
+        "purpose, raise courier.smtp.timeout.",
+    ),
+}
+
+
 def diagnose_error(exc: BaseException) -> Diagnosis:
     """Explain a failure with one code of SPEC.md's vocabulary, its cause and its fix."""
     if isinstance(exc, TemplateError):
@@ -61,10 +76,15 @@ def diagnose_error(exc: BaseException) -> Diagnosis:
         return explained
     stage, reply = exc.stage, exc.reply
     common: dict[str, Any] = {"stage": stage, "reply": reply, "reply_code": exc.reply_code}
+    if exc.situation is not None:
+        code, cause, fix = _SITUATIONS[exc.situation]
+        return diagnose(code, **common, cause=cause, fix=fix)
     if exc.hint:
         return diagnose(exc.hint, **common)
     if exc.reply_code is not None:
-        found = classify_reply(exc.reply_code, exc.reply_text or "", stage=stage)
+        found = classify_reply(
+            exc.reply_code, exc.reply_text or "", stage=stage, auth_skipped=exc.auth_skipped
+        )
         return diagnose(found.code, **common, cause=found.cause, fix=found.fix)
     return diagnose(_code_from_chain(exc), **common)
 

@@ -79,9 +79,20 @@ class Explanation:
     parsed: ParsedReply | None
 
     def to_json(self) -> dict[str, Any]:
-        """SPEC.md's ``explain --json``: exactly ``code``, ``transient``, ``cause``, ``fix``."""
+        """``explain --json``: the fields the text output shows (``code``, ``transient``,
+        ``provider``, ``stage``, ``stage_guessed``, ``reply``, ``cause``, ``fix``); those not
+        known are null."""
         d = self.diagnosis
-        return {"code": d.code, "transient": d.transient, "cause": d.cause, "fix": d.fix}
+        return {
+            "code": d.code,
+            "transient": d.transient,
+            "provider": self.provider,
+            "stage": self.stage,
+            "stage_guessed": self.stage_guessed,
+            "reply": d.reply,
+            "cause": d.cause,
+            "fix": d.fix,
+        }
 
 
 # -- finding the reply ----------------------------------------------------------------------
@@ -316,9 +327,19 @@ _TEXT_RULES: tuple[_TextRule, ...] = (
         "dns",
     ),
     # Python: "[Errno 111] Connection refused"; Windows: "[WinError 10061] No connection could
-    # be made because the target machine actively refused it"; Node.js: "ECONNREFUSED".
+    # be made because the target machine actively refused it"; Node.js: "ECONNREFUSED";
+    # asyncio (and Postroom's own "cannot connect to host:port: ..."): "ConnectionRefusedError:
+    # [Errno 111] Connect call failed ('127.0.0.1', 2599)".
     _TextRule(
-        ("connection refused", "econnrefused", "actively refused"),
+        (
+            "connection refused",
+            "econnrefused",
+            "actively refused",
+            "connectionrefusederror",
+            "connect call failed",
+            "errno 111]",
+            "errno 61]",
+        ),
         "connection_refused",
         "connect",
     ),
@@ -396,6 +417,10 @@ def _guess_stage(parsed: ParsedReply, raw: str) -> str:
         if phrase in low:
             return stage
     code, text = parsed.reply_code, parsed.text.lower()
+    if code == 421 or "no smtp service" in text:  # a refused greeting (RFC 5321 section 3.1)
+        return "connect"
+    if "relay" in text and code is not None and code >= 400:  # refused for the recipient
+        return "rcpt"
     if code in (504, 534, 535, 538):
         return "auth"
     if code in (454, 502, 503) and any(h in text for h in _AUTH_HINTS):

@@ -58,6 +58,7 @@ class _Reply:
     enhanced: str | None
     text: str  # lower case, whitespace collapsed
     stage: str
+    auth_skipped: bool = False  # the server offered AUTH and no login was made
 
 
 def _enhanced_code(reply_code: int, text: str) -> str | None:
@@ -199,6 +200,7 @@ _RATE_WORDS = says(
     "at a rate",
     "maximum sending rate",
     "rate exceeded",
+    "too much mail",  # Postfix's anvil limits: "450 4.7.1 Error: too much mail from 1.2.3.4"
 )
 _SUSPENDED = matches(
     r"\baccount\b(?: [\w-]+){0,3}? (?:is |has been |was )?"
@@ -206,6 +208,7 @@ _SUSPENDED = matches(
 ) | says("sending paused", "bad outbound sender", "sending has been disabled")
 _SUBMISSION = at("connect", "ehlo", "starttls", "auth", "mail")
 _NO_ENHANCED = _Pred(lambda r: r.enhanced is None)
+_AUTH_SKIPPED = _Pred(lambda r: r.auth_skipped)
 
 RULES: tuple[Rule, ...] = (
     # ---------------------------------------------------------------- Microsoft 365 / Outlook
@@ -575,6 +578,63 @@ RULES: tuple[Rule, ...] = (
         "Add and confirm the from_address as a Sender Signature, or verify its domain, in the "
         "Postmark account.",
     ),
+    # ------------------------------------------------ generic: what a real Postfix answers
+    # Postfix 3.7 with "smtpd_recipient_restrictions = permit_sasl_authenticated, reject" after
+    # EHLO offered AUTH and the client did not log in: "554 5.7.1 <a@b>: Recipient address
+    # rejected: Access denied". Known to have skipped an offered login, it is auth_required.
+    Rule(
+        _AUTH_SKIPPED
+        & at("mail", "rcpt", "data")
+        & (enh("5.7.0", "5.7.1") | says("access denied", "relay"))
+        & ~says("blocked using"),
+        "auth_required",
+        cause="The server offered a login (AUTH) and Postroom did not log in, because the "
+        "connection URI has no username; the server takes mail only from clients that log in.",
+        fix="Put the SMTP username and password in the URI (smtp://user:pass@host:587/, "
+        "percent-encoded) or configure oauth2.",
+    ),
+    # Without knowing whether a login was skipped (a pasted reply), the same words: a policy
+    # refusal, not an unknown mailbox.
+    Rule(
+        enh("5.7.1") & says("recipient address rejected: access denied"),
+        "recipient_rejected",
+        cause='The server refused this recipient by policy ("Access denied"), not because the '
+        "mailbox does not exist. Postfix answers this way when only clients that log in may "
+        "send, and to addresses its restrictions refuse.",
+        fix="If the server offers a login (`postroom test-smtp` shows AUTH after EHLO) and the "
+        "URI has no username, add the credentials; otherwise ask for another address or ask "
+        "the server's admin which restriction refused it.",
+    ),
+    # Postfix smtpd_check.c, reject_rbl_client: "554 5.7.1 Service unavailable; Client host
+    # [1.2.3.4] blocked using zen.spamhaus.org; https://www.spamhaus.org/query/ip/1.2.3.4".
+    Rule(
+        (says("client host") & says("blocked using", "listed"))
+        | says("banned sending ip", "ip is blocklisted", "ip is blacklisted", "ip blocklisted")
+        | (
+            says("blocklist", "blacklist", "block list", "black list", "dnsbl", "spamhaus")
+            & ~says("sender address", "domain", "helo", "url", "uri")
+        ),
+        "ip_blocklisted",
+    ),
+    # Postfix smtpd.c: "501 5.1.7 Bad sender address syntax" (MAIL FROM it cannot parse).
+    Rule(
+        enh("5.1.7")
+        | says("bad sender address syntax", "sender address syntax", "malformed sender address"),
+        "sender_invalid",
+    ),
+    # Postfix with Cyrus SASL and no usable mechanism on the server (xsasl_cyrus_server.c
+    # quotes sasl_errstring(SASL_NOMECH)): "535 5.7.8 Error: authentication failed: no
+    # mechanism available". The password was never checked.
+    Rule(
+        says("no mechanism available", "no worthy mechs"),
+        "auth_unsupported",
+        cause="The server's own login system (SASL) failed: it has no mechanism it can use, so "
+        "it never checked the username and password. This is a fault in the server's set-up, "
+        "not a wrong password.",
+        fix="Ask the server's admin to check its SASL set-up (Postfix: smtpd_sasl_type, "
+        "smtpd_sasl_path, the Cyrus mech_list or a running saslauthd / Dovecot auth); nothing "
+        "in Postroom's settings changes this.",
+    ),
     # ------------------------------------------------------------------- generic: accounts
     # Gmail: "550-5.2.1 The email account that you tried to reach is disabled." is the
     # recipient's account, not ours.
@@ -865,6 +925,7 @@ def classify_reply(
     *,
     stage: str,
     xoauth2: bool = False,
+    auth_skipped: bool = False,
 ) -> Classified:
     """Say what an SMTP reply means.
 
@@ -874,13 +935,15 @@ def classify_reply(
     its enhanced status code, and is ``unknown`` when that says nothing either; a code
     outside 400..599 (a success or intermediate code reported as a failure, or no SMTP code at
     all) is ``protocol_error``. With ``xoauth2=True`` (the login used an OAuth2 token), a login
-    failure is ``oauth_token_rejected`` instead of ``auth_failed``. Never raises.
+    failure is ``oauth_token_rejected`` instead of ``auth_failed``. With ``auth_skipped=True``
+    (the server offered AUTH and no login was made), a policy refusal of the sender or a
+    recipient is ``auth_required``. Never raises.
     """
     low = " ".join(text.split()).lower()
     detected = detect_provider(low)
     if not 400 <= reply_code <= 599:
         return Classified("protocol_error", detected)
-    reply = _Reply(reply_code, _enhanced_code(reply_code, low), low, stage)
+    reply = _Reply(reply_code, _enhanced_code(reply_code, low), low, stage, auth_skipped)
     result = Classified(_rfc3463(reply), detected)
     for rule in RULES:
         if rule.when.test(reply):
@@ -910,7 +973,7 @@ _RFC3463: dict[str, DiagnosisCode] = {
     "1.3": "recipient_rejected",  # bad destination mailbox address syntax
     "1.6": "recipient_rejected",  # destination mailbox has moved
     "1.10": "recipient_rejected",  # recipient address has null MX (RFC 7505)
-    "1.7": "sender_not_authorized",  # bad sender's mailbox address syntax
+    "1.7": "sender_invalid",  # bad sender's mailbox address syntax
     "1.8": "sender_not_authorized",  # bad sender's system address
     "2.1": "recipient_rejected",  # mailbox disabled, not accepting messages
     "2.2": "mailbox_full",  # mailbox full

@@ -8,7 +8,7 @@ from typing import Any
 
 from postroom.errors import InputError
 from postroom.models import TemplateType
-from postroom.text import check_data, header_line_problem
+from postroom.text import check_data, did_you_mean, header_line_problem
 
 MAX_SUBJECT = 998  # RFC 5322 line limit
 MAX_BODY = 1_000_000  # characters, per part
@@ -77,8 +77,11 @@ def validate_template_type(value: Any, *, field: str = "template_type") -> Templ
             field=field,
         )
     if found is None:
-        known = ", ".join(t.value for t in TemplateType if t is not TemplateType.RELAY)
-        raise InputError(f"unknown template type {value!r}; known: {known}", field=field)
+        names = [t.value for t in TemplateType if t is not TemplateType.RELAY]
+        hint = did_you_mean(str(value), names)
+        raise InputError(
+            f"unknown template type {value!r}{hint}; known: {', '.join(names)}", field=field
+        )
     return found
 
 

@@ -17,6 +17,7 @@ from postroom.presets.smtp import (
     encode_credential,
     looks_like_aws_secret_key,
 )
+from postroom.text import did_you_mean
 
 
 def _http_presets() -> tuple[Preset, ...]:
@@ -51,8 +52,9 @@ def get_preset(name: str) -> Preset:
     """The preset called ``name``; raise :class:`InputError` listing the known names."""
     preset = PRESETS.get(name.strip().lower()) if isinstance(name, str) else None
     if preset is None:
+        hint = did_you_mean(name.strip().lower(), PRESETS) if isinstance(name, str) else ""
         raise InputError(
-            f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}", field="preset"
+            f"unknown preset {name!r}{hint}; known presets: {', '.join(PRESETS)}", field="preset"
         )
     return preset
 

@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from postroom.errors import DuplicateRequestError, NotFoundError
-from postroom.models import Diagnosis, Message, NewMessage, Priority, Status, WaitingFor
+from postroom.models import (
+    Diagnosis,
+    Handoff,
+    Message,
+    NewMessage,
+    Priority,
+    Status,
+    WaitingFor,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +40,7 @@ class Completion:
     next_attempt_at: datetime | None = None
     waiting_for: WaitingFor | None = None
     reclaimed_from: str | None = None
+    handoff: Handoff | None = None  # a success: where it went and what the provider answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +112,12 @@ class MessageFilter:
     """Filters for :meth:`Store.list_messages`; every field is optional."""
 
     status: Status | None = None
-    recipient: str | None = None
+    recipient: str | None = None  # any case; "@example.org" for a whole domain
     tenant: str | None = None
     template_type: str | None = None
     priority: Priority | None = None
+    provider_message_id: str | None = None  # a dispatch of the message carries this id
+    id_fragment: str | None = None  # the id starts or ends with this (a short id)
     limit: int = 50
     before: tuple[datetime, str] | None = None  # keyset: (created_at, id) of the last row seen
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -92,6 +93,8 @@ messages = Table(
     Index("ix_messages_tenant_status_created", "tenant", "status", "created_at", "id"),
     Index("ix_messages_template_created", "template_type", "created_at", "id"),
     Index("ix_messages_mime_ref", "mime_ref"),
+    # Recipient search in any case (migration 0009).
+    Index("ix_messages_recipient_lower", func.lower(text("recipient"))),
     # Claims read one range per (tenant, lane), due order (migration 0011).
     Index("ix_messages_lane_due", "status", "tenant", "priority", "next_attempt_at"),
     Index("ix_messages_content", "content_hash", "created_at"),
@@ -120,7 +123,14 @@ dispatches = Table(
     Column("reclaimed_from", String(64), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The evidence of a hand-off (migration 0009): where it went, the provider's answer and
+    # its id for the message, by which provider events and searches find the message.
+    Column("transport", String(16), nullable=True),
+    Column("host", String(320), nullable=True),
+    Column("reply", Text, nullable=True),
+    Column("provider_message_id", String(255), nullable=True),
     Index("ix_dispatches_message", "message_id", "created_at"),
+    Index("ix_dispatches_provider_message_id", "provider_message_id"),
 )
 
 # Tenants saved through the admin API; credentials inside ``courier`` are encrypted.

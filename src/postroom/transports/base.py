@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,23 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """A successful hand-off. ``reply`` is the provider's acceptance (e.g. ``250 2.0.0 OK``)."""
+    """A successful hand-off: which transport (``smtp``, ``http``, ``outbox``), the host (and
+    port) it went to, the provider's acceptance (``250 2.0.0 Ok: queued as 4Fh2kq0xQ``; an
+    HTTP status and the start of the body) and the provider's id for the message in it."""
 
     reply: str | None = None
     provider_message_id: str | None = None
+    transport: str | None = None
+    host: str | None = None
+
+
+def target_host(url: str) -> str | None:
+    """``host:port`` of a URL (no credentials, path or query), as a dispatch records it."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 class Transport(Protocol):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +48,8 @@ from postroom.render.jsonnet import (
     form_fields,
     load_body,
 )
-from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.base import Envelope, Recorder, SendResult, target_host
+from postroom.transports.evidence import http_message_id
 
 REPLY_EXCERPT = 1024  # bytes of a refusal's body kept in the diagnosis
 MAX_RESPONSE = 64 * 1024  # bytes of a response read at most
@@ -72,24 +72,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def _provider_message_id(response: httpx.Response, content: bytes) -> str | None:
-    for header in ("X-Message-Id", "X-Message-ID", "X-Request-Id"):
-        if header in response.headers:
-            return response.headers[header]
-    if b"{" not in content[:64]:
-        return None
-    try:
-        data = json.loads(content)
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        for key in ("id", "message_id", "messageId", "MessageID", "MessageId"):
-            value = data.get(key)
-            if isinstance(value, (str, int)) and str(value):
-                return str(value)
-    return None
 
 
 def build_ctx(envelope: Envelope) -> dict[str, Any]:
@@ -247,9 +229,12 @@ class HttpTransport:
         status = response.status_code
         if 200 <= status < 300:
             ms = (time.perf_counter() - started) * 1000
+            accepted = excerpt(body, REPLY_EXCERPT)
             return SendResult(
-                reply=f"{status} {response.reason_phrase} ({ms:.0f} ms)",
-                provider_message_id=_provider_message_id(response, body),
+                reply=f"{status} {response.reason_phrase} ({ms:.0f} ms) {accepted}".strip(),
+                provider_message_id=http_message_id(response.headers, body),
+                transport="http",
+                host=target_host(self.url),
             )
         reply_text = excerpt(body, REPLY_EXCERPT) or response.reason_phrase
         if 300 <= status < 400:

@@ -35,7 +35,7 @@ class OutboxTransport:
             raise DeliveryError(
                 f"cannot write to the outbox {self.directory}: {exc.strerror}", stage="data"
             ) from exc
-        return SendResult(reply=f"written to {path}")
+        return SendResult(reply=f"written to {path}", transport="outbox")
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -16,6 +16,7 @@ import contextlib
 import json
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,7 @@ from postroom.errors import DeliveryError, OAuthError, readable
 from postroom.net.targets import Target, resolve_target
 from postroom.oauth.client import AccessToken, RefreshTokenKeeper, TokenCache, token_cache
 from postroom.transports.base import Envelope, Recorder, SendResult
+from postroom.transports.evidence import smtp_message_id
 
 T = TypeVar("T")
 
@@ -142,6 +144,7 @@ class SmtpConnection:
         self.tokens = tokens
         self.client: aiosmtplib.SMTP | None = None
         self.delivered = 0
+        self.auth_skipped = False  # the server offered AUTH and the URI has no login
         self._peer: Target | None = None  # the checked address open() connected to
 
     @property
@@ -163,7 +166,7 @@ class SmtpConnection:
             except DeliveryError:
                 raise
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                raise _delivery_error(stage, exc) from exc
+                raise self._failure(stage, exc) from exc
         with self.recorder.timed(stage) as step:
             try:
                 result = await action()
@@ -173,7 +176,7 @@ class SmtpConnection:
                 step.detail = str(exc)
                 raise
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                error = _delivery_error(stage, exc)
+                error = self._failure(stage, exc)
                 if error.reply is not None:
                     step.reply = error.reply
                 else:
@@ -184,6 +187,11 @@ class SmtpConnection:
             if detail is not None:
                 step.detail = detail(result)
             return result
+
+    def _failure(self, stage: str, exc: BaseException) -> DeliveryError:
+        error = _delivery_error(stage, exc)
+        error.auth_skipped = self.auth_skipped
+        return error
 
     async def open(self) -> None:
         """Resolve, connect, (implicit TLS), greeting, EHLO, (STARTTLS, EHLO), AUTH."""
@@ -290,32 +298,44 @@ class SmtpConnection:
             await self._oauth_login(self.tokens)
         elif uri.username is not None:
             await self._step("auth", self._login, detail=lambda r: f"logged in as {uri.username}")
+        else:
+            self.auth_skipped = client.supports_extension("auth")
 
     async def _greeting(self) -> SMTPResponse:
         """Wait for the greeting of a plain (STARTTLS or cleartext) connection. A server that
         never greets on port 465, or that answers a TLS handshake on a second connection,
         expects implicit TLS: that is ``tls_wrong_mode``, not a timeout."""
         assert self.client is not None
+        uri, timeout = self.uri, self.settings.timeout
+        # The greeting wait and the TLS probe share one budget: together they take `timeout`.
+        probe = 0.0 if uri.port == IMPLICIT_TLS_PORT else min(timeout / 4, 5.0)
+        started = time.monotonic()
         try:
-            return await self.client.connect()
+            return await self.client.connect(timeout=timeout - probe)
         except aiosmtplib.SMTPConnectTimeoutError as exc:
-            uri = self.uri
-            if uri.port == IMPLICIT_TLS_PORT or await self._speaks_tls_first():
+            left = timeout - (time.monotonic() - started)
+            if not probe or await self._speaks_tls_first(max(left, 0.1)):
                 raise DeliveryError(
                     f"no greeting from {uri.host}:{uri.port}: the port expects TLS from the "
                     "first byte (implicit TLS), so smtp:// waits for a greeting that never comes",
                     stage="connect",
                     hint="tls_wrong_mode",
                 ) from exc
-            raise
+            silent = DeliveryError(
+                f"{uri.host}:{uri.port} accepted the connection but sent no greeting within "
+                f"{timeout:g}s",
+                stage="connect",
+                hint="connection_timeout",
+            )
+            silent.situation = "no_greeting"
+            raise silent from exc
 
-    async def _speaks_tls_first(self) -> bool:
-        """A quick second connection that tries a TLS handshake first (certificate not
-        checked: the only question is whether the port speaks TLS)."""
+    async def _speaks_tls_first(self, wait: float) -> bool:
+        """A quick second connection that tries a TLS handshake first, within ``wait``
+        seconds (certificate not checked: the only question is whether the port speaks TLS)."""
         probe = ssl.create_default_context()
         probe.check_hostname = False
         probe.verify_mode = ssl.CERT_NONE
-        wait = min(self.settings.timeout, 5.0)
         target = self._peer  # resolved and checked by open(): never resolved again
         if target is None:
             return False
@@ -328,7 +348,7 @@ class SmtpConnection:
                     server_hostname=self.uri.tls_name,
                     ssl_handshake_timeout=wait,
                 ),
-                wait + 1,
+                wait,
             )
         except (OSError, TimeoutError, ssl.SSLError):
             return False
@@ -458,7 +478,14 @@ class SmtpConnection:
             await self._reset()
             raise
         self.delivered += 1
-        return SendResult(reply=_reply(response))
+        reply = _reply(response)
+        host = f"[{self.uri.host}]" if ":" in self.uri.host else self.uri.host
+        return SendResult(
+            reply=reply,
+            provider_message_id=smtp_message_id(reply),
+            transport="smtp",
+            host=f"{host}:{self.uri.port}",
+        )
 
     async def check_envelope(self, envelope: Envelope) -> None:
         """MAIL and RCPT for ``envelope`` without DATA, then RSET (``test-smtp --no-send``):

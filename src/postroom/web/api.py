@@ -103,6 +103,7 @@ async def list_messages(
     tenant: str | None = None,
     template_type: str | None = None,
     priority: Priority | None = None,
+    provider_message_id: str | None = None,
     page_size: Annotated[int, Query(ge=0)] = DEFAULT_PAGE_SIZE,
     page_token: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -115,6 +116,7 @@ async def list_messages(
         tenant=tenant,
         template_type=template_type,
         priority=priority,
+        provider_message_id=provider_message_id,
         limit=page_size,
     )
     page = await messages.list_page(_store(request), query, token=page_token)
@@ -125,6 +127,7 @@ async def list_messages(
         ("tenant", tenant),
         ("template_type", template_type),
         ("priority", priority.value if priority else None),
+        ("provider_message_id", provider_message_id),
     ):
         if value is not None:
             params[key] = value
@@ -216,8 +219,22 @@ async def put_tenant(
     tenant_id: str,
     courier: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
-    """Create or replace a tenant from its courier section; ``***`` keeps a stored secret."""
-    return await _tenants(request).save(tenant_id, courier)
+    """Create or replace a tenant from its courier section, or from what ``GET`` answers
+    (``{"id", "source", "courier": {...}}``: the read-only fields are ignored); ``***``
+    keeps a stored secret."""
+    return await _tenants(request).save(tenant_id, _courier_section(courier))
+
+
+_READ_ONLY = frozenset({"id", "source", "error"})
+
+
+def _courier_section(body: dict[str, Any]) -> dict[str, Any]:
+    """The courier section of a PUT body: the body itself, or its ``courier`` when the body
+    is a tenant as ``GET`` shows it."""
+    section = body.get("courier")
+    if isinstance(section, dict) and set(body) - {"courier"} <= _READ_ONLY:
+        return section
+    return body
 
 
 @router.delete("/admin/tenants/{tenant_id}", status_code=204, tags=["tenants"])

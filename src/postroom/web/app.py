@@ -24,6 +24,7 @@ from postroom.store import Store, open_store
 from postroom.web import api, dashboard, listener_api, previews
 from postroom.web.auth import Caller, require_admin
 from postroom.web.errors import BodyLimit, NoNulInUrl, install_error_handlers
+from postroom.web.openapi import install_true_openapi
 from postroom.web.throttle import Throttle
 from postroom.worker import Worker, retention
 
@@ -91,6 +92,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.throttle = Throttle()
     install_error_handlers(app)
+    install_true_openapi(app)
     app.add_middleware(BodyLimit)
     if settings.serve.trusted_proxies:  # the client is then the right-most untrusted hop
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.serve.trusted_proxies)

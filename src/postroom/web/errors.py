@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom.errors import (
@@ -73,12 +74,31 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """The ``Allow`` header for the path of ``scope``: the methods of every route on it."""
+    methods: set[str] = set()
+    pending: list[Any] = list(app.router.routes)
+    while pending:
+        route = pending.pop()
+        if hasattr(route, "original_router"):  # an included router, kept whole
+            pending.extend(route.original_router.routes)
+            continue
+        if getattr(route, "methods", None) and route.matches(scope)[0] is not Match.NONE:
+            methods |= set(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map Postroom's and the framework's errors to the JSON error shape."""
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only one route's
+            headers = {**(headers or {}), "Allow": allowed_methods(app, request.scope)}
+        return error_response(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -56,9 +58,41 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
-def run_server(app: FastAPI, *, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM or Ctrl-C; the app's lifespan stops its worker cleanly."""
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port``; raise :class:`InputError` saying how to pick
+    another port when this one is taken or not allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot listen on {host!r}: {exc.strerror}", field="--host") from exc
+    family, _type, _proto, _name, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        how = "pick another with --port, or SERVE_PORT (`SERVE_PORT=4437 make run`)"
+        if exc.errno == errno.EADDRINUSE:
+            raise InputError(
+                f"port {port} on {host} is already in use (another `postroom serve` or "
+                f"`make run`?); stop that one or {how}",
+                field="--port",
+            ) from exc
+        if exc.errno == errno.EACCES:
+            raise InputError(
+                f"may not listen on port {port} (ports below 1024 need privileges); {how}",
+                field="--port",
+            ) from exc
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}", field="--host") from exc
+    return sock
+
+
+def run_server(app: FastAPI, *, sock: socket.socket) -> None:
+    """Serve ``app`` on the bound ``sock`` until SIGTERM or Ctrl-C; the app's lifespan stops
+    its worker cleanly."""
     # The app reads X-Forwarded-For itself, from serve.trusted_proxies only: uvicorn's own
     # default would trust any local peer's header.
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False)
-    GracefulServer(config).run()
+    config = uvicorn.Config(app, log_level="warning", proxy_headers=False)
+    GracefulServer(config).run(sockets=[sock])

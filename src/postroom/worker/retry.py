@@ -13,6 +13,7 @@ from postroom.clock import utcnow
 from postroom.config.durations import format_duration
 from postroom.config.settings import CourierSettings
 from postroom.diagnosis import diagnose
+from postroom.diagnosis.catalogue import gave_up
 from postroom.models import Diagnosis, Message, Priority, Status, WaitingFor
 from postroom.store.base import Completion, SlotWait
 
@@ -46,8 +47,11 @@ def after_failure(
     it.
     """
     attempts = message.send_count + 1
-    if not diagnosis.transient or attempts >= message.max_attempts:
+    if not diagnosis.transient:
         return Completion(message_id=message.id, status=Status.ABANDONED, error=diagnosis)
+    if attempts >= message.max_attempts:  # the attempts ran out: say so, and what to check
+        error = gave_up(diagnosis, attempts=attempts)
+        return Completion(message_id=message.id, status=Status.ABANDONED, error=error)
     delay = backoff(attempts, courier)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))

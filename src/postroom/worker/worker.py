@@ -25,7 +25,7 @@ from postroom.diagnosis.catalogue import diagnose_unexpected
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import ConfigError, DeliveryError
 from postroom.metrics import Metrics
-from postroom.models import Message, Status
+from postroom.models import Handoff, Message, Status
 from postroom.render.mime import envelope_address
 from postroom.store import Completion, Queue, StoreUnavailable, Tenants
 from postroom.store.refresh_tokens import refresh_token_keeper
@@ -166,7 +166,7 @@ class Worker:
             template_data=message.template_data,
         )
         try:
-            await self._transport(message.tenant).send(envelope)
+            result = await self._transport(message.tenant).send(envelope)
         except (DeliveryError, ConfigError) as exc:
             diagnosis = diagnose_error(exc)
             retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
@@ -186,7 +186,10 @@ class Worker:
             diagnosis = diagnose_unexpected(exc)
             self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
         else:
-            self._finish(Completion(message.id, Status.SENT), message)
+            handoff = Handoff(
+                result.transport, result.host, result.reply, result.provider_message_id
+            )
+            self._finish(Completion(message.id, Status.SENT, handoff=handoff), message)
 
     def _finish(self, completion: Completion, message: Message) -> None:
         if message.reclaimed_from and completion.attempted:

@@ -30,6 +30,7 @@ from postroom.store.base import (
     new_id,
     queued_message,
 )
+from postroom.store.evidence import handoff_values
 from postroom.store.lane_rules import (
     LaneClaim,
     cooldown_error,
@@ -266,6 +267,7 @@ class MemoryQueue(MemoryState):
                         now,
                         now,
                         reclaimed_from=c.reclaimed_from,
+                        **handoff_values(c.handoff),
                     )
                 )
             self._put(replace(message, **changes))

@@ -17,6 +17,7 @@ from postroom.store.base import (
 )
 from postroom.store.lane_rules import summarise
 from postroom.store.memory.state import MemoryState
+from postroom.store.search import id_matches, recipient_matches
 
 
 class MemoryRecords(MemoryState):
@@ -35,11 +36,19 @@ class MemoryRecords(MemoryState):
             m
             for m in self._messages.values()
             if (query.status is None or m.status is query.status)
-            and (query.recipient is None or m.recipient == query.recipient)
+            and (query.recipient is None or recipient_matches(m.recipient, query.recipient))
+            and (query.id_fragment is None or id_matches(m.id, query.id_fragment))
             and (query.tenant is None or m.tenant == query.tenant)
             and (query.template_type is None or m.template_type.value == query.template_type)
             and (query.priority is None or m.priority is query.priority)
             and (query.before is None or (m.created_at, m.id) < query.before)
+            and (
+                query.provider_message_id is None
+                or any(
+                    d.provider_message_id == query.provider_message_id
+                    for d in self._dispatches[m.id]
+                )
+            )
         ]
         rows.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return rows[: query.limit]

@@ -19,10 +19,12 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
+from postroom.store.evidence import with_provider_message_id
 from postroom.store.lane_rules import summarise
 from postroom.store.lanes import LANE_SUMMARY
 from postroom.store.listener import drop_unused_bodies, fill_bodies
 from postroom.store.schema import dispatches, messages
+from postroom.store.search import id_condition, recipient_condition
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
 
@@ -52,7 +54,6 @@ class SqlRecords(SqlEngine):
         filters = {
             name: value
             for name, value in (
-                ("recipient", query.recipient),
                 ("tenant", query.tenant),
                 ("status", query.status.value if query.status is not None else None),
                 ("template_type", query.template_type),
@@ -60,14 +61,25 @@ class SqlRecords(SqlEngine):
             )
             if value is not None
         }
+        exact_recipient = query.recipient is not None and not query.recipient.startswith("@")
         with self._reader.connect() as conn:
-            driving = self._driving_columns(conn, filters)
+            # One recipient is a handful of rows: on SQLite, read them along its index.
+            if exact_recipient and not self.postgres:
+                driving: frozenset[str] = frozenset()
+            else:
+                driving = self._driving_columns(conn, filters)
             stmt = select(messages)
             for name, value in filters.items():
                 column = messages.c[name]
                 # ``column || ''`` keeps the planner off that column's indexes, so that the
                 # page is read along the index of the driving columns (see _driving_columns).
                 stmt = stmt.where((column if name in driving else column + "") == value)
+            if query.provider_message_id is not None:
+                stmt = stmt.where(with_provider_message_id(query.provider_message_id))
+            if query.recipient is not None:
+                stmt = stmt.where(recipient_condition(query.recipient))
+            if query.id_fragment is not None:
+                stmt = stmt.where(id_condition(query.id_fragment))
             if query.before is not None:
                 created, last_id = query.before
                 # (created_at, id) < (created, last_id), written so that the first condition
@@ -86,15 +98,13 @@ class SqlRecords(SqlEngine):
 
         PostgreSQL's planner knows how common each value is and chooses itself (every column
         stays indexable). SQLite keeps no such statistics, and a poor choice reads a whole
-        status or tenant to find a handful of rows, so we choose: the recipient (a handful of
-        rows) when given, else whichever of tenant+status, tenant, status or template type
-        matches the fewest rows, counted up to a small bound along its index
+        status or tenant to find a handful of rows, so we choose (the caller reads one
+        recipient along its own index): whichever of tenant+status, tenant, status or template
+        type matches the fewest rows, counted up to a small bound along its index
         (``ix_messages_*_created`` of migration 0005).
         """
         if self.postgres or len(filters) < 2:
             return frozenset(filters)
-        if "recipient" in filters:
-            return frozenset({"recipient"})
         candidates: list[tuple[str, ...]] = []
         if "tenant" in filters and "status" in filters:
             candidates.append(("tenant", "status"))

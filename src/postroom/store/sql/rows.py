@@ -20,6 +20,7 @@ from postroom.models import (
     WaitingFor,
 )
 from postroom.store.base import Completion, StoredOAuthToken, StoredTenant, new_id
+from postroom.store.evidence import handoff_fields, handoff_values
 
 
 def message_row(message: Message) -> dict[str, Any]:
@@ -108,6 +109,7 @@ def dispatch_row(
         "reclaimed_from": c.reclaimed_from,
         "created_at": now,
         "updated_at": now,
+        **handoff_values(c.handoff),
     }
 
 
@@ -122,6 +124,7 @@ def dispatch_from_row(row: Row[Any]) -> Dispatch:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         reclaimed_from=m.get("reclaimed_from"),
+        **handoff_fields(m),
     )
 
 

@@ -45,6 +45,7 @@ class Filters:
     template: str = ""
     recipient: str = ""
     priority: str = ""
+    provider_id: str = ""
 
     def params(self) -> dict[str, str | None]:
         """As query parameters."""
@@ -54,6 +55,7 @@ class Filters:
             "template": self.template,
             "recipient": self.recipient,
             "priority": self.priority,
+            "provider_id": self.provider_id,
         }
 
     @property
@@ -76,12 +78,18 @@ async def message_list(
     template: str = "",
     recipient: str = "",
     priority: str = "",
+    provider_id: str = "",
     page: str = "",
     fragment: str = "",
 ) -> Response:
     """Newest first, 50 a page; ``fragment=rows`` answers only the table rows (auto-refresh)."""
     filters = Filters(
-        tenant.strip(), status.strip(), template.strip(), recipient.strip(), priority.strip()
+        tenant.strip(),
+        status.strip(),
+        template.strip(),
+        recipient.strip(),
+        priority.strip(),
+        provider_id.strip(),
     )
     error = None
     try:
@@ -107,6 +115,7 @@ async def message_list(
                 tenant=filters.tenant or None,
                 template_type=filters.template or None,
                 priority=chosen_lane,
+                provider_message_id=filters.provider_id or None,
                 limit=PAGE_SIZE,
             ),
             token=page or None,
@@ -215,8 +224,13 @@ async def retry(request: Request, _viewer: Viewer, message_id: str) -> Response:
 
 @router.post("/messages/{message_id}/cancel")
 async def cancel(request: Request, _viewer: Viewer, message_id: str) -> Response:
-    """Abandon a queued message with code ``cancelled``."""
-    await read_form(request)
+    """Abandon a queued message with code ``cancelled``, after a confirmation."""
+    form = await read_form(request)
+    if form_value(form, "confirm") != "yes":
+        message = await message_service.get(store(request), message_id)
+        return render(
+            request, "confirm_cancel.html", title="Cancel a message?", nav="messages", m=message
+        )
     try:
         await message_service.cancel(store(request), message_id)
     except ConflictError as exc:

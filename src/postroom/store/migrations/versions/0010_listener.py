@@ -7,7 +7,7 @@ reply, reason), so that ``postroom listener log`` and the dashboard show why a c
 names it in ``messages.mime_ref``.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic import op
 from postroom.store.schema import UtcDateTime
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
