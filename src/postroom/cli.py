@@ -19,7 +19,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from postroom.commands import diagnose, listener, messages, oauth, suppressions, templates
+from postroom.commands import (
+    deliverability,
+    diagnose,
+    listener,
+    messages,
+    oauth,
+    suppressions,
+    templates,
+)
 from postroom.commands.common import (
     CONFIG_ENV,
     ConfigOpt,
@@ -484,6 +492,7 @@ for register in (
     diagnose.register,
     oauth.register,
     listener.register,
+    deliverability.register,
     templates.register,
     suppressions.register,
 ):

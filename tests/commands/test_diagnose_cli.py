@@ -228,7 +228,7 @@ def test_test_smtp_failure_shows_reply_cause_fix_and_exits_1(tmp_path: Path, pki
     assert "SMTP AUTH" in human.stdout
     assert as_json.returncode == 1
     data = json.loads(as_json.stdout)
-    assert list(data) == ["ok", "uri", "steps", "failed_stage", "diagnosis"]
+    assert list(data) == ["ok", "uri", "steps", "failed_stage", "diagnosis", "deliverability"]
     assert data["ok"] is False
     assert data["uri"] == f"smtp://alice:***@localhost:{srv.port}/"
     assert data["failed_stage"] == "auth"

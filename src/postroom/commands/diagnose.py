@@ -243,11 +243,29 @@ def smtp_test_command(
         report = _run_smtp_test(
             settings, courier, tenant, uri=uri, to=to, sender=sender, no_send=no_send
         )
+    checked = _deliverability(settings, courier, tenant, sender or courier.smtp.from_address)
     if as_json:
-        print_json(report.to_json())
+        print_json({**report.to_json(), "deliverability": checked})
     else:
         _print_report(report)
-    raise typer.Exit(0 if report.ok else 1)
+        _plain("")
+        _plain(checked["line"], style=_VERDICT_STYLE.get(checked["status"], ""))
+    raise typer.Exit(0 if report.ok else 1)  # the verdict never changes the exit code
+
+
+_VERDICT_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skipped": "dim"}
+
+
+def _deliverability(
+    settings: Settings, courier: CourierSettings, tenant: str, sender: str
+) -> dict[str, Any]:
+    """The one-line DNS verdict for the sender's domain (the store is opened only when the
+    tenant signs with a stored key, to compare it with the published one)."""
+    from postroom.deliverability.service import verdict
+
+    if courier.dkim.domain is not None and courier.dkim.private_key_path is None:
+        return run_with_store(settings, lambda store: verdict(store, settings, tenant, sender))
+    return asyncio.run(verdict(None, settings, tenant, sender))
 
 
 _STAGE_WIDTH = max(len(stage) for stage in STAGES)

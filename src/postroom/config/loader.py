@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from postroom.config.bodies import check_file_bodies
 from postroom.config.settings import CourierSettings, Settings, TenantSettings
+from postroom.deliverability.dkim import load_private_key
 from postroom.errors import ConfigError
 
 # Kratos keys Postroom accepts and ignores, with what it does instead.
@@ -211,7 +212,24 @@ def load_settings(
         check_file_bodies(
             settings.tenant(name).http.request_config, path=f"{where}.http.request_config"
         )
+        check_dkim_key_file(settings.tenant(name), path=f"{where}.dkim.private_key_path")
     return Loaded(settings=settings, warnings=warnings, source=source)
+
+
+def check_dkim_key_file(courier: CourierSettings, *, path: str) -> None:
+    """Refuse a DKIM key file that cannot be read or is not a key of ``dkim.algorithm``, when
+    the file is read rather than at the first message."""
+    raw = courier.dkim.private_key_path
+    if not raw:
+        return
+    try:
+        pem = Path(raw).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{raw} cannot be read ({exc.strerror}); point it at the PEM file of the DKIM key",
+            path=path,
+        ) from None
+    load_private_key(pem, algorithm=courier.dkim.algorithm, source=path)
 
 
 def check_template_dir(courier: CourierSettings, tenant: str) -> None:

@@ -26,6 +26,7 @@ from postroom.config.networks import cidr_networks
 from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import stored_token
 from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
+from postroom.deliverability.nameservers import parse_nameserver
 from postroom.errors import ConfigError, InputError
 from postroom.render.mime import check_configured_header, header_address
 from postroom.text import header_line_problem
@@ -180,6 +181,58 @@ class RateLimitSettings(_Strict):
     unit: Literal["messages", "recipients"] = "messages"
 
 
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _dns_name(value: str, what: str) -> str:
+    name = value.strip().lower().rstrip(".")
+    try:
+        name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{value!r} is not a {what}; write one like example.org") from None
+    if not name or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ValueError(f"{value!r} is not a {what}; write one like example.org")
+    return name
+
+
+class DkimSettings(_Strict):
+    """``courier.dkim``: sign this tenant's mail for ``domain`` (off while it is unset).
+
+    With ``private_key_path`` (file tenants only) the key is that PEM file; without it, the key
+    is the one made by ``postroom dkim generate`` and switched on by ``postroom dkim activate``
+    (then ``selector`` and ``algorithm`` come from the store).
+    """
+
+    domain: str | None = None
+    selector: str | None = None
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+    private_key_path: str | None = None
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_name(value, "domain name")
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_name(value, "DKIM selector")
+
+    @model_validator(mode="after")
+    def _file_needs_selector(self) -> DkimSettings:
+        if (self.selector or self.private_key_path) and not self.domain:
+            raise ValueError(
+                "dkim has a selector or key but no domain; set dkim.domain to the domain of "
+                "your from_address (or a parent of it)"
+            )
+        if self.private_key_path and not self.selector:
+            raise ValueError(
+                "private_key_path is set but selector is not; set selector to the name the "
+                "key is published under (<selector>._domainkey.<domain>)"
+            )
+        return self
+
+
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
@@ -252,6 +305,7 @@ class CourierSettings(_Strict):
     suppression: SuppressionSettings = Field(default_factory=SuppressionSettings)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     listener: CourierListenerSettings = Field(default_factory=CourierListenerSettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
 
     @field_validator("preset")
     @classmethod
@@ -348,6 +402,20 @@ class ServeSettings(_Strict):
         return cidr_networks(value, example="[127.0.0.1, 10.0.0.0/8] (your reverse proxies)")
 
 
+class DnsSettings(_Strict):
+    """``dns``: the resolver ``doctor`` (and the DKIM publication check) asks."""
+
+    nameservers: Annotated[list[str], BeforeValidator(_proxy_list)] = Field(default_factory=list)
+    timeout: Annotated[PositiveDuration, at_most(MINUTE)] = 2.0
+
+    @field_validator("nameservers")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_nameserver(entry)
+        return value
+
+
 class SecretsSettings(_Strict):
     """``secrets``."""
 
@@ -368,6 +436,7 @@ class Settings(_Strict):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     courier: CourierSettings = Field(default_factory=CourierSettings)
     tenants: dict[str, TenantSettings] = Field(default_factory=dict)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
     listener: ListenerSettings = Field(default_factory=ListenerSettings)
 
     @model_validator(mode="after")

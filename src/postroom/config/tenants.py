@@ -48,6 +48,7 @@ FILE_KEYS: tuple[tuple[str, ...], ...] = (
     ("template_override_path",),
     ("outbox_path",),
     ("smtp", "client_cert_path"),
+    ("dkim", "private_key_path"),
     ("smtp", "client_key_path"),
     ("smtp", "oauth2", "service_account_file"),
 )

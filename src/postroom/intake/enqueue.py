@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from postroom.clock import utcnow
 from postroom.config import Settings
+from postroom.deliverability.signer import sign_all, signing_key
 from postroom.errors import DuplicateRequestError, InputError, TemplateError
 from postroom.events.suppress import admit
 from postroom.intake.priority import content_hash, parse_priority, tenant_budget
@@ -28,7 +29,7 @@ from postroom.models import Message, NewMessage, TemplateType
 from postroom.render.locales import fallback_chain, normalize_locale
 from postroom.render.mime import build_mime
 from postroom.render.templates import render_email
-from postroom.store import Queue
+from postroom.store import Intake
 from postroom.text import check_data
 
 MAX_DATA = 64 * 1024  # bytes of template_data JSON
@@ -207,7 +208,7 @@ def _request_hash(request: SendRequest) -> str:
 
 
 async def enqueue(
-    store: Queue, settings: Settings, requests: Sequence[SendRequest]
+    store: Intake, settings: Settings, requests: Sequence[SendRequest]
 ) -> list[tuple[Message, bool]]:
     """Validate, render and store every request in one transaction (all or nothing).
 
@@ -218,13 +219,20 @@ async def enqueue(
 
 
 async def enqueue_prepared(
-    store: Queue, settings: Settings, prepared: Sequence[NewMessage], *, bulk: bool = False
+    store: Intake,
+    settings: Settings,
+    prepared: Sequence[NewMessage],
+    *,
+    bulk: bool = False,
+    sign: bool = True,
 ) -> list[tuple[Message, bool]]:
     """Store messages that :func:`prepare` returned; the same promises as :func:`enqueue`.
 
     A message to an address on its tenant's suppression list raises ``SuppressedError``
     (nothing is stored), unless it is urgent (see ``events.suppress``); with ``bulk``, such
-    messages are left out of the result instead and the others stored."""
+    messages are left out of the result instead and the others stored. Each is DKIM-signed
+    first, unless ``sign`` is False: the SMTP listener signs the mail it accepts itself, once
+    for all its recipients."""
     prepared = await admit(store, settings, prepared, bulk=bulk)
     # A key repeated within the batch: the first occurrence is stored, the others return it.
     first: dict[tuple[str, str], int] = {}
@@ -238,6 +246,8 @@ async def enqueue_prepared(
                 raise DuplicateRequestError()
             repeats[index] = seen
     fresh = [new for index, new in enumerate(prepared) if index not in repeats]
+    if sign:
+        fresh = await _signed(store, settings, fresh)
     # One transaction for the whole batch, each message with its tenant's attempt budget and
     # TTL; a key already used for a different request refuses the batch before anything is
     # written.
@@ -257,4 +267,21 @@ async def enqueue_prepared(
     out: list[tuple[Message, bool]] = []
     for index in range(len(prepared)):
         out.append((out[repeats[index]][0], False) if index in repeats else next(stored))
+    return out
+
+
+async def _signed(
+    store: Intake, settings: Settings, messages: list[NewMessage]
+) -> list[NewMessage]:
+    """Each message signed with its tenant's DKIM key, once, now that its MIME is final:
+    every attempt then sends these same bytes."""
+    out = list(messages)
+    for tenant in dict.fromkeys(new.tenant for new in out):
+        key = await signing_key(store, settings, tenant)
+        if key is None:
+            continue
+        indexes = [i for i, new in enumerate(out) if new.tenant == tenant]
+        signed = await sign_all(key, [out[i].mime for i in indexes])
+        for index, mime in zip(indexes, signed, strict=True):
+            out[index] = replace(out[index], mime=mime)
     return out

@@ -4,26 +4,30 @@ The MIME is kept as received and only parsed (for the subject, text and HTML tha
 delivery and the dashboard use). What changes it: ``X-Postroom-*`` headers are read and
 removed, the tenant's configured headers are set, a missing ``Date`` or ``Message-ID`` is
 added (as a submission server may, RFC 6409 section 8), and ``rewrite_from`` replaces the
-``From`` header. Every recipient gets its own stored message, each with its own status.
+``From`` header. Every recipient gets its own stored message, each with its own status. The
+final MIME is DKIM-signed once, when the listener accepts it (:func:`store_submission`), so that
+retries and every transport send the same signed bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
-from postroom.config import CourierSettings
+from postroom.config import CourierSettings, Settings
+from postroom.deliverability.signer import dkim_sign
 from postroom.errors import InputError
+from postroom.intake.enqueue import enqueue_prepared
 from postroom.intake.priority import listener_message
-from postroom.models import NewMessage, TemplateType
+from postroom.models import Message, NewMessage, TemplateType
 from postroom.render.mime import envelope_address
-from postroom.store import utcnow
+from postroom.store import Intake, utcnow
 from postroom.text import header_line_problem
 
 PRIORITIES = ("urgent", "normal", "bulk")
@@ -188,3 +192,23 @@ def build_messages(submission: Submission, courier: CourierSettings) -> list[New
         )
         for recipient in submission.recipients
     ]
+
+
+async def store_submission(
+    store: Intake, settings: Settings, messages: list[NewMessage]
+) -> list[tuple[Message, bool]]:
+    """Store what :func:`build_messages` made of one submission, its MIME signed first with
+    the tenant's DKIM key (:func:`~postroom.deliverability.signer.dkim_sign`) when its From
+    domain is the tenant's DKIM domain: signed once for every recipient, and the stored MIME
+    (one shared copy, under the signed bytes' hash) is what every attempt sends.
+
+    Raise :class:`~postroom.errors.ConfigError` when the tenant's key cannot be loaded, and
+    what :func:`~postroom.intake.enqueue.enqueue_prepared` raises.
+    """
+    if messages:
+        first = messages[0]
+        mime = await dkim_sign(store, settings, first.tenant, first.mime)
+        if mime != first.mime:
+            shared = hashlib.sha256(mime).hexdigest() if first.mime_ref is not None else None
+            messages = [replace(new, mime=mime, mime_ref=shared) for new in messages]
+    return await enqueue_prepared(store, settings, messages, sign=False)

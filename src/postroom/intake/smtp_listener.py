@@ -25,12 +25,12 @@ from postroom.config import Settings
 from postroom.config.listener import IDLE_TIMEOUT, MAX_PER_CLIENT
 from postroom.config.networks import is_loopback
 from postroom.errors import ConfigError, InputError, RecipientLimitError, SuppressedError
-from postroom.intake.enqueue import enqueue_prepared
 from postroom.intake.relay import (
     Submission,
     bare_line_break,
     build_messages,
     read_postroom_headers,
+    store_submission,
 )
 from postroom.intake.smtp_auth import (
     Authenticator,
@@ -293,13 +293,19 @@ class Listener:
         except InputError as exc:
             return server.refuse(f"554 5.6.0 {exc}", str(exc), tenant=tenant)
         try:
-            stored = await enqueue_prepared(self.store, settings, prepared)
+            stored = await store_submission(self.store, settings, prepared)
         except RecipientLimitError as exc:  # a per-recipient limit: try again later
             return server.refuse(f"450 4.7.1 {exc}", str(exc), tenant=tenant)
         except SuppressedError as exc:  # permanent: the client must not try again
             why = " ".join(exc.reason.split())
             reply = f"550 5.7.1 {exc.address} is on the suppression list ({why})"
             return server.refuse(reply, str(exc), tenant=tenant)
+        except ConfigError as exc:  # the tenant's DKIM key cannot be loaded: nothing stored
+            return server.refuse(
+                "451 4.3.5 The tenant's DKIM key cannot be loaded; try again later",
+                str(exc),
+                tenant=tenant,
+            )
         except Exception as exc:
             log.exception("the listener could not store a message for tenant %s", tenant)
             return server.refuse(

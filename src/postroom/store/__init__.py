@@ -1,13 +1,13 @@
 """Storage, which is also the queue. ``open_store`` picks the backend from the DSN.
 
 The store has roles (:mod:`postroom.store.roles`): :class:`Queue`, :class:`Records`,
-:class:`Tenants` and :class:`Sessions`; a :class:`Store` is all of them plus migrate, ping and
-close. Each backend (:mod:`.sql`, :mod:`.memory`) has one module per role."""
+:class:`Tenants`, :class:`Sessions` and :class:`DkimKeys`; a :class:`Store` is all of them plus
+migrate, ping and close. Each backend (:mod:`.sql`, :mod:`.memory`) has one module per role."""
 
 from postroom.clock import utcnow
 from postroom.store.base import Budget, Completion, MessageFilter
 from postroom.store.memory import memory_store
-from postroom.store.roles import Queue, Records, Sessions, Store, Tenants
+from postroom.store.roles import DkimKeys, Intake, Queue, Records, Sessions, Store, Tenants
 from postroom.store.sql import SqlStore, StoreUnavailable
 
 
@@ -23,6 +23,8 @@ def open_store(dsn: str) -> Store:
 __all__ = [
     "Budget",
     "Completion",
+    "DkimKeys",
+    "Intake",
     "MessageFilter",
     "Queue",
     "Records",

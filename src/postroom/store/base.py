@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from postroom.errors import DuplicateRequestError
+from postroom.errors import DuplicateRequestError, NotFoundError
 from postroom.models import (
     Diagnosis,
     Handoff,
@@ -235,4 +235,30 @@ def queued_message(
         content_hash=new.content_hash,
         locale=new.locale,
         mime_ref=new.mime_ref,
+    )
+
+
+DkimKeyState = Literal["inactive", "active", "retired"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDkimKey:
+    """One DKIM key of a tenant; ``private_key`` is encrypted (``enc:v1:``)."""
+
+    tenant: str
+    selector: str
+    domain: str
+    algorithm: str
+    private_key: str
+    public_key: str
+    state: DkimKeyState
+    created_at: datetime
+    activated_at: datetime | None
+
+
+def dkim_key_not_found(tenant: str, selector: str) -> NotFoundError:
+    """The error for a DKIM key that is not stored, saying how to see and make keys."""
+    return NotFoundError(
+        f"tenant {tenant!r} has no DKIM key with selector {selector!r}; `postroom dkim list` "
+        "shows its keys, `postroom dkim generate` makes one"
     )

@@ -18,6 +18,7 @@ from postroom.store.base import (
     Completion,
     MessageFilter,
     SlotWait,
+    StoredDkimKey,
     StoredOAuthToken,
     StoredTenant,
 )
@@ -205,7 +206,29 @@ class Sessions(Protocol):
         no such session)."""
 
 
-class Store(Queue, Records, Tenants, Sessions, Protocol):
+class DkimKeys(Protocol):
+    """DKIM keys made by ``postroom dkim generate``, per tenant and selector: the private key
+    encrypted, at most one ``active`` per tenant (the one mail is signed with)."""
+
+    async def add_dkim_key(self, key: StoredDkimKey) -> None:
+        """Keep a new key; ``ConflictError`` when the tenant already has that selector."""
+
+    async def list_dkim_keys(self, tenant: str | None = None) -> list[StoredDkimKey]:
+        """The keys of ``tenant`` (None: every tenant), by tenant then newest first."""
+
+    async def activate_dkim_key(self, tenant: str, selector: str) -> StoredDkimKey:
+        """Make this key the tenant's active one (the one before is ``retired``), at once for
+        this process; raise ``NotFoundError`` when there is no such key."""
+
+    async def active_dkim_key(self, tenant: str) -> StoredDkimKey | None:
+        """The tenant's active key, or None (may be up to ``ACTIVE_CACHE_SECONDS`` old)."""
+
+
+class Intake(Queue, DkimKeys, Protocol):
+    """What intake uses: the queue, and the DKIM key each tenant signs with."""
+
+
+class Store(Queue, Records, Tenants, Sessions, DkimKeys, Protocol):
     """Durable storage and queue: every role, plus the lifecycle."""
 
     async def migrate(self) -> None:

@@ -253,3 +253,20 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     Index("ix_webhook_deliveries_created", "tenant", "created_at"),
 )
+
+# DKIM keys made by Postroom (migration 0015): the private key encrypted (enc:v1:), at most one
+# active key per tenant.
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("selector", String(63), primary_key=True),
+    Column("domain", String(253), nullable=False),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text, nullable=False),  # enc:v1: PEM
+    Column("public_key", Text, nullable=False),  # the p= value
+    Column("state", String(8), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("activated_at", UtcDateTime, nullable=True),
+    Index("ix_dkim_keys_tenant_state", "tenant", "state"),
+)

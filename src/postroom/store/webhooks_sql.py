@@ -30,7 +30,8 @@ class SqlDeliveries:
             with engine.begin() as conn:
                 return fn(conn)
 
-        return await self._store._run(run)
+        result: T = await self._store._run(run)
+        return result
 
     async def _read(self, fn: Callable[[Connection], T]) -> T:
         engine = self._store._reader
@@ -39,7 +40,8 @@ class SqlDeliveries:
             with engine.connect() as conn:
                 return fn(conn)
 
-        return await self._store._run(run)
+        result: T = await self._store._run(run)
+        return result
 
     # -- webhook deliveries ----------------------------------------------------------
 

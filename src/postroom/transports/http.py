@@ -75,8 +75,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def build_ctx(envelope: Envelope) -> dict[str, Any]:
-    """The ``ctx`` a body sees for ``envelope`` (SPEC.md); ``template_data`` always carries
-    ``to``."""
+    """The ``ctx`` a body sees for ``envelope``; ``template_data`` always carries
+    ``to``, and ``raw_mime`` is the whole message as it would go over SMTP."""
     recipient = envelope.recipient or (envelope.recipients[0] if envelope.recipients else "")
     data = dict(envelope.template_data or {})
     data.setdefault("to", recipient)
@@ -88,6 +88,9 @@ def build_ctx(envelope: Envelope) -> dict[str, Any]:
         "template_type": envelope.template_type or "stub",
         "template_data": data,
         "message_type": "email",
+        # The exact bytes SMTP would send (DKIM-signed when the tenant signs), for APIs that
+        # take a whole MIME message (SES's raw content, Mailgun's messages.mime).
+        "raw_mime": envelope.data.decode("utf-8", "replace"),
     }
 
 

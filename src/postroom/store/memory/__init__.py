@@ -4,12 +4,20 @@ out, one module per role like :mod:`postroom.store.sql` (and importing none of i
 from __future__ import annotations
 
 from postroom.store.listener import MemoryListenerRecords
+from postroom.store.memory.dkim_keys import MemoryDkimKeys
 from postroom.store.memory.queue import MemoryQueue
 from postroom.store.memory.records import MemoryRecords
 from postroom.store.memory.tenants import MemorySessions, MemoryTenants
 
 
-class MemoryStore(MemoryQueue, MemoryRecords, MemoryTenants, MemorySessions, MemoryListenerRecords):
+class MemoryStore(
+    MemoryQueue,
+    MemoryRecords,
+    MemoryTenants,
+    MemorySessions,
+    MemoryListenerRecords,
+    MemoryDkimKeys,
+):
     """A :class:`~postroom.store.Store` in a dict."""
 
 

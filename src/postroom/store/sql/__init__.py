@@ -5,6 +5,7 @@ on a shared engine: :mod:`.engine` (engines, thread, migrations, LISTEN), :mod:`
 from __future__ import annotations
 
 from postroom.store.listener import SqlListenerRecords
+from postroom.store.sql.dkim_keys import SqlDkimKeys
 from postroom.store.sql.engine import (
     MIGRATIONS,
     StoreUnavailable,
@@ -17,7 +18,7 @@ from postroom.store.sql.sessions import SqlSessions
 from postroom.store.sql.tenants import SqlTenants
 
 
-class SqlStore(SqlQueue, SqlRecords, SqlTenants, SqlSessions, SqlListenerRecords):
+class SqlStore(SqlQueue, SqlRecords, SqlTenants, SqlSessions, SqlListenerRecords, SqlDkimKeys):
     """A :class:`~postroom.store.Store` over SQLAlchemy Core: SQLite or PostgreSQL."""
 
 

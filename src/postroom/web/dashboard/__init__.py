@@ -9,6 +9,7 @@ Server-rendered pages (Jinja2, autoescaped) with a little vendored JavaScript:
 - ``/tenants``, ``/tenants/{id}``: provider settings with a preset picker, the SMTP test, and
   the SMTP listener's logins with the settings to paste into Keycloak;
 - ``/suppressions``: the suppression list, searched, an address removed;
+- ``/tenants/{id}/deliverability``: ``doctor``'s checks of the tenant's domain, its DKIM keys;
 - ``/listener``: the SMTP listener's refusals (why a client's "Test connection" failed);
 - ``/templates``: every template type of a tenant in a locale, HTML beside plain text, with
   "Send me this";
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from postroom.web.dashboard import (
+    deliverability,
     listener,
     messages,
     outbox,
@@ -39,7 +41,17 @@ STATIC_PATH = "/static"
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's pages and its static files (CSS, JS) to ``app``."""
-    for module in (signin, overview, messages, tenants, previews, suppressions, outbox, listener):
+    for module in (
+        signin,
+        overview,
+        messages,
+        deliverability,
+        tenants,
+        previews,
+        suppressions,
+        outbox,
+        listener,
+    ):
         app.include_router(module.router)
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 
 from postroom.config.settings import CourierSettings
+from postroom.deliverability.service import verdict
 from postroom.errors import ConfigError, ConflictError, InputError, NotFoundError
 from postroom.presets import PRESETS
 from postroom.service.smtp_logins import create_login, delete_login
@@ -27,7 +28,7 @@ from postroom.web.dashboard.pages import (
 )
 from postroom.web.dashboard.session import Session, require_viewer
 from postroom.web.dashboard.tenant_form import TenantForm
-from postroom.web.state import registry
+from postroom.web.state import registry, store
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Viewer = Annotated[Session, Depends(require_viewer)]
@@ -110,6 +111,7 @@ async def _tenant_page(
     if "listener" not in extra:
         extra["listener"] = await listener_section(request, tenant_id) if tenant_id else {}
     extra.setdefault("report", None)
+    extra.setdefault("deliverability", None)
     extra.setdefault("test_to", "")
     extra.setdefault("new_id", "")
     return render(
@@ -196,11 +198,17 @@ async def test_tenant(request: Request, _viewer: Viewer, tenant_id: str) -> Resp
         )
     except (InputError, ConfigError) as exc:
         error = str(exc)
+    checked = None
+    if report is not None:
+        settings = await registry(request).settings()
+        sender = report.sender or settings.tenant(tenant_id).smtp.from_address
+        checked = await verdict(store(request), settings, tenant_id, sender)
     return await _tenant_page(
         request,
         tenant_id,
         status=200 if error is None else 400,
         report=report,
+        deliverability=checked,
         test_to=to,
         error=error,
     )
