@@ -9,7 +9,7 @@ missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
-[ -e /usr/share/java/jakarta.mail.jar ] || missing+=(libjakarta-mail-java)
+[ -e /usr/share/java/jakarta-mail.jar ] || missing+=(libjakarta-mail-java)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
