@@ -109,7 +109,7 @@ class TemplateError(PostroomError):
 class DeliveryError(PostroomError):
     """A transport failed to hand a message off.
 
-    ``stage`` is one of SPEC.md's stages (``dns``, ``connect``, ``tls``, ``ehlo``, ``starttls``,
+    ``stage`` is one of the stages (``dns``, ``connect``, ``tls``, ``ehlo``, ``starttls``,
     ``auth``, ``mail``, ``rcpt``, ``data``, ``quit``, ``request``...). ``reply_code`` and
     ``reply_text`` carry the server's answer when there was one. The original exception is
     chained as ``__cause__``. ``retry_after`` is how many seconds the server asked us to wait

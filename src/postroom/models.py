@@ -100,7 +100,7 @@ class RenderedEmail:
 
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
-    """A failure explained: one code from SPEC.md's vocabulary, and what to do about it."""
+    """A failure explained: one code from the documented vocabulary (docs/diagnosis-codes.md), and what to do about it."""
 
     code: str
     transient: bool
@@ -110,7 +110,7 @@ class Diagnosis:
     reply: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC.md ``error`` object (``stage`` and ``reply`` only when known)."""
+        """The the documentation ``error`` object (``stage`` and ``reply`` only when known)."""
         out: dict[str, Any] = {"code": self.code, "transient": self.transient}
         if self.stage is not None:
             out["stage"] = self.stage
@@ -241,7 +241,7 @@ def _time(value: datetime | None) -> str | None:
 
 
 def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
-    """SPEC.md's dispatch object."""
+    """the documented dispatch object."""
     return {
         "id": dispatch.id,
         "message_id": dispatch.message_id,
@@ -260,7 +260,7 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
 
 
 def message_json(message: Message, *, expose_bodies: bool) -> dict[str, Any]:
-    """SPEC.md's message object (a superset of Kratos's); bodies redacted unless exposed."""
+    """the documented message object (a superset of Kratos's); bodies redacted unless exposed."""
     return {
         "id": message.id,
         "tenant": message.tenant,

@@ -22,8 +22,8 @@ SENDGRID = "SendGrid"
 MAILGUN = "Mailgun"
 POSTMARK = "Postmark"
 
-# SPEC.md, "Diagnosis vocabulary", in table order.
-SPEC_CODES = (
+# the documentation, "Diagnosis vocabulary", in table order.
+DOCUMENTED_CODES = (
     "dns_unresolved",
     "connection_refused",
     "connection_timeout",
@@ -896,11 +896,11 @@ def test_detect_provider() -> None:
 
 
 def test_catalogue_has_exactly_the_spec_codes_in_order() -> None:
-    assert tuple(CODES) == SPEC_CODES
+    assert tuple(CODES) == DOCUMENTED_CODES
     assert len(CODES) == 35
 
 
-@pytest.mark.parametrize("code", SPEC_CODES)
+@pytest.mark.parametrize("code", DOCUMENTED_CODES)
 def test_every_entry_explains_itself(code: str) -> None:
     entry = CODES[code]
     assert isinstance(entry, Entry)

@@ -1,4 +1,4 @@
-"""Provider presets: SPEC.md's connection URIs, validation, notes, limits and the registry."""
+"""Provider presets: the connection URIs, validation, notes, limits and the registry."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from postroom.presets import (
     looks_like_aws_secret_key,
 )
 
-# SPEC.md, "Provider presets": every name of its table.
-SPEC_NAMES = (
+# the documentation, "Provider presets": every name of its table.
+DOCUMENTED_NAMES = (
     "sendgrid",
     "mailgun",
     "amazon-ses",
@@ -52,7 +52,7 @@ def warnings(name: str, **kwargs: Any) -> tuple[str, ...]:
     return build_uri(get_preset(name), **kwargs).warnings
 
 
-# -- SPEC.md's URI formats ------------------------------------------------------------------
+# -- the documented URI formats ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -132,13 +132,13 @@ def test_uri_has_the_exact_spec_format(name: str, kwargs: dict[str, Any], expect
 
 
 def test_every_spec_preset_exists_with_its_documented_host() -> None:
-    assert set(SPEC_NAMES) <= set(PRESETS)
-    hosts = {name: PRESETS[name].host for name in SPEC_NAMES}
+    assert set(DOCUMENTED_NAMES) <= set(PRESETS)
+    hosts = {name: PRESETS[name].host for name in DOCUMENTED_NAMES}
     assert hosts["sendgrid"] == "smtp.sendgrid.net"
     assert hosts["outlook"] == "smtp-mail.outlook.com"
     assert hosts["microsoft365"] == "smtp.office365.com"
     assert hosts["azure-communication-services"] == "smtp.azurecomm.net"
-    for name in SPEC_NAMES:
+    for name in DOCUMENTED_NAMES:
         preset = PRESETS[name]
         assert preset.kind == "smtp"
         assert preset.steps, name
@@ -440,7 +440,7 @@ def test_unknown_preset_in_settings_lists_the_known_ones() -> None:
         CourierSettings.model_validate({"preset": "sendgird"})
     message = str(info.value)
     assert "sendgird" in message
-    for name in SPEC_NAMES:
+    for name in DOCUMENTED_NAMES:
         assert name in message
     assert CourierSettings.model_validate({"preset": "SendGrid"}).preset == "sendgrid"
 

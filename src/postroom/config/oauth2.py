@@ -101,7 +101,7 @@ def check_token_url(url: str) -> str:
 
 
 class OAuth2Settings(SettingsModel):
-    """``courier.smtp.oauth2``: XOAUTH2 login instead of a password (see SPEC.md)."""
+    """``courier.smtp.oauth2``: XOAUTH2 login instead of a password (see the README)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

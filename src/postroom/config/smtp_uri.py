@@ -1,4 +1,4 @@
-"""The SMTP connection URI and its six security modes (SPEC.md).
+"""The SMTP connection URI and its six security modes .
 
 =============================================  ===========================================
 ``smtp://user:pass@host:587/``                  STARTTLS required, certificate verified

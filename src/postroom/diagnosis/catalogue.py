@@ -1,4 +1,4 @@
-"""The diagnosis vocabulary of SPEC.md as data: every code with its retry rule and plain words.
+"""The diagnosis vocabulary of the documentation as data: every code with its retry rule and plain words.
 
 Pure data and two small functions, no I/O. ``diagnose`` turns a code (plus what is known about
 the failure) into a :class:`postroom.models.Diagnosis`.
@@ -304,7 +304,7 @@ _ENTRIES: tuple[Entry, ...] = (
 )
 
 CODES: dict[DiagnosisCode, Entry] = {entry.code: entry for entry in _ENTRIES}
-"""Every code of SPEC.md's diagnosis vocabulary, in the order of its table."""
+"""Every code of the documented diagnosis vocabulary, in the order of its table."""
 
 
 def entry_of(code: str) -> Entry | None:

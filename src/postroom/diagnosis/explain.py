@@ -45,7 +45,7 @@ STAGES = (
     "quit",
     "request",
 )
-"""SPEC.md's stages of a delivery attempt."""
+"""the stages of a delivery attempt."""
 
 MAX_TEXT = 20_000
 
@@ -442,7 +442,7 @@ def _guess_stage(parsed: ParsedReply, raw: str) -> str:
 
 
 def explain_text(text: str, *, stage: str | None = None) -> Explanation:
-    """Explain a pasted reply or error text with SPEC.md's vocabulary.
+    """Explain a pasted reply or error text with the documented vocabulary (docs/diagnosis-codes.md).
 
     ``stage`` (one of :data:`STAGES`) says where the text came from; without it the stage is
     guessed from the text. Raises :class:`InputError` for an empty text or an unknown stage.

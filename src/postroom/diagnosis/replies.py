@@ -7,7 +7,7 @@ RFC 5321 / RFC 3463 rules after them, and the reply class decides when nothing m
 
 Predicates look at the basic reply code, the enhanced status code (RFC 3463, ``"5.7.8"``)
 found in the text, the words of the text (case-insensitive, whitespace collapsed) and the
-stage of the conversation (SPEC.md's ``connect``, ``ehlo``, ``starttls``, ``auth``, ``mail``,
+stage of the conversation (the documented ``connect``, ``ehlo``, ``starttls``, ``auth``, ``mail``,
 ``rcpt``, ``data``, ``quit``). The quoted replies in the comments are the test data in
 ``tests/diagnosis/test_replies.py``; the explanations are ours.
 """

@@ -52,7 +52,7 @@ class SendRequest:
 
     @classmethod
     def from_mapping(cls, raw: Any) -> SendRequest:
-        """Build from a JSON object with SPEC.md's bulk keys; raise :class:`InputError`."""
+        """Build from a JSON object with the documented bulk keys; raise :class:`InputError`."""
         if not isinstance(raw, dict):
             raise InputError("each line must be a JSON object")
         allowed = {

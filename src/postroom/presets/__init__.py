@@ -40,7 +40,7 @@ def _registry(presets: tuple[Preset, ...]) -> dict[str, Preset]:
 
 
 PRESETS: dict[str, Preset] = _registry((*SMTP_PRESETS, *_http_presets()))
-"""Every preset by name: the SMTP ones in SPEC.md's order, then the HTTP API ones."""
+"""Every preset by name: the SMTP ones in the README's order, then the HTTP API ones."""
 
 
 def preset_names() -> list[str]:

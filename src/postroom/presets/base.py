@@ -35,7 +35,7 @@ class RateLimit:
 class Preset:
     """A provider's settings, limits and set-up notes.
 
-    For ``kind == "smtp"``: ``uri_template`` is SPEC.md's connection URI with ``{username}``,
+    For ``kind == "smtp"``: ``uri_template`` is the connection URI with ``{username}``,
     ``{password}``, ``{region}``, ``{domain}`` placeholders, and ``params`` names the values
     ``presets uri`` needs (``username``, ``password``, ``region``, ``domain``). For
     ``kind == "http"``: ``request_config`` is the ``courier.http.request_config`` a user pastes

@@ -1,4 +1,4 @@
-"""SMTP provider presets (SPEC.md's table) and the connection URI each one builds.
+"""SMTP provider presets (the README's table) and the connection URI each one builds.
 
 The notes and steps are written for a person setting the provider up, in our own words; the
 limits are the providers' documented defaults, which become a tenant's ``rate_limits`` when it
@@ -774,7 +774,7 @@ def build_uri(
     domain: str | None = None,
     derive_from_secret_key: bool = False,
 ) -> UriResult:
-    """The connection URI for an SMTP preset, in SPEC.md's exact format, with the user and
+    """The connection URI for an SMTP preset, in the documented format, with the user and
     password percent-encoded (RFC 3986 unreserved characters stay as they are).
 
     Raises :class:`InputError` (naming the option) for a missing or invalid value; things that

@@ -75,7 +75,7 @@ class Step:
     reply: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        """SPEC.md's step object."""
+        """The step object."""
         out: dict[str, object] = {"stage": self.stage, "ok": self.ok, "ms": round(self.ms, 1)}
         if self.detail is not None:
             out["detail"] = self.detail

@@ -40,7 +40,7 @@ _PLACEHOLDER_SENDER = "no-reply@postroom.localhost"
 @dataclass(slots=True)
 class SmtpTestReport:
     """The outcome of one SMTP test: every step with its time, and for a failure the stage
-    and the diagnosis. ``to_json()`` is SPEC.md's ``test-smtp`` JSON; the other fields are what
+    and the diagnosis. ``to_json()`` is the documented ``test-smtp`` JSON; the other fields are what
     the command line shows besides (extensions, TLS, certificate, warnings)."""
 
     uri: str
@@ -63,7 +63,7 @@ class SmtpTestReport:
         return self.diagnosis is None
 
     def to_json(self) -> dict[str, Any]:
-        """SPEC.md's ``test-smtp --json`` object: ``ok``, ``uri`` (redacted), ``steps``,
+        """The ``test-smtp --json`` object: ``ok``, ``uri`` (redacted), ``steps``,
         ``failed_stage`` and ``diagnosis`` (``code``, ``transient``, ``cause``, ``fix``)."""
         d = self.diagnosis
         return {

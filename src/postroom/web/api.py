@@ -1,4 +1,4 @@
-"""The admin API and the intake routes (SPEC.md "HTTP API")."""
+"""The admin API and the intake routes (docs/http-routes.md)."""
 
 from __future__ import annotations
 

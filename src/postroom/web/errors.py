@@ -1,4 +1,4 @@
-"""Every error answer is SPEC.md's JSON shape, never an HTML page or a traceback."""
+"""Every error answer is the documented JSON shape, never an HTML page or a traceback."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ _MESSAGES = {
 
 
 def error_body(code: int, reason: str) -> dict[str, Any]:
-    """SPEC.md's error object; control characters and lone surrogates in ``reason`` are
+    """The error object; control characters and lone surrogates in ``reason`` are
     escaped."""
     status = HTTPStatus(code)
     return {

@@ -1,6 +1,6 @@
 """Jsonnet request bodies for HTTP delivery: where a body comes from, and evaluating it safely.
 
-A body is a Jsonnet function of one top-level argument, ``ctx`` (SPEC.md). It comes from
+A body is a Jsonnet function of one top-level argument, ``ctx`` . It comes from
 ``file://PATH``, ``base64://DATA``, ``https://URL`` (fetched once, when the configuration is
 loaded, and cached) or is inline Jsonnet text; without one, :data:`DEFAULT_BODY` is Ory's
 default payload.

@@ -26,7 +26,7 @@ function(ctx) {
   body: if "template_data" in ctx && "body" in ctx.template_data then ctx.template_data.body else if "body" in ctx then ctx.body else null,
 }
 """  # noqa: E501 - Ory's documented payload; see the docstring for the two last keys
-"""Ory's documented HTTP email payload: the eleven keys of SPEC.md, ``null`` where absent.
+"""Ory's documented HTTP email payload: the eleven keys, ``null`` where absent.
 
 One difference from Ory's page: ``subject`` and ``body`` fall back to the rendered email's
 subject and plain text when the template data has none, as the Kratos binary's own default
