@@ -1,4 +1,4 @@
-"""The diagnosis codes of the documented vocabulary (docs/diagnosis-codes.md) as a type: a transport that knows the final
+"""The diagnosis codes of the documented vocabulary as a type: a transport that knows the final
 code of a failure (``DeliveryError.hint``), the classifiers and the catalogue all say
 :data:`DiagnosisCode`, so a misspelt code is a type error instead of a ``KeyError`` at run
 time. The catalogue (:mod:`postroom.diagnosis.catalogue`) gives each its rule and words."""

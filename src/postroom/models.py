@@ -100,7 +100,7 @@ class RenderedEmail:
 
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
-    """A failure explained: one code from the documented vocabulary (docs/diagnosis-codes.md), and what to do about it."""
+    """A failure explained: one documented code, and what to do about it."""
 
     code: str
     transient: bool

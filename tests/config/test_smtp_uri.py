@@ -1,4 +1,4 @@
-"""The SMTP connection URI: the six security modes of the documentation, ports, credentials, errors."""
+"""The SMTP connection URI: the six security modes, ports, credentials, errors."""
 
 from __future__ import annotations
 

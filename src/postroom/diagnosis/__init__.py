@@ -1,4 +1,4 @@
-"""Failure -> Diagnosis: the documented vocabulary (docs/diagnosis-codes.md), and the provider knowledge that picks a code.
+"""Failure -> Diagnosis: the documented codes, and the provider knowledge that picks a code.
 
 ``catalogue`` holds every code with its retry rule and plain words; ``replies`` reads an SMTP
 server reply (basic code, enhanced status code, text, stage) and names the code and, where the

@@ -1,4 +1,4 @@
-"""The diagnosis vocabulary of the documentation as data: every code with its retry rule and plain words.
+"""The documented diagnosis codes as data: every code with its retry rule and plain words.
 
 Pure data and two small functions, no I/O. ``diagnose`` turns a code (plus what is known about
 the failure) into a :class:`postroom.models.Diagnosis`.

@@ -59,7 +59,7 @@ _SITUATIONS: dict[Situation, tuple[DiagnosisCode, str, str]] = {
 
 
 def diagnose_error(exc: BaseException) -> Diagnosis:
-    """Explain a failure with one code of the documented vocabulary (docs/diagnosis-codes.md), its cause and its fix."""
+    """Explain a failure with one documented code, its cause and its fix."""
     if isinstance(exc, TemplateError):
         return diagnose("template_error", stage="render", cause=f"{exc}.")
     if isinstance(exc, ConfigError):

@@ -442,7 +442,7 @@ def _guess_stage(parsed: ParsedReply, raw: str) -> str:
 
 
 def explain_text(text: str, *, stage: str | None = None) -> Explanation:
-    """Explain a pasted reply or error text with the documented vocabulary (docs/diagnosis-codes.md).
+    """Explain a pasted reply or error text with the documented codes.
 
     ``stage`` (one of :data:`STAGES`) says where the text came from; without it the stage is
     guessed from the text. Raises :class:`InputError` for an empty text or an unknown stage.

@@ -158,7 +158,7 @@ def _tls(exc: HttpDeliveryError) -> Diagnosis | None:
 
 
 def diagnose_http(exc: HttpDeliveryError) -> Diagnosis:
-    """Explain an HTTP delivery failure with one code of the documented vocabulary (docs/diagnosis-codes.md)."""
+    """Explain an HTTP delivery failure with one documented code."""
     provider = provider_of(str(exc))
     reply = exc.reply
     if exc.hint == "template_error":
