@@ -101,7 +101,11 @@ async def test_login_for_a_file_tenant_keeps_the_token_in_the_store_and_the_work
             assert Crypter([SECRET]).decrypt(kept.refresh_token) == second
 
             # A new worker (a restart) starts from the rotated token.
-            [(two, _)] = await enqueue(store, settings, [LOGIN])
+            # Another code: the same one again would be folded into the first (dedupe_window).
+            again = SendRequest(
+                to="you@example.org", template_type="login_code_valid", data={"login_code": "2"}
+            )
+            [(two, _)] = await enqueue(store, settings, [again])
             await Worker(store, settings).run(drain=True, max_wait=5)
             assert (await store.get(two.id)).status is Status.SENT
             assert [g.form["refresh_token"] for g in provider.grants("refresh_token")] == [
