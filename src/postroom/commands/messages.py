@@ -123,8 +123,9 @@ def messages_list(
 
 def _table(rows: list[Message]) -> Table:
     """Readable at 80 columns: the short id, status and recipient are never cut; the tenant
-    shows only when the rows have several."""
+    and the locale show only when the rows have several."""
     tenants = len({m.tenant for m in rows}) > 1
+    locales = len({m.locale or "en" for m in rows}) > 1  # shown when the rows differ
     fit = out.is_terminal  # a pipe or a file gets every column whole
 
     def most(width: int) -> int | None:
@@ -138,6 +139,7 @@ def _table(rows: list[Message]) -> Table:
         Column("recipient", overflow="fold", min_width=20, ratio=4),
         *([Column("tenant", overflow="ellipsis", max_width=most(10))] if tenants else []),
         Column("template", overflow="ellipsis", max_width=most(14), ratio=1),
+        *([Column("locale", overflow="ellipsis", max_width=most(7))] if locales else []),
         Column("error", overflow="ellipsis", max_width=most(22), ratio=1),
         box=None,
         pad_edge=False,
@@ -152,6 +154,7 @@ def _table(rows: list[Message]) -> Table:
             plain(m.recipient),
             *([plain(m.tenant)] if tenants else []),
             m.template_type.value,
+            *([m.locale or ""] if locales else []),
             plain(m.last_error.code) if m.last_error else "",
         )
     if not fit:
