@@ -107,6 +107,24 @@ def test_environment_alone_without_a_file(tmp_path: Path, monkeypatch: pytest.Mo
     assert loaded.settings.courier.strategy == "smtp"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '["tok-aaaaaaaaaaaaaaaa1", "tok-bbbbbbbbbbbbbbbb2"]',
+        "tok-aaaaaaaaaaaaaaaa1,tok-bbbbbbbbbbbbbbbb2",
+    ],
+)
+def test_lists_come_from_the_environment_as_the_docs_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    # The README tells operators to give the default tenant its intake tokens this way.
+    monkeypatch.chdir(tmp_path)
+    environ = {"COURIER_INTAKE_TOKENS": raw, "COURIER_RATE_LIMITS": "[{count: 30, per: 1m}]"}
+    courier = load_settings(None, environ=environ).settings.courier
+    assert len(courier.intake_tokens) == 2
+    assert [(r.count, r.per) for r in courier.rate_limits] == [(30, 60.0)]
+
+
 def test_defaults_deliver_to_the_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None, environ={}).settings

@@ -78,11 +78,14 @@ def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 def _env_value(path: tuple[str, ...], raw: str) -> Any:
     if path[-1] in {"default"} and path[0] == "secrets":
         return [part for part in raw.split(",") if part]
-    if path[-1] == "headers":
+    if path[-1] == "headers" or raw.lstrip().startswith(("[", "{")):
+        # A mapping or a list (headers, intake_tokens, rate_limits...) is written as YAML.
         try:
             return yaml.safe_load(raw)
         except yaml.YAMLError:
             return raw
+    if path[-1] == "intake_tokens":
+        return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
 
 
