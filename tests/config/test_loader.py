@@ -119,9 +119,14 @@ def test_lists_come_from_the_environment_as_the_docs_say(
 ) -> None:
     # The README tells operators to give the default tenant its intake tokens this way.
     monkeypatch.chdir(tmp_path)
-    environ = {"COURIER_INTAKE_TOKENS": raw, "COURIER_RATE_LIMITS": "[{count: 30, per: 1m}]"}
+    environ = {
+        "COURIER_INTAKE_TOKENS": raw,
+        "COURIER_RATE_LIMITS": "[{count: 30, per: 1m}]",
+        "COURIER_SMTP_FROM_NAME": "[Acme] Support",  # text that looks like YAML stays text
+    }
     courier = load_settings(None, environ=environ).settings.courier
     assert len(courier.intake_tokens) == 2
+    assert courier.smtp.from_name == "[Acme] Support"
     assert [(r.count, r.per) for r in courier.rate_limits] == [(30, 60.0)]
 
 

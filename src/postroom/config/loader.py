@@ -7,6 +7,7 @@ that says what Postroom does instead, and Go-template overrides are refused.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,29 @@ def _env_leaves(model: type[BaseModel], prefix: tuple[str, ...]) -> dict[str, tu
 ENV_KEYS = _env_leaves(Settings, ())
 
 
+def _is_collection(annotation: Any) -> bool:
+    """True for a list, tuple or mapping type (also inside ``X | None``)."""
+    origin = typing.get_origin(annotation)
+    if origin in {list, tuple, dict, set, frozenset}:
+        return True
+    return any(_is_collection(arg) for arg in typing.get_args(annotation) if arg is not None)
+
+
+def _collection_paths(model: type[BaseModel], prefix: tuple[str, ...]) -> set[tuple[str, ...]]:
+    found: set[tuple[str, ...]] = set()
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found |= _collection_paths(annotation, (*prefix, name))
+        elif _is_collection(annotation):
+            found.add((*prefix, name))
+    return found
+
+
+_COLLECTIONS = _collection_paths(Settings, ())
+"""Keys whose environment value is a list or mapping, written as YAML (``[a, b]``)."""
+
+
 def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node = data
     for key in path[:-1]:
@@ -78,7 +102,7 @@ def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 def _env_value(path: tuple[str, ...], raw: str) -> Any:
     if path[-1] in {"default"} and path[0] == "secrets":
         return [part for part in raw.split(",") if part]
-    if path[-1] == "headers" or raw.lstrip().startswith(("[", "{")):
+    if path[-1] == "headers" or (path in _COLLECTIONS and raw.lstrip().startswith(("[", "{"))):
         # A mapping or a list (headers, intake_tokens, rate_limits...) is written as YAML.
         try:
             return yaml.safe_load(raw)
