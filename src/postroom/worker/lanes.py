@@ -21,6 +21,16 @@ URGENT_PEEK = 0.1
 """While stocked with less urgent mail, how often (seconds) a worker looks for urgent mail."""
 
 
+def held_window(per: float) -> float:
+    """How long a rate-limit slot is held for a window of ``per`` seconds: a little longer
+    than the window, because the provider counts when a message arrives, and arrivals lag
+    the slot by a connection and a DATA exchange, which vary by tens of milliseconds (more on
+    a busy host). Without the margin, a slow hand-off at a window's start and a fast one at
+    its end land inside one window of the provider's. 0.1 s plus 2% of the window, at most
+    1 s: 6 a second becomes 6 in 1.12 s, 30 a minute 30 in 61 s."""
+    return per + min(0.1 + 0.02 * per, 1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """What every message of a tenant needs, worked out once per settings version."""

@@ -34,7 +34,7 @@ from postroom.store.records import events_of
 from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports import Envelope, Transport, make_transport
 from postroom.worker import retry
-from postroom.worker.lanes import URGENT_PEEK, BulkHolds, Ready, Route, lanes_of
+from postroom.worker.lanes import URGENT_PEEK, BulkHolds, Ready, Route, held_window, lanes_of
 
 log = logging.getLogger("postroom.worker")
 
@@ -134,7 +134,7 @@ class Worker:
             courier = self.settings.tenant(tenant)
             route = Route(
                 courier,
-                [(limit.count, limit.per) for limit in courier.effective_rate_limits],
+                [(limit.count, held_window(limit.per)) for limit in courier.effective_rate_limits],
                 envelope_address(courier.smtp.from_address),
             )
             self._routes[tenant] = route
