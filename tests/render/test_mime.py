@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import email
+import random
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import default
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32, default
+from email.utils import format_datetime, formataddr
 from typing import Any
 
 import pytest
 
 from postroom.errors import InputError
 from postroom.models import RenderedEmail
-from postroom.render.mime import build_mime
+from postroom.render.mime import build_mime, header_address
 from postroom.text import HEADER_BREAKS
 
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
@@ -23,17 +29,18 @@ RENDERED = RenderedEmail(
 )
 
 
+DEFAULTS: dict[str, Any] = {
+    "sender": "no-reply@example.org",
+    "sender_name": "Example",
+    "recipient": "jane@example.org",
+    "reply_to": "support@example.org",
+    "headers": {"X-SES-CONFIGURATION-SET": "identity"},
+    "date": WHEN,
+}
+
+
 def build(email_: RenderedEmail = RENDERED, **overrides: Any) -> bytes:
-    kwargs: dict[str, Any] = {
-        "sender": "no-reply@example.org",
-        "sender_name": "Example",
-        "recipient": "jane@example.org",
-        "reply_to": "support@example.org",
-        "headers": {"X-SES-CONFIGURATION-SET": "identity"},
-        "date": WHEN,
-    }
-    kwargs.update(overrides)
-    return build_mime(email_, **kwargs)
+    return build_mime(email_, **{**DEFAULTS, **overrides})
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -213,3 +220,64 @@ def test_invalid_sender_is_an_input_error_not_a_crash(sender: str) -> None:
     with pytest.raises(InputError) as info:
         build(sender=sender)
     assert info.value.field == "from_address"
+
+
+def _as_the_email_package_writes_it(
+    email_: RenderedEmail, *, message_id: str, **kwargs: Any
+) -> bytes:
+    """The same message built and serialised with the email package's compat32 classes, as
+    Postroom built it before it wrote the bytes itself."""
+    charset = Charset("utf-8")
+    charset.header_encoding = charset.body_encoding = QP
+
+    def header(value: str) -> Any:
+        return value if value.isascii() else Header(value, charset)
+
+    body: Message = MIMEText(email_.text, "plain", charset)  # type: ignore[arg-type]
+    if email_.html:
+        html = MIMEText(email_.html, "html", charset)  # type: ignore[arg-type]
+        body = MIMEMultipart("alternative", _subparts=[body, html])
+    sender = header_address(kwargs["sender"], field="from_address")
+    body["From"] = formataddr((kwargs["sender_name"] or "", sender.addr_spec), charset="utf-8")
+    body["To"] = header_address(kwargs["recipient"], field="recipient").addr_spec
+    body["Subject"] = header(email_.subject)
+    body["Date"] = format_datetime(kwargs["date"])
+    body["Message-ID"] = message_id
+    if kwargs["reply_to"]:
+        body["Reply-To"] = header_address(kwargs["reply_to"], field="reply_to").addr_spec
+    for name, value in (kwargs["headers"] or {}).items():
+        body[name] = header(value)
+    return body.as_bytes(policy=compat32.clone(linesep="\r\n"))
+
+
+LONG = "word " * 30
+SAME_BYTES_CASES = [
+    {},
+    {"email_": RenderedEmail(subject="S", text="Only text\n", html=None)},
+    {"email_": RenderedEmail(subject="S", text="", html="<p>x</p>")},
+    {"email_": RenderedEmail(subject="S", text="no newline at the end", html="<p>\r\nx\r</p>")},
+    {"email_": RenderedEmail(subject="Ärger – 🚀 " + LONG.strip(), text="ü " * 90, html=None)},
+    {"email_": RenderedEmail(subject=LONG.strip(), text="a\tb \nc\t\n" + "=" * 200, html="é")},
+    {"email_": RenderedEmail(subject="two  spaces ", text="--x\n", html=" lead;and,semi")},
+    {"email_": RenderedEmail(subject="=?utf-8?q?x?=", text="x", html="<p>x</p>")},
+    {"sender_name": 'Jörg Müller, "Support" 🚀', "reply_to": None, "headers": None},
+    {"sender_name": "A; Very, Long Name " * 4, "recipient": "jane@bücher.de"},
+    {"recipient": "o'hara+tag@sub-1.example.org", "reply_to": '"quoted local"@example.org'},
+    {"recipient": "x" * 60 + "@" + "a" * 63 + ".example.org"},
+    {"headers": {"X-Team": "Zürich", "X-Long": LONG, "X-Tab": "a\tb", "X-Empty": ""}},
+    {"headers": {"X-Campaign": "spring;sale,2024", "x-lower": " padded "}},
+]
+
+
+@pytest.mark.parametrize("case", SAME_BYTES_CASES, ids=range(len(SAME_BYTES_CASES)))
+def test_the_bytes_are_those_the_email_package_writes(
+    case: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs = {**DEFAULTS, **case}
+    rendered = kwargs.pop("email_", RENDERED)
+    message_id = "<171456300000.4242.1234567890@example.org>"
+    monkeypatch.setattr("postroom.render.mime.make_msgid", lambda domain: message_id)
+    random.seed(7)
+    ours = build_mime(rendered, **kwargs)
+    random.seed(7)  # the same multipart boundary
+    assert ours == _as_the_email_package_writes_it(rendered, message_id=message_id, **kwargs)
