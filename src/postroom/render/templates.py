@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import FileSystemLoader, Template, TemplateNotFound, Undefined
+from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, Undefined
 from jinja2 import TemplateError as JinjaError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -50,10 +50,14 @@ class _Undefined(Undefined):
         return super().__str__()
 
 
-def _environment(loader: FileSystemLoader, *, autoescape: bool, locale: str) -> Any:
-    env = ImmutableSandboxedEnvironment(
+def _environment(
+    loader: FileSystemLoader, *, autoescape: bool, locale: str, overridden: bool
+) -> Any:
+    kind = ImmutableSandboxedEnvironment if overridden else Environment
+    env = kind(
         loader=loader,
         autoescape=autoescape,
+        auto_reload=overridden,
         keep_trailing_newline=True,
         undefined=_Undefined,
         extensions=["jinja2.ext.i18n"],
@@ -64,16 +68,22 @@ def _environment(loader: FileSystemLoader, *, autoescape: bool, locale: str) -> 
 
 
 @lru_cache(maxsize=256)
-def _environments(
-    override: str | None, locale: str
-) -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]:
+def _environments(override: str | None, locale: str) -> tuple[Environment, Environment]:
     """One text and one HTML environment per override directory and locale: each keeps its
-    compiled templates, so a template is compiled once per locale, not once per message."""
+    compiled templates, so a template is compiled once per locale, not once per message.
+
+    With an override directory, every template renders in Jinja's sandbox (an override is
+    written by someone else, and may replace the built-in layouts too), and a file edited in
+    place is read again (Jinja looks at its modification time each time it is used). The
+    built-ins alone are Postroom's own code, changed only with Postroom: they render without
+    the sandbox (the caller's data is only ever values in them, never template code) and
+    their files are not looked at again; about twice as fast."""
     paths = [str(Path(override))] if override else []
     loader = FileSystemLoader([*paths, str(BUILTIN)])
+    overridden = bool(override)
     return (
-        _environment(loader, autoescape=False, locale=locale),
-        _environment(loader, autoescape=True, locale=locale),
+        _environment(loader, autoescape=False, locale=locale, overridden=overridden),
+        _environment(loader, autoescape=True, locale=locale, overridden=overridden),
     )
 
 
@@ -113,7 +123,7 @@ def _template_position(exc: Exception) -> tuple[str | None, int | None]:
 
 
 def _select(
-    env: ImmutableSandboxedEnvironment,
+    env: Environment,
     kind: str,
     name: str,
     chain: Sequence[str],
@@ -148,7 +158,7 @@ def render_email(
     if context["mail"]["brand"]["product_name"]:
         context["product_name"] = context["mail"]["brand"]["product_name"]
 
-    def render(env: ImmutableSandboxedEnvironment, name: str) -> str:
+    def render(env: Environment, name: str) -> str:
         try:
             return _select(env, kind, name, chain, override_path).render(context)
         except TemplateNotFound as exc:  # this one, or one it includes
