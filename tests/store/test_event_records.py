@@ -142,3 +142,32 @@ async def test_a_due_delivery_is_leased_to_one_sender(any_store: Store) -> None:
     )
     [done] = await records.list_deliveries(tenant="default", message_id=None, limit=5)
     assert (done.status, done.attempts, done.last_status) == ("delivered", 1, 204)
+
+
+async def test_suppressions_of_a_batch_are_read_at_once(any_store: Store) -> None:
+    records = events_of(any_store)
+    now = utcnow()
+    for tenant, address, expires in (
+        ("default", "Gone@Example.org", None),
+        ("default", "old@example.org", now - timedelta(minutes=1)),
+        ("acme", "acme-only@example.org", now + timedelta(hours=1)),
+    ):
+        await records.suppress(
+            Suppression(tenant, address, "hard bounce", "bounced", None, None, now, expires)
+        )
+    asked = [
+        ("default", "GONE@example.org"),
+        ("default", "gone@example.org"),
+        ("default", "old@example.org"),
+        ("default", "acme-only@example.org"),
+        ("acme", "acme-only@example.org"),
+        ("acme", "fine@example.org"),
+    ]
+    found = await records.suppressions_of(asked, now=now)
+    assert sorted(found) == [
+        ("acme", "acme-only@example.org"),
+        ("default", "GONE@example.org"),
+        ("default", "gone@example.org"),
+    ]
+    assert found[("default", "GONE@example.org")].address == "gone@example.org"
+    assert await records.suppressions_of([], now=now) == {}

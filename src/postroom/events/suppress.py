@@ -34,16 +34,19 @@ async def admit(
     now = utcnow()
     admitted: list[NewMessage] = []
     refused: list[tuple[NewMessage, Suppression]] = []
-    for new in prepared:
-        courier = settings.tenant(new.tenant)
-        if is_urgent(new, bulk=bulk) and not courier.suppression.urgent:
-            admitted.append(new)
-            continue
-        found = await records.suppression(new.tenant, new.recipient, now=now)
-        if found is None:
+    checks = [
+        not is_urgent(new, bulk=bulk) or settings.tenant(new.tenant).suppression.urgent
+        for new in prepared
+    ]
+    # One read for the whole batch (a bulk send, a batched intake request), not one a message.
+    checked = [new for new, check in zip(prepared, checks, strict=True) if check]
+    suppressed = await records.suppressions_of({(n.tenant, n.recipient) for n in checked}, now=now)
+    for new, check in zip(prepared, checks, strict=True):
+        entry = suppressed.get((new.tenant, new.recipient)) if check else None
+        if entry is None:
             admitted.append(new)
         else:
-            refused.append((new, found))
+            refused.append((new, entry))
     for new, found in refused:
         data = message_data(
             message_id=None,

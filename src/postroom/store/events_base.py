@@ -4,7 +4,7 @@ replay nonces and the webhooks owed to the identity system. :func:`events_of` gi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -142,6 +142,12 @@ class EventRecords(Protocol):
 
     async def suppression(self, tenant: str, address: str, *, now: datetime) -> Suppression | None:
         """The unexpired suppression of ``address`` (any case) for ``tenant``, or None."""
+
+    async def suppressions_of(
+        self, recipients: Collection[tuple[str, str]], *, now: datetime
+    ) -> dict[tuple[str, str], Suppression]:
+        """:meth:`suppression` for many ``(tenant, address)`` pairs in one read: the
+        suppressed ones, keyed by the pair as given."""
 
     async def list_suppressions(
         self, tenant: str | None, *, search: str | None, now: datetime, limit: int

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -175,6 +175,13 @@ class MemoryEventRecords:
         if found is None or (found.expires_at is not None and found.expires_at <= now):
             return None
         return found
+
+    async def suppressions_of(
+        self, recipients: Collection[tuple[str, str]], *, now: datetime
+    ) -> dict[tuple[str, str], Suppression]:
+        """The unexpired suppressions of these ``(tenant, address)`` pairs."""
+        found = {pair: await self.suppression(*pair, now=now) for pair in recipients}
+        return {pair: entry for pair, entry in found.items() if entry is not None}
 
     async def list_suppressions(
         self, tenant: str | None, *, search: str | None, now: datetime, limit: int

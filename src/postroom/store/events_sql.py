@@ -3,7 +3,7 @@ thread of a :class:`~postroom.store.sql.SqlStore`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -193,6 +193,33 @@ class SqlEventRecords(SqlDeliveries):
             return _suppression(row) if row is not None else None
 
         return await self._read(run)
+
+    async def suppressions_of(
+        self, recipients: Collection[tuple[str, str]], *, now: datetime
+    ) -> dict[tuple[str, str], Suppression]:
+        """The unexpired suppressions of these ``(tenant, address)`` pairs, keyed by the pair
+        as given: one query (per 500 addresses)."""
+        wanted: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for tenant, address in recipients:
+            wanted.setdefault((tenant, address.strip().lower()), []).append((tenant, address))
+        tenants = sorted({tenant for tenant, _ in wanted})
+        addresses = sorted({address for _, address in wanted})
+
+        def run(conn: Connection) -> dict[tuple[str, str], Suppression]:
+            found: dict[tuple[str, str], Suppression] = {}
+            for start in range(0, len(addresses), 500):
+                query = select(suppressions).where(
+                    suppressions.c.tenant.in_(tenants),
+                    suppressions.c.address.in_(addresses[start : start + 500]),
+                    _unexpired(now),
+                )
+                for row in conn.execute(query):
+                    entry = _suppression(row)
+                    for given in wanted.get((entry.tenant, entry.address), []):
+                        found[given] = entry
+            return found
+
+        return await self._read(run) if addresses else {}
 
     async def list_suppressions(
         self, tenant: str | None, *, search: str | None, now: datetime, limit: int
