@@ -20,15 +20,10 @@ from postroom.store.schema import UtcDateTime, messages
 
 # -- enqueue: folded duplicates and per-recipient limits ---------------------------------
 
-_FOLD_INTO = (
-    select(messages.c.id)
-    .where(
-        messages.c.content_hash == bindparam("hash", type_=String),
-        messages.c.created_at > bindparam("since", type_=UtcDateTime),
-        messages.c.status != Status.ABANDONED.value,
-    )
-    .order_by(messages.c.created_at.desc())
-    .limit(1)
+_FOLD_INTO = select(messages.c.content_hash, messages.c.id, messages.c.created_at).where(
+    messages.c.content_hash.in_(bindparam("hashes", expanding=True)),
+    messages.c.created_at > bindparam("since", type_=UtcDateTime),
+    messages.c.status != Status.ABANDONED.value,
 )
 _FOLD = (
     update(messages)
@@ -63,27 +58,58 @@ _HOUR_KTH = (
 @dataclass
 class Pending:
     """The rows of one enqueue transaction not yet written, so that duplicates and limits
-    see them too."""
+    see them too; and ``stored``: the newest stored message (created, id) of each content
+    hash of the batch, what its duplicates may fold into (see :func:`pending_for`)."""
 
     by_hash: dict[str, dict[str, Any]]
     rows: list[dict[str, Any]]
+    stored: dict[str, tuple[datetime, str]]
+
+
+def _hash_to_fold(new: NewMessage, rules: Budget) -> str | None:
+    """The content hash ``new`` is folded by, None when it is not folded."""
+    if rules.dedupe_window <= 0 or new.idempotency_key is not None:
+        return None
+    return new.content_hash
+
+
+def pending_for(
+    conn: Connection, batch: Sequence[NewMessage], budgets: Sequence[Budget], now: datetime
+) -> Pending:
+    """An empty :class:`Pending` for ``batch``, with the stored messages its duplicates may
+    fold into read in one query (per 500 hashes), not one per message."""
+    hashes: set[str] = set()
+    since = now
+    for new, rules in zip(batch, budgets, strict=True):
+        content = _hash_to_fold(new, rules)
+        if content is not None:
+            hashes.add(content)
+            since = min(since, now - timedelta(seconds=rules.dedupe_window))
+    stored: dict[str, tuple[datetime, str]] = {}
+    ordered = sorted(hashes)
+    for start in range(0, len(ordered), 500):
+        chunk = {"hashes": ordered[start : start + 500], "since": since}
+        for content, message_id, created in conn.execute(_FOLD_INTO, chunk):
+            if content not in stored or aware(created) > stored[content][0]:
+                stored[content] = (aware(created), message_id)
+    return Pending({}, [], stored)
 
 
 def fold(
     conn: Connection, new: NewMessage, rules: Budget, now: datetime, pending: Pending
 ) -> dict[str, Any] | Row[Any] | None:
     """The message ``new`` folds into (its ``folded_duplicates`` counted up), or None."""
-    if rules.dedupe_window <= 0 or new.content_hash is None or new.idempotency_key is not None:
+    content = _hash_to_fold(new, rules)
+    if content is None:
         return None
-    row = pending.by_hash.get(new.content_hash)
+    row = pending.by_hash.get(content)
     if row is not None:
         row["folded_duplicates"] += 1
         return row
-    since = now - timedelta(seconds=rules.dedupe_window)
-    target = conn.execute(_FOLD_INTO, {"hash": new.content_hash, "since": since}).scalar()
-    if target is None:
+    newest = pending.stored.get(content)
+    if newest is None or newest[0] <= now - timedelta(seconds=rules.dedupe_window):
         return None
-    return conn.execute(_FOLD, {"target": target}).first()
+    return conn.execute(_FOLD, {"target": newest[1]}).first()
 
 
 def check_recipient_limits(

@@ -100,7 +100,7 @@ class SqlQueue(SqlEngine):
                     if group.refuse_changed:
                         check_unchanged(new, found[index])
         out: list[tuple[Message, bool]] = []
-        pending = dedupe.Pending({}, [])
+        pending = dedupe.pending_for(conn, group.messages, group.budgets, start)
         folded: dict[int, Any] = {}
         shared = any(new.mime_ref for new in group.messages)
         for index, (new, budget) in enumerate(zip(group.messages, group.budgets, strict=True)):
