@@ -167,16 +167,22 @@ def _relaxed_header(field: bytes) -> bytes:
 
 
 _SPACE_EOL = re.compile(rb" +\r\n")
-_EMPTY_END = re.compile(rb"(?:\r\n)+\Z")
 
 
 def _relaxed_body(body: bytes) -> bytes:
     """RFC 6376 3.4.4, over the whole body at once: runs of spaces and tabs become one space,
     spaces at line ends go, empty lines at the end go, and a body that is not empty ends with
-    one CRLF."""
-    body = _SPACE_EOL.sub(b"\r\n", _WSP.sub(b" ", body)).rstrip(b" ")
-    body = _EMPTY_END.sub(b"", body)
-    return body + b"\r\n" if body else b""
+    one CRLF. Each rewrite runs only when the body has what it rewrites (most have none of
+    it: quoted-printable bodies have no tabs, no runs of spaces, no space at a line end)."""
+    if b"\t" in body or b"  " in body:
+        body = _WSP.sub(b" ", body)
+    if b" \r\n" in body:
+        body = _SPACE_EOL.sub(b"\r\n", body)
+    body = body.rstrip(b" ")
+    end = len(body)
+    while end >= 2 and body.startswith(b"\r\n", end - 2, end):
+        end -= 2
+    return body[:end] + b"\r\n" if end else b""
 
 
 def _fold(tags: Sequence[str]) -> str:
@@ -210,7 +216,7 @@ def sign_message(mime: bytes, key: SigningKey, *, now: float | None = None) -> b
     more than present, and the whole body (relaxed/relaxed). The bytes after the new header
     are exactly what was signed: send them unchanged.
     """
-    if b"\n" in mime and _BARE_LF.search(mime):
+    if mime.count(b"\n") != mime.count(b"\r\n"):  # a bare LF somewhere
         mime = _BARE_LF.sub(b"\r\n", mime)
     fields, body = _split(mime)
     by_name: dict[bytes, list[bytes]] = {}
