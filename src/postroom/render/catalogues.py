@@ -30,8 +30,10 @@ BUILTIN_TEMPLATES = Path(__file__).parent / "builtin"
 MINUTES_PER_HOUR, MINUTES_PER_DAY = 60, 1440
 
 
+@lru_cache(maxsize=256)
 def babel_locale(tag: str) -> Locale:
-    """The Babel locale of a BCP 47 tag (``pt-BR`` -> ``pt_BR``); English when Babel has none."""
+    """The Babel locale of a BCP 47 tag (``pt-BR`` -> ``pt_BR``); English when Babel has none.
+    Made once per tag: a message with a time in its data formats it with the same object."""
     try:
         return Locale.parse(tag.replace("-", "_"))
     except (ValueError, TypeError):  # babel's UnknownLocaleError is a ValueError
