@@ -103,6 +103,16 @@ def test_html_escapes_data_and_plaintext_keeps_it() -> None:
     assert code in email.text
 
 
+@pytest.mark.parametrize("kind", RENDERED)
+def test_data_is_never_template_code_in_the_built_ins(kind: TemplateType) -> None:
+    # The built-ins render outside the sandbox: what the caller sends is only ever a value.
+    hostile = "{{ 7 * 7 }}{% for x in range(3) %}x{% endfor %}{{ ''.__class__ }}"
+    data = {key: hostile for key in data_for(kind)}
+    email = render_email(kind, data | {"expires_in_minutes": 15})
+    assert "49" not in email.text and "xxx" not in email.text and "<class" not in email.text
+    assert hostile in email.text or hostile in email.subject
+
+
 def test_html_escapes_ampersands_in_links() -> None:
     email = render_email(TemplateType.RECOVERY_VALID, {"recovery_url": "https://x.test/r?a=1&b=2"})
     assert email.html is not None
