@@ -8,7 +8,7 @@ import copy
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from postroom.config.secrets import MASK
@@ -78,12 +78,9 @@ class IntakeToken:
     hash); ``generated`` is False for a token the user typed, which is not shown back;
     ``keep_others`` keeps the stored tokens working beside it."""
 
-    token: str = ""
+    token: str = field(default="", repr=False)
     generated: bool = False
     keep_others: bool = False
-
-    def __repr__(self) -> str:
-        return f"IntakeToken(generated={self.generated}, keep_others={self.keep_others})"
 
 
 def new_intake_token(typed: str = "", *, keep_others: bool = False) -> IntakeToken:
