@@ -28,7 +28,7 @@ from postroom.store.base import (
     queued_message,
 )
 from postroom.store.lane_rules import LaneClaim, counted
-from postroom.store.listener import fill_bodies, keep_bodies
+from postroom.store.listener_sql import fill_bodies, keep_bodies
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row

@@ -19,12 +19,12 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
-from postroom.store.evidence import with_provider_message_id
+from postroom.store.evidence_sql import with_provider_message_id
 from postroom.store.lane_rules import summarise
 from postroom.store.lanes import LANE_SUMMARY
-from postroom.store.listener import drop_unused_bodies, fill_bodies
+from postroom.store.listener_sql import drop_unused_bodies, fill_bodies
 from postroom.store.schema import dispatches, messages
-from postroom.store.search import id_condition, recipient_condition
+from postroom.store.search_sql import id_condition, recipient_condition
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
 
