@@ -31,7 +31,7 @@ from tempfile import TemporaryDirectory
 
 import httpx
 
-from sinks import closed_loop, free_port, line, percentile
+from sinks import closed_loop, cpu_seconds, free_port, line, percentile
 
 TOKEN = "bench-admin-token-0123456789abcdef"
 INTAKE_TOKEN = "bench-intake-token-0123456789abcdef"
@@ -155,12 +155,6 @@ async def measure(bases: dict[str, str], total: int, clients: int, rounds: int) 
                 f"throughput {rate / unsigned - 1:+.1%} ({rate:.0f} against {unsigned:.0f} "
                 "req/s); the budget is 15%"
             )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far, every thread (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 PLAIN = "without DKIM signing"

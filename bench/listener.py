@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 import aiosmtplib
 
 from postroom.config.passwords import scrypt_hash
-from sinks import _wait_listening, free_port, percentile
+from sinks import _wait_listening, cpu_seconds, free_port, percentile
 
 SINK = textwrap.dedent("""\
     import sys
@@ -163,12 +162,6 @@ def listener(tmp: str, algorithm: str | None = None) -> Iterator[tuple[int, int]
     finally:
         serve.terminate()
         serve.wait(timeout=20)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far, every thread (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(
