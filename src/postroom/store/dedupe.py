@@ -169,4 +169,13 @@ def advisory_keys(batch: Sequence[NewMessage]) -> list[str]:
     return sorted(keys)
 
 
-LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+_LOCK_ALL = text(
+    "SELECT count(pg_advisory_xact_lock(hashtext(key))) FROM unnest(CAST(:keys AS text[])) AS key"
+)
+
+
+def lock(conn: Connection, keys: Sequence[str]) -> None:
+    """Take the advisory locks ``keys`` (sorted: see :func:`advisory_keys`) in their order, in
+    one statement: one round trip for a batch, not two for each of its messages."""
+    if keys:
+        conn.execute(_LOCK_ALL, {"keys": list(keys)})

@@ -71,8 +71,7 @@ class SqlQueue(SqlEngine):
                     for new, budget in zip(group.messages, group.budgets, strict=True)
                     if counted(new, budget) or budget.dedupe_window > 0
                 ]
-                for key in dedupe.advisory_keys(batch):
-                    conn.execute(dedupe.LOCK, {"key": key})
+                dedupe.lock(conn, dedupe.advisory_keys(batch))
             for group in groups:
                 try:
                     results.append(self._insert_group(conn, group, start, tick))
