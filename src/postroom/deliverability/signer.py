@@ -110,11 +110,16 @@ def sign_with(key: SigningKey | None, mime: bytes) -> bytes:
 _RSA_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="postroom-dkim")
 
 
+_POOL_FROM = 8  # messages: a smaller batch is signed in place
+
+
 async def sign_all(key: SigningKey | None, mimes: Sequence[bytes]) -> list[bytes]:
-    """:func:`sign_with` for each message. RSA signs on a worker thread: OpenSSL releases the
-    interpreter while it signs (about 0.3 ms a message), so the event loop goes on serving
-    requests meanwhile; Ed25519 is fast enough to sign in place."""
-    if key is None or isinstance(key.key, ed25519.Ed25519PrivateKey):
+    """:func:`sign_with` for each message. A batch of RSA signatures is made on a worker
+    thread: OpenSSL releases the interpreter while it signs (about 0.3 ms a message), so the
+    event loop goes on serving requests meanwhile. A message or a few are signed in place:
+    handing them to a thread and back costs about as much CPU as the signature itself.
+    Ed25519 is fast enough to sign in place."""
+    if key is None or isinstance(key.key, ed25519.Ed25519PrivateKey) or len(mimes) < _POOL_FROM:
         return [sign_with(key, mime) for mime in mimes]
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_RSA_POOL, lambda: [sign_with(key, m) for m in mimes])
