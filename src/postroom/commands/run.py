@@ -202,7 +202,7 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the HTTP API, dashboard and health checks, with a worker in-process."""
-    from postroom.intake.smtp_listener import bind_sockets, listener_banner
+    from postroom.intake.listener_sockets import bind_sockets, listener_banner
     from postroom.web.app import create_app
     from postroom.web.server import bind as bind_socket
     from postroom.web.server import check_listen, run_server
