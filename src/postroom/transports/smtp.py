@@ -10,7 +10,7 @@ from functools import cached_property
 
 import aiosmtplib
 
-from postroom.config.settings import SmtpSettings
+from postroom.config.smtp import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError
 from postroom.oauth.client import RefreshTokenKeeper, TokenCache, token_cache

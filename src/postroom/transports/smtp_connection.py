@@ -21,7 +21,7 @@ from typing import TypeVar
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-from postroom.config.settings import SmtpSettings
+from postroom.config.smtp import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
 from postroom.errors import DeliveryError, OAuthError
 from postroom.net.targets import Target, resolve_target

@@ -13,7 +13,7 @@ from datetime import datetime
 import aiosmtplib
 from cryptography import x509
 
-from postroom.config.settings import SmtpSettings
+from postroom.config.smtp import SmtpSettings
 from postroom.config.smtp_uri import SmtpUri
 from postroom.net.targets import Target
 from postroom.transports.base import Recorder
