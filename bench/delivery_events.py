@@ -34,8 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from standardwebhooks.webhooks import Webhook
 
-from intake import TOKEN, closed_loop, free_port, line
+from sinks import closed_loop, free_port, line
 
+TOKEN = "bench-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECRET = "whsec_" + base64.b64encode(b"bench-generic-secret-0123456789ab").decode()
 KEY = ec.generate_private_key(ec.SECP256R1())

@@ -24,55 +24,17 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import httpx
 
+from sinks import closed_loop, free_port, line, percentile
+
 TOKEN = "bench-admin-token-0123456789abcdef"
 INTAKE_TOKEN = "bench-intake-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def closed_loop(
-    base: str,
-    make: Callable[[httpx.AsyncClient, int], object],
-    total: int,
-    clients: int,
-    first: int = 0,
-) -> tuple[float, list[float]]:
-    """``clients`` concurrent clients, each sending requests ``first`` to ``first + total - 1``
-    back to back."""
-    latencies: list[float] = []
-    counter = iter(range(first, first + total))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-
-    async def client(http: httpx.AsyncClient) -> None:
-        for n in counter:
-            start = time.perf_counter()
-            response = await make(http, n)  # type: ignore[misc]
-            latencies.append(time.perf_counter() - start)
-            assert response.status_code < 300, response.text
-
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
-        start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        elapsed = time.perf_counter() - start
-    return total / elapsed, latencies
 
 
 async def open_loop(base: str, rate: float, total: int) -> list[float]:
@@ -131,13 +93,6 @@ async def ory(http: httpx.AsyncClient, n: int) -> httpx.Response:
 
 async def alive(http: httpx.AsyncClient, n: int) -> httpx.Response:
     return await http.get("/health/alive")
-
-
-def line(name: str, rate: float, latencies: list[float]) -> str:
-    return (
-        f"{name:<28} {rate:8.0f} req/s   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
-        f"   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
-    )
 
 
 async def measure(bases: dict[str, str], total: int, clients: int, rounds: int) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from aiosmtpd.controller import Controller
 
-from sinks import free_port
+from sinks import free_port, percentile
 
 TOKEN = "bench-admin-token-0123456789abcdef"
 PG_DSN = os.environ.get("POSTROOM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -48,11 +48,6 @@ class TimingSink:
         with self.event:
             self.event.wait_for(lambda: rcpt in self.arrived, timeout=timeout)
             return self.arrived[rcpt]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def measure(backend: str, count: int, interval: float) -> list[float]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import aiosmtplib
 
 from postroom.config.passwords import scrypt_hash
-from sinks import _wait_listening, free_port
+from sinks import _wait_listening, free_port, percentile
 
 SINK = textwrap.dedent("""\
     import sys
@@ -59,11 +59,6 @@ MESSAGE = (
     "Subject: Verify email\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
     "\r\n" + "Someone has created an account with this email address.\r\n" * 30
 ).encode()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 async def session(port: int, user: str, password: str) -> float:

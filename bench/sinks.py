@@ -1,8 +1,10 @@
-"""SMTP sinks for benchmarks: Postfix's smtp-sink when installed (Debian's postfix package),
-else an aiosmtpd sink in its own process. Both accept everything and keep nothing."""
+"""What the benchmarks share: SMTP sinks (Postfix's smtp-sink when installed, Debian's postfix
+package, else an aiosmtpd sink in its own process; both accept everything and keep nothing), a
+free port, and the closed-loop HTTP load with its percentile and report line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -10,8 +12,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+
+import httpx
 
 AIOSMTPD_SINK = textwrap.dedent("""\
     import sys
@@ -80,3 +84,47 @@ def sink() -> Iterator[tuple[int, str]]:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=10)
+
+
+# -- measuring HTTP load, and the report line ---------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``: the nearest rank, no interpolation."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def line(name: str, rate: float, latencies: list[float]) -> str:
+    """One report line: requests per second, p50 and p99 latency."""
+    return (
+        f"{name:<28} {rate:8.0f} req/s   p50 {percentile(latencies, 0.5) * 1000:6.1f} ms"
+        f"   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms"
+    )
+
+
+async def closed_loop(
+    base: str,
+    make: Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]],
+    total: int,
+    clients: int,
+    first: int = 0,
+) -> tuple[float, list[float]]:
+    """``clients`` concurrent clients, each sending requests ``first`` to ``first + total - 1``
+    back to back; the requests per second and every request's latency in seconds."""
+    latencies: list[float] = []
+    counter = iter(range(first, first + total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for n in counter:
+            start = time.perf_counter()
+            response = await make(http, n)
+            latencies.append(time.perf_counter() - start)
+            assert response.status_code < 300, response.text
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    return total / elapsed, latencies

@@ -79,24 +79,49 @@ async def test_urgent_mail_takes_the_next_free_slot_under_a_limit(
     print(f"urgent latency max {max(got[n] - t for n, t in sent.items()):.2f}s, {len(bulk)} bulk")
 
 
-@pytest.mark.timeout(300)
-async def test_urgent_mail_overtakes_50000_bulk_on_a_slow_server(tmp_path: Path) -> None:
+async def codes_behind_bulk(
+    tmp_path: Path, *, bulk: int, delay: float, codes: int, concurrency: int = 8
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Fill a SQLite queue with ``bulk`` messages, start one worker against a server that
+    takes ``delay`` seconds per message, and once bulk flows, enqueue ``codes`` urgent
+    messages one after another. The latency of each code, and when each message arrived."""
     dsn = f"sqlite:///{tmp_path / 'postroom.db'}"
     store = open_store(dsn)
     await store.migrate()
     try:
-        await fill(store, 50_000)
-        with smtp_server(faults={"DATA": lambda _rec, _n: "DELAY 0.05"}) as srv:
+        await fill(store, bulk)
+        with smtp_server(faults={"DATA": lambda _rec, _n: f"DELAY {delay}"}) as srv:
             config = write_config(tmp_path, dsn, srv.port)
+            config.write_text(
+                config.read_text().replace("concurrency: 8", f"concurrency: {concurrency}")
+            )
             with fleet(config, 1):
-                await eventually(lambda: len(srv.rec.messages) >= 100, timeout=60)
+                await eventually(lambda: len(srv.rec.messages) >= concurrency, timeout=60)
                 sent = {}
-                for k in range(5):
+                for k in range(codes):
                     sent[URGENT + k] = await send_urgent(store, URGENT + k)
                     await eventually(lambda k=k: URGENT + k in arrivals(srv), timeout=10)
                 got = arrivals(srv)
     finally:
         await store.close()
-    latency = {n: round(got[n] - t, 3) for n, t in sent.items()}
+    return {n: round(got[n] - t, 3) for n, t in sent.items()}, got
+
+
+@pytest.mark.timeout(300)
+async def test_urgent_mail_overtakes_50000_bulk_on_a_slow_server(tmp_path: Path) -> None:
+    latency, _got = await codes_behind_bulk(tmp_path, bulk=50_000, delay=0.05, codes=5)
     assert all(v <= 0.5 for v in latency.values()), latency
     print(f"urgent latency behind 50,000 bulk: {latency}")
+
+
+@pytest.mark.timeout(300)
+async def test_a_code_never_waits_for_a_slow_provider_to_take_a_newsletter(
+    tmp_path: Path,
+) -> None:
+    # Two connections, a provider that takes a second per message, 500 bulk queued: both
+    # connections would be busy with bulk when a code comes, and it would wait up to a second
+    # more. A worker keeps one connection free of bulk mail, so a code takes only its own
+    # second.
+    latency, got = await codes_behind_bulk(tmp_path, bulk=500, delay=1.0, codes=6, concurrency=2)
+    assert all(v < 1.5 for v in latency.values()), f"codes waited for bulk: {latency}"
+    assert len([n for n in got if n < URGENT]) >= 6, "bulk mail stopped flowing"

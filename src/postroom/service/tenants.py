@@ -1,12 +1,20 @@
 """Tenants as the API, the dashboard and the CLI see them: whose settings apply to a message
-("this tenant, or the default for one that is gone"), whether its bodies may be shown, and
-``test-smtp`` with a tenant's saved settings."""
+("this tenant, or the default for one that is gone"), whether its bodies may be shown,
+``test-smtp`` with a tenant's saved settings, and a new intake token for a saved tenant."""
 
 from __future__ import annotations
 
+import copy
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from postroom.config.secrets import MASK
 from postroom.config.settings import CourierSettings, Settings
 from postroom.config.tenants import TenantRegistry
-from postroom.errors import NotFoundError
+from postroom.errors import InputError, NotFoundError
 from postroom.models import RenderedEmail
 from postroom.store.refresh_tokens import refresh_token_keeper
 from postroom.transports.smtp_probe import SmtpTestReport, run_smtp_test
@@ -53,3 +61,59 @@ async def smtp_test(
         ),
         email=email,
     )
+
+
+# -- intake tokens ---------------------------------------------------------------------------
+
+MIN_TOKEN_LENGTH = 16
+"""The shortest intake token a tenant accepts (``CourierSettings`` says the same)."""
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
+"""What a typed token may hold: the characters of a bearer token, so that it fits in an
+``Authorization`` header, a cookie or a basic-auth password without quoting."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeToken:
+    """A tenant's new intake token. ``token`` is shown this once (the tenant keeps only its
+    hash); ``generated`` is False for a token the user typed, which is not shown back;
+    ``keep_others`` keeps the stored tokens working beside it."""
+
+    token: str = field(default="", repr=False)
+    generated: bool = False
+    keep_others: bool = False
+
+
+def new_intake_token(typed: str = "", *, keep_others: bool = False) -> IntakeToken:
+    """The token ``typed``, checked, or a generated one (32 random bytes) when it is empty.
+    Raise :class:`InputError` naming ``intake_token`` for a typed token that cannot work."""
+    if not typed:
+        return IntakeToken(secrets.token_urlsafe(32), generated=True, keep_others=keep_others)
+    if typed.lower().startswith("sha256:"):
+        raise InputError(
+            "reads as a stored hash (sha256:...), which never works as a token; type the token "
+            "itself, or leave the field empty to have one made",
+            field="intake_token",
+        )
+    if len(typed) < MIN_TOKEN_LENGTH:
+        raise InputError(
+            f"is {len(typed)} characters long; an intake token needs {MIN_TOKEN_LENGTH} or "
+            "more (leave the field empty to have a 43-character one made)",
+            field="intake_token",
+        )
+    if not _TOKEN_CHARS.fullmatch(typed):
+        raise InputError(
+            "may hold only letters, digits and - . _ ~ + / = (no spaces), at most 512 of them, "
+            "so that it fits in an Authorization header; leave the field empty to have one made",
+            field="intake_token",
+        )
+    return IntakeToken(typed, generated=False, keep_others=keep_others)
+
+
+def with_intake_token(courier: Mapping[str, Any], token: IntakeToken) -> dict[str, Any]:
+    """A courier section (as the registry describes it, credentials masked) with ``token`` as
+    its intake token: alone, or after the stored ones (``***`` keeps each of them when
+    :meth:`~postroom.config.tenants.TenantRegistry.save` stores the section, hashed like
+    every intake token)."""
+    out = copy.deepcopy(dict(courier))
+    out["intake_tokens"] = [MASK, token.token] if token.keep_others else [token.token]
+    return out

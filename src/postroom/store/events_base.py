@@ -41,6 +41,11 @@ class Suppression:
             "expires_at": _time(self.expires_at),
         }
 
+    def active(self, now: datetime) -> bool:
+        """True while the suppression holds: it never expires, or expires after ``now``. The
+        one rule; the SQL store asks the same of its rows (``events_sql._unexpired``)."""
+        return self.expires_at is None or self.expires_at > now
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookDelivery:

@@ -172,9 +172,7 @@ class MemoryEventRecords:
     async def suppression(self, tenant: str, address: str, *, now: datetime) -> Suppression | None:
         """The unexpired suppression of ``address`` for ``tenant``."""
         found = self._suppressions.get((tenant, address.strip().lower()))
-        if found is None or (found.expires_at is not None and found.expires_at <= now):
-            return None
-        return found
+        return found if found is not None and found.active(now) else None
 
     async def list_suppressions(
         self, tenant: str | None, *, search: str | None, now: datetime, limit: int
@@ -185,7 +183,7 @@ class MemoryEventRecords:
             for s in self._suppressions.values()
             if (tenant is None or s.tenant == tenant)
             and (not search or search.lower() in s.address)
-            and (s.expires_at is None or s.expires_at > now)
+            and s.active(now)
         ]
         return sorted(found, key=lambda s: s.created_at, reverse=True)[:limit]
 

@@ -388,6 +388,7 @@ def _matched(event: DeliveryEvent, found: dict[str, Any] | None) -> MatchedEvent
 
 
 def _unexpired(now: datetime) -> Any:
+    """:meth:`Suppression.active` as a condition on the rows."""
     return or_(suppressions.c.expires_at.is_(None), suppressions.c.expires_at > now)
 
 

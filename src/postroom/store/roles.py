@@ -7,7 +7,7 @@ package."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -118,6 +118,11 @@ class Queue(Protocol):
 
     async def wait(self, timeout: float) -> None:
         """Return when work may have arrived (an enqueue in this process) or after timeout."""
+
+    def on_urgent(self, call: Callable[[], None]) -> Callable[[], None]:
+        """Call ``call`` (in the event loop, without waiting) whenever urgent mail is
+        enqueued: in this process, and on PostgreSQL in any process; stop when the function
+        returned is called."""
 
 
 class Records(Protocol):

@@ -1,17 +1,15 @@
 """How people name messages: by a short id (or any unique part of the id) and by recipient,
-case-insensitively or by domain (``@example.org``). The SQL conditions for the SQL store, the
-same tests for the memory store, and the lookup every command shares."""
+case-insensitively or by domain (``@example.org``). The tests the memory store applies to each
+message and the lookup every command shares; :mod:`postroom.store.search_sql` has the same
+rules as SQL conditions."""
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, func, or_
-
 from postroom.errors import InputError, NotFoundError
 from postroom.store.base import MessageFilter
 from postroom.store.roles import Records
-from postroom.store.schema import messages
 
 SHORT_ID = 12
 """Characters of the short id: the id's last group, 48 random bits of a UUIDv7 (the first 48
@@ -26,35 +24,14 @@ def short_id(message_id: str) -> str:
     return message_id[-SHORT_ID:]
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def recipient_condition(value: str) -> ColumnElement[bool]:
-    """Recipients equal to ``value`` in any case, or at the domain ``@example.org``."""
-    wanted = value.strip().lower()
-    column = func.lower(messages.c.recipient)
-    if wanted.startswith("@"):
-        return column.like(f"%{_escape(wanted)}", escape="\\")
-    return column == wanted  # read along ix_messages_recipient_lower (migration 0009)
-
-
 def recipient_matches(recipient: str, value: str) -> bool:
-    """:func:`recipient_condition` for one recipient."""
+    """:func:`~postroom.store.search_sql.recipient_condition` for one recipient."""
     wanted, have = value.strip().lower(), recipient.lower()
     return have.endswith(wanted) if wanted.startswith("@") else have == wanted
 
 
-def id_condition(fragment: str) -> ColumnElement[bool]:
-    """Ids that start or end with ``fragment``."""
-    part = _escape(fragment.lower())
-    return or_(
-        messages.c.id.like(f"{part}%", escape="\\"), messages.c.id.like(f"%{part}", escape="\\")
-    )
-
-
 def id_matches(message_id: str, fragment: str) -> bool:
-    """:func:`id_condition` for one id."""
+    """:func:`~postroom.store.search_sql.id_condition` for one id."""
     part = fragment.lower()
     return message_id.startswith(part) or message_id.endswith(part)
 

@@ -5,6 +5,8 @@ while a tenant's bulk mail is held back."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import heapq
 import itertools
 import time
 from dataclasses import dataclass
@@ -50,28 +52,54 @@ class Route:
 
 
 class Ready:
-    """Claimed messages not started yet: the most urgent lane first, then in claim order."""
+    """Claimed messages not started yet: the most urgent lane first, then in claim order.
+
+    A sender that waits is handed the next message it may take at once. A sender that takes
+    no bulk mail (the one a worker keeps free for codes) is never handed any."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.PriorityQueue[tuple[int, int, Message]] = asyncio.PriorityQueue()
+        self._heap: list[tuple[int, int, Message]] = []
         self._order = itertools.count()
+        self._waiting: collections.deque[tuple[asyncio.Future[Message], bool]] = collections.deque()
         self.urgent = 0  # how many urgent ones wait
         self._peeked = 0.0  # when the worker last looked for urgent mail while stocked
 
     def put(self, message: Message) -> None:
-        """Queue a claimed message."""
-        self._queue.put_nowait((message.priority.rank, next(self._order), message))
+        """Queue a claimed message, or hand it to the first waiting sender that takes it."""
+        bulk = message.priority is Priority.BULK
+        for entry in list(self._waiting):
+            waiter, takes_bulk = entry
+            if waiter.done():  # its sender was cancelled: it takes nothing more
+                self._waiting.remove(entry)
+            elif takes_bulk or not bulk:
+                self._waiting.remove(entry)
+                waiter.set_result(message)
+                return
+        heapq.heappush(self._heap, (message.priority.rank, next(self._order), message))
         self.urgent += message.priority is Priority.URGENT
 
-    async def get(self) -> Message:
-        """The next message to send, waiting for one."""
-        return self._took(*await self._queue.get())
+    async def get(self, *, bulk: bool = True) -> Message:
+        """The next message to send (with ``bulk=False``, the next that is not bulk mail),
+        waiting for one."""
+        if self._heap and (bulk or self._heap[0][2].priority is not Priority.BULK):
+            return self._took(*heapq.heappop(self._heap))
+        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        entry = (waiter, bulk)
+        self._waiting.append(entry)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+            elif waiter.done() and not waiter.cancelled():
+                self.put(waiter.result())  # handed over as the sender was cancelled: keep it
+            raise
 
     def take_all(self) -> list[Message]:
         """Every message still waiting (at shutdown)."""
         out = []
-        while not self._queue.empty():
-            out.append(self._took(*self._queue.get_nowait()))
+        while self._heap:
+            out.append(self._took(*heapq.heappop(self._heap)))
         return out
 
     def time_to_peek(self, every: float = URGENT_PEEK) -> bool:

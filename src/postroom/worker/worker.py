@@ -68,7 +68,8 @@ class Worker:
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
         self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
-        self._nudge = asyncio.Event()  # a send finished, or a stop was asked for
+        self._nudge = asyncio.Event()  # a send finished, urgent mail came, or a stop
+        self._urgent_came = False  # urgent mail was enqueued since the last urgent claim
 
     @property
     def settings(self) -> Settings:
@@ -80,10 +81,12 @@ class Worker:
         """What this run did so far."""
         return self.outcomes.stats
 
-    async def _sender(self) -> None:
-        """One of ``concurrency`` loops, each sending one message at a time."""
+    async def _sender(self, *, bulk: bool) -> None:
+        """One of ``concurrency`` loops, each sending one message at a time; without
+        ``bulk``, the loop kept free of bulk mail, so that a code never waits for a slow
+        provider to take a newsletter first."""
         while True:
-            message = await self._ready.get()
+            message = await self._ready.get(bulk=bulk)
             try:
                 self._finish(await self.attempts.attempt(message), message)
             except Exception:  # an attempt records failures itself; keep the loop alive
@@ -149,8 +152,9 @@ class Worker:
         claim carries the status writes that are waiting (one transaction for both)."""
         # Stocked: look for urgent mail now and then, not to send a code after the bulk held.
         urgent_only = self._stocked()
-        if urgent_only and not self._ready.time_to_peek():
+        if urgent_only and not (self._urgent_came or self._ready.time_to_peek()):
             return 0
+        self._urgent_came = False
         room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
         await self.outcomes.store_owed()
         done, self.outcomes.pending = self.outcomes.pending, []
@@ -221,7 +225,12 @@ class Worker:
         writer = asyncio.create_task(self._writer(stop))
         renewer = asyncio.create_task(self._renewer())
         stopping = asyncio.create_task(self._nudge_on(stop))
-        self._senders = [asyncio.create_task(self._sender()) for _ in range(self.concurrency)]
+        # With two connections or more, one never takes bulk mail.
+        self._senders = [
+            asyncio.create_task(self._sender(bulk=index > 0 or self.concurrency == 1))
+            for index in range(self.concurrency)
+        ]
+        unwatch = self.store.on_urgent(self._urgent_arrived)
         try:
             while not stop.is_set():
                 try:
@@ -238,6 +247,7 @@ class Worker:
                     log.exception("the worker's loop failed; retrying in 1s")
                     await self._sleep(stop, 1.0)
         finally:
+            unwatch()
             await self._shutdown(shutdown_deadline)
             stop.set()
             self.outcomes.waiting.set()
@@ -254,7 +264,7 @@ class Worker:
     async def _wait_for_room(self, stop: asyncio.Event) -> None:
         """Wait until a send finishes, a stop is asked for, or new work may have arrived."""
         self._nudge.clear()
-        if stop.is_set():
+        if stop.is_set() or self._urgent_came:
             return
         if self._stocked():
             # Only urgent mail is claimed before a send finishes: one event, no task per wait.
@@ -268,6 +278,11 @@ class Worker:
         finally:
             stopper.cancel()
             waker.cancel()
+
+    def _urgent_arrived(self) -> None:
+        """Urgent mail was enqueued: a worker busy with less urgent mail claims it now."""
+        self._urgent_came = True
+        self._nudge.set()
 
     async def _nudge_on(self, stop: asyncio.Event) -> None:
         await stop.wait()

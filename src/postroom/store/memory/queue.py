@@ -40,6 +40,7 @@ from postroom.store.lane_rules import (
     slot_wait,
 )
 from postroom.store.memory.state import MemoryState
+from postroom.store.wakeup import carries_urgent
 
 
 class MemoryQueue(MemoryState):
@@ -110,7 +111,7 @@ class MemoryQueue(MemoryState):
             raise
         # What folded into a message of this batch after it was returned: the final count.
         out = [(self._messages[m.id], False) if not made else (m, made) for m, made in out]
-        self._wake.set()
+        self._wake.ring(urgent=carries_urgent(messages))
         return out
 
     def _fold_into(self, new: NewMessage, budget: Budget, now: datetime) -> Message | None:
@@ -230,7 +231,7 @@ class MemoryQueue(MemoryState):
                         updated_at=now,
                     )
                 )
-        self._wake.set()
+        self._wake.ring()
 
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses."""
@@ -272,7 +273,7 @@ class MemoryQueue(MemoryState):
                 )
             self._put(replace(message, **changes))
         if any(c.status is Status.QUEUED for c in completions):
-            self._wake.set()
+            self._wake.ring()
 
     async def take_slot(
         self,

@@ -72,7 +72,7 @@ class MemoryRecords(MemoryState):
             updated_at=now,
         )
         self._put(fresh)
-        self._wake.set()
+        self._wake.ring()
         return fresh
 
     async def cancel(self, message_id: str, *, error: Diagnosis) -> Message:

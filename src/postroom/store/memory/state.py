@@ -4,13 +4,13 @@ event loop. Nothing survives the process; one process only."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from postroom.models import Dispatch, Message, Priority, Status
 from postroom.store.base import StoredOAuthToken, StoredTenant
+from postroom.store.wakeup import Wakeup
 
 
 class MemoryState:
@@ -26,7 +26,7 @@ class MemoryState:
         # Per tenant: (time, message id until its hand-off, lane), as the SQL store keeps them.
         self._rate: dict[str, list[tuple[datetime, str | None, Priority]]] = {}
         self._last = datetime.min.replace(tzinfo=UTC)
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         # (next attempt, created, id) of queued messages; stale entries are skipped at claim.
         self._due: list[tuple[datetime, datetime, str]] = []
         self._leased: set[str] = set()  # ids of messages in processing
@@ -46,9 +46,12 @@ class MemoryState:
 
     async def wait(self, timeout: float) -> None:
         """Return on an enqueue or requeue, or after ``timeout``."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0))
-        self._wake.clear()
+        await self._wake.wait(timeout)
+
+    def on_urgent(self, call: Callable[[], None]) -> Callable[[], None]:
+        """Call ``call`` whenever urgent mail is enqueued, until the function returned is
+        called."""
+        return self._wake.on_urgent(call)
 
     async def ping(self) -> None:
         """Always reachable."""

@@ -4,7 +4,7 @@ on a shared engine: :mod:`.engine` (engines, thread, migrations, LISTEN), :mod:`
 
 from __future__ import annotations
 
-from postroom.store.listener import SqlListenerRecords
+from postroom.store.listener_sql import SqlListenerRecords
 from postroom.store.sql.dkim_keys import SqlDkimKeys
 from postroom.store.sql.engine import (
     MIGRATIONS,

@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from postroom.errors import ConfigError, PostroomError
 from postroom.store.schema import messages
+from postroom.store.wakeup import URGENT_PAYLOAD, Wakeup
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
@@ -116,7 +117,7 @@ class SqlEngine:
             max_workers=threads, thread_name_prefix="postroom-store"
         )
         self._listener: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
 
     async def _run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -164,11 +165,19 @@ class SqlEngine:
         SQLite: an enqueue in this process wakes us. PostgreSQL: any process's enqueue does,
         through LISTEN/NOTIFY; the timeout stays as the polling fallback.
         """
+        self._listen_once()
+        await self._wake.wait(timeout)
+
+    def on_urgent(self, call: Callable[[], None]) -> Callable[[], None]:
+        """Call ``call`` whenever urgent mail is enqueued: in this process, and on
+        PostgreSQL in any process (through LISTEN/NOTIFY); stop when the function returned
+        is called."""
+        self._listen_once()
+        return self._wake.on_urgent(call)
+
+    def _listen_once(self) -> None:
         if self.postgres and (self._listener is None or self._listener.done()):
             self._listener = asyncio.create_task(self._listen())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0))
-        self._wake.clear()
 
     async def _listen(self) -> None:
         """LISTEN for enqueues of other processes; reconnect after a lost connection."""
@@ -180,9 +189,9 @@ class SqlEngine:
                     self._conninfo, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._wake.set()  # anything enqueued while we were away
-                    async for _notify in conn.notifies():
-                        self._wake.set()
+                    self._wake.ring(urgent=True)  # anything enqueued while we were away
+                    async for notify in conn.notifies():
+                        self._wake.ring(urgent=notify.payload == URGENT_PAYLOAD)
             except asyncio.CancelledError:
                 raise
             except Exception:

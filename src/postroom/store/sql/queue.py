@@ -28,10 +28,11 @@ from postroom.store.base import (
     queued_message,
 )
 from postroom.store.lane_rules import LaneClaim, counted
-from postroom.store.listener import fill_bodies, keep_bodies
+from postroom.store.listener_sql import fill_bodies, keep_bodies
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import NOTIFY_CHANNEL, SqlEngine
 from postroom.store.sql.rows import aware, dispatch_row, message_from_row, message_row
+from postroom.store.wakeup import URGENT_PAYLOAD, carries_urgent
 
 
 @dataclass(slots=True)
@@ -78,7 +79,9 @@ class SqlQueue(SqlEngine):
                 except (DuplicateRequestError, RecipientLimitError) as refused:
                     results.append(refused)  # nothing of this group was written
             if self.postgres:  # wakes idle workers in every process, at commit
-                conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+                urgent = carries_urgent(new for group in groups for new in group.messages)
+                payload = f", '{URGENT_PAYLOAD}'" if urgent else ""
+                conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}{payload}"))
         return results
 
     def _insert_group(
@@ -179,7 +182,7 @@ class SqlQueue(SqlEngine):
                 continue
             for group, result in zip(groups, results, strict=True):
                 _answer(group, result)
-            self._wake.set()
+            self._wake.ring(urgent=carries_urgent(m for group in groups for m in group.messages))
 
     async def _commit_alone(self, group: _EnqueueGroup) -> None:
         for attempt in range(2):
@@ -193,7 +196,7 @@ class SqlQueue(SqlEngine):
                 group.result.set_exception(exc)
                 return
             _answer(group, result)
-            self._wake.set()
+            self._wake.ring(urgent=carries_urgent(group.messages))
             return
 
     # -- the worker's verbs -----------------------------------------------------------
@@ -264,7 +267,7 @@ class SqlQueue(SqlEngine):
         """Give back leased messages that were not attempted, due again now."""
         if message_ids:
             await self._run(lambda: self._release_sync(message_ids, worker))
-            self._wake.set()
+            self._wake.ring()
 
     def _complete_sync(self, completions: Sequence[Completion], worker: str) -> None:
         with self._state.begin() as conn:
@@ -315,7 +318,7 @@ class SqlQueue(SqlEngine):
     def _wake_for(self, completions: Sequence[Completion]) -> None:
         """A message queued again (a retry) may be due before the next poll: wake up."""
         if any(c.status is Status.QUEUED for c in completions):
-            self._wake.set()
+            self._wake.ring()
 
     def _take_slot_sync(
         self,

@@ -19,12 +19,12 @@ from postroom.store.base import (
     MessageFilter,
     activity_edges,
 )
-from postroom.store.evidence import with_provider_message_id
+from postroom.store.evidence_sql import with_provider_message_id
 from postroom.store.lane_rules import summarise
 from postroom.store.lanes import LANE_SUMMARY
-from postroom.store.listener import drop_unused_bodies, fill_bodies
+from postroom.store.listener_sql import drop_unused_bodies, fill_bodies
 from postroom.store.schema import dispatches, messages
-from postroom.store.search import id_condition, recipient_condition
+from postroom.store.search_sql import id_condition, recipient_condition
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
 
@@ -168,7 +168,7 @@ class SqlRecords(SqlEngine):
     async def retry(self, message_id: str, *, attempts: int, ttl: float) -> Message:
         """Queue an abandoned message again; see :class:`Store`."""
         message = await self._run(lambda: self._retry_sync(message_id, attempts, ttl))
-        self._wake.set()
+        self._wake.ring()
         return message
 
     def _cancel_sync(self, message_id: str, error: Diagnosis) -> Message:

@@ -3,8 +3,10 @@
 Pure functions, no I/O. Credentials are write-only: the form never holds one, only whether one
 is stored; a field left empty (or ``***``) sends ``***`` back, which
 :meth:`~postroom.config.tenants.TenantRegistry.save` replaces with the stored value. Header
-values that look like credentials are masked the same way. Everything the form does not show
-(intake tokens, OAuth2, rate limits, retries, ...) is kept as it is.
+values that look like credentials are masked the same way. Intake tokens are write-only too:
+the form says how many are stored and may replace them with, or add, a new one
+(:func:`intake_token_from_form`). Everything the form does not show (OAuth2, rate limits,
+retries, ...) is kept as it is.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from postroom.config.secrets import MASK
 from postroom.config.smtp_uri import Security, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.presets import PRESETS, Preset, encode_credential
+from postroom.service.tenants import IntakeToken, new_intake_token
 
 SECURITY_MODES: dict[str, str] = {
     "starttls": "STARTTLS, certificate verified (smtp://, usually port 587)",
@@ -34,6 +37,9 @@ STRATEGIES: dict[str, str] = {
 }
 HTTP_METHODS = ("POST", "PUT", "PATCH")
 HTTP_AUTH = {"none": "None", "api_key": "API key (header or cookie)", "basic_auth": "Basic auth"}
+INTAKE_ACTIONS = ("keep", "replace", "add")
+"""What the form does with the intake tokens: keep the stored ones, replace them with a new
+one, or add a new one beside them (to rotate without a gap)."""
 
 
 @dataclass
@@ -68,6 +74,8 @@ class TenantForm:
     footer_text: str = ""
     support_email: str = ""
     postal_address: str = ""
+    intake_tokens_stored: int = 0
+    intake_action: str = "replace"  # a new tenant gets a token unless the user says otherwise
 
 
 # Form field -> key of courier.branding (``address`` is the postal one).
@@ -125,6 +133,9 @@ def form_from_courier(courier: Mapping[str, Any]) -> TenantForm:
     branding = _dict(courier, "branding")
     for name, key in BRANDING_FIELDS.items():
         setattr(form, name, _text(branding.get(key)))
+    tokens = courier.get("intake_tokens")
+    form.intake_tokens_stored = len(tokens) if isinstance(tokens, list) else 0
+    form.intake_action = "keep"
     uri = _text(smtp.get("connection_uri"))
     if uri:
         try:
@@ -346,6 +357,24 @@ def _http_auth(form: Mapping[str, str], before: TenantForm) -> dict[str, Any] | 
         user = form.get("http_user", "").strip()
         return {"type": "basic_auth", "config": {"user": user, "password": password}}
     raise InputError("choose none, API key or basic auth", field="http_auth")
+
+
+def intake_token_from_form(form: Mapping[str, str]) -> IntakeToken | None:
+    """The new intake token the form asks for (typed, or made when the field is empty), or
+    None to keep the stored tokens. Raise :class:`InputError` naming the field."""
+    action = form.get("intake_action", "keep").strip()
+    typed = form.get("intake_token", "").strip()
+    if action not in INTAKE_ACTIONS:
+        raise InputError("choose to keep, replace or add a token", field="intake_action")
+    if action == "keep":
+        if typed:
+            raise InputError(
+                "holds a token, but the stored tokens are to be kept; choose to replace them "
+                "or to add it, or empty the field",
+                field="intake_token",
+            )
+        return None
+    return new_intake_token(typed, keep_others=action == "add")
 
 
 def form_from_submission(form: Mapping[str, str], stored: TenantForm) -> TenantForm:

@@ -13,11 +13,12 @@ from postroom.deliverability.service import verdict
 from postroom.errors import ConfigError, ConflictError, InputError, NotFoundError
 from postroom.presets import PRESETS
 from postroom.service.smtp_logins import create_login, delete_login
-from postroom.service.tenants import smtp_test
+from postroom.service.tenants import IntakeToken, smtp_test, with_intake_token
 from postroom.transports.smtp_probe import SmtpTestReport
 from postroom.web.dashboard import tenant_form
 from postroom.web.dashboard.listener import listener_section
 from postroom.web.dashboard.pages import (
+    NOTICES,
     DashboardRoute,
     duration,
     form_value,
@@ -114,6 +115,7 @@ async def _tenant_page(
     extra.setdefault("deliverability", None)
     extra.setdefault("test_to", "")
     extra.setdefault("new_id", "")
+    extra.setdefault("new_token", None)
     return render(
         request,
         "tenant.html",
@@ -162,6 +164,9 @@ async def _save(request: Request, tenant_id: str | None) -> Response:
             if name in (await tenants.settings()).tenant_names():
                 raise InputError(f"a tenant {name!r} exists already; edit it instead", field="id")
         courier = tenant_form.courier_from_form(form, stored_courier)
+        token = tenant_form.intake_token_from_form(form)
+        if token is not None:
+            courier = with_intake_token(courier, token)
         await tenants.save(name, courier)
     except (InputError, ConfigError, ConflictError) as exc:
         shown = tenant_form.form_from_submission(
@@ -170,7 +175,21 @@ async def _save(request: Request, tenant_id: str | None) -> Response:
         return await _tenant_page(
             request, tenant_id, form=shown, status=400, error=str(exc), new_id=name
         )
-    return redirect(query(f"/tenants/{name}", notice="saved"))
+    if token is None:
+        return redirect(query(f"/tenants/{name}", notice="saved"))
+    return await _saved_with_token(request, name, token)
+
+
+async def _saved_with_token(request: Request, name: str, token: IntakeToken) -> Response:
+    """The saved tenant's page, answered at once instead of a redirect: a made token is shown
+    this once, with what to paste into Ory Kratos."""
+    return await _tenant_page(
+        request,
+        name,
+        notice=NOTICES["saved"],
+        new_token=token,
+        intake_url=f"{str(request.base_url).rstrip('/')}/intake/ory/{name}",
+    )
 
 
 @router.post("/tenants/new")
