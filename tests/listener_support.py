@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from postroom.config import Settings
-from postroom.intake.smtp_listener import bind_sockets
+from postroom.intake.listener_sockets import bind_sockets
 
 from conftest import Pki
 from web_support import AUTH, serving

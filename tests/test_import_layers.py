@@ -1,6 +1,7 @@
-"""No import circle between Postroom's modules, counting imports placed inside functions too
-(an import moved into a function to dodge a circle still makes one). Imports under
-``if TYPE_CHECKING:`` are for the type checker only and are left out."""
+"""The layout of Postroom's modules: no import circle between them, counting imports placed
+inside functions too (an import moved into a function to dodge a circle still makes one;
+imports under ``if TYPE_CHECKING:`` are for the type checker only and are left out), and no
+module of code over 450 lines (data tables excepted, by name)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,48 @@ def test_the_circle_finder_finds_a_circle_through_a_function_level_import() -> N
 
 def test_no_module_imports_itself_back_through_others() -> None:
     assert circles(import_graph()) == []
+
+
+MAX_LINES = 450
+TABLES = {
+    # Data, one entry after another; splitting them would only scatter the entries.
+    "postroom/presets/smtp.py": "the providers' SMTP presets",
+    "postroom/diagnosis/replies.py": "the rules that read providers' SMTP replies",
+}
+"""Modules allowed past ``MAX_LINES`` because they are tables of data, not code."""
+
+
+def long_modules(src: Path, tables: dict[str, str]) -> dict[str, int]:
+    """Each module under ``src`` (named from its parent) longer than ``MAX_LINES``, with its
+    length in lines, the ``tables`` left out."""
+    found: dict[str, int] = {}
+    for path in sorted(src.rglob("*.py")):
+        name = path.relative_to(src.parent).as_posix()
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES and name not in tables:
+            found[name] = lines
+    return found
+
+
+def test_the_length_check_names_a_long_module_and_passes_a_table(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    (package / "table.py").write_text("x = 1\n" * (MAX_LINES + 100))
+    (package / "short.py").write_text("x = 1\n" * MAX_LINES)
+    found = long_modules(package, {"pkg/table.py": "data"})
+    assert found == {"pkg/long.py": MAX_LINES + 1}
+
+
+def test_no_module_of_code_is_over_450_lines() -> None:
+    found = long_modules(SRC, TABLES)
+    assert not found, "\n".join(
+        f"{name} has {lines} lines, more than {MAX_LINES}: split it into modules by job "
+        "(or, for a pure data table, name it in TABLES with the reason)"
+        for name, lines in found.items()
+    )
+
+
+def test_every_allowed_table_still_exists() -> None:
+    missing = [name for name in TABLES if not (SRC.parent / name).is_file()]
+    assert not missing, f"TABLES names modules that are gone: {missing}; remove them"

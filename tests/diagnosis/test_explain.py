@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.diagnosis.explain import explain_text, parse_reply
+from postroom.diagnosis.explain import explain_text
+from postroom.diagnosis.pasted import parse_reply
 from postroom.diagnosis.replies import classify_reply
 from postroom.errors import InputError
 

@@ -15,7 +15,8 @@ import pytest
 
 from postroom.diagnosis import CODES
 from postroom.diagnosis.classify import diagnose_error
-from postroom.diagnosis.explain import explain_text, parse_reply
+from postroom.diagnosis.explain import explain_text
+from postroom.diagnosis.pasted import parse_reply
 from postroom.errors import DeliveryError
 
 M365 = "Microsoft 365"

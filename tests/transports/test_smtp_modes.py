@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from postroom.config.settings import SmtpSettings
+from postroom.config.smtp import SmtpSettings
 from postroom.config.smtp_uri import parse_smtp_uri
 from postroom.diagnosis.classify import diagnose_error
 from postroom.errors import DeliveryError

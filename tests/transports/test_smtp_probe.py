@@ -16,7 +16,7 @@ from postroom.config.settings import CourierSettings
 from postroom.config.smtp_uri import parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.models import Diagnosis
-from postroom.transports import smtp as smtp_transport
+from postroom.transports import smtp_connection
 from postroom.transports import smtp_probe as smtp_test
 from postroom.transports.smtp import SmtpTransport
 from postroom.transports.smtp_probe import port_scheme_hint, run_smtp_test
@@ -188,7 +188,7 @@ async def test_a_silent_server_on_465_is_the_wrong_mode_without_a_probe(
         assert plain.diagnosis is not None
         assert plain.diagnosis.code == "connection_timeout"
         # On port 465 the same silence means "this port wants TLS first" (smtp.py's rule).
-        monkeypatch.setattr(smtp_transport, "IMPLICIT_TLS_PORT", port)
+        monkeypatch.setattr(smtp_connection, "IMPLICIT_TLS_PORT", port)
         on_465 = await run_smtp_test(
             courier(timeout="1s"), uri=f"smtp://localhost:{port}/", no_send=True
         )

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from postroom.config.settings import SmtpSettings
+from postroom.config.smtp import SmtpSettings
 from postroom.config.smtp_uri import parse_smtp_uri
 from postroom.diagnosis import diagnose_error
 from postroom.errors import DeliveryError

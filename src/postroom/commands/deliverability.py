@@ -67,7 +67,7 @@ def generate_command(
     config: ConfigOpt = None,
 ) -> None:
     """Make a key for a tenant, store it encrypted and inactive, and print its DNS record."""
-    from postroom.config.settings import DkimSettings
+    from postroom.config.dkim import DkimSettings
     from postroom.deliverability.service import generate
 
     with user_errors():

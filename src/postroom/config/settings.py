@@ -17,19 +17,17 @@ from pydantic import (
 )
 
 from postroom.config.branding import BrandingSettings, valid_locale
+from postroom.config.dkim import DkimSettings
 from postroom.config.durations import DAY, HOUR, MINUTE, Duration, PositiveDuration, at_most
 from postroom.config.events import ProviderEventsSettings, SuppressionSettings, WebhookSettings
 from postroom.config.http import HttpSettings
 from postroom.config.listener import CourierListenerSettings, ListenerSettings, check_tenants
 from postroom.config.model import SettingsModel
 from postroom.config.networks import cidr_networks
-from postroom.config.oauth2 import OAuth2Settings
 from postroom.config.secrets import stored_token
-from postroom.config.smtp_uri import SmtpUri, parse_smtp_uri
+from postroom.config.smtp import SmtpSettings
 from postroom.deliverability.nameservers import parse_nameserver
 from postroom.errors import ConfigError, InputError
-from postroom.render.mime import check_configured_header, header_address
-from postroom.text import header_line_problem
 
 MAX_TTL = 30 * DAY
 """The longest ``courier.message_ttl``, and so the longest wait before a retry that a message
@@ -40,99 +38,6 @@ MAX_RETENTION = 3650 * DAY
 
 class _Strict(SettingsModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SmtpSettings(_Strict):
-    """``courier.smtp``."""
-
-    connection_uri: str | None = Field(default=None, repr=False)  # holds the password
-    from_address: str = "no-reply@postroom.localhost"
-    from_name: str | None = None
-    reply_to: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    local_name: str | None = None
-    timeout: Annotated[PositiveDuration, at_most(10 * MINUTE)] = 30.0
-    client_cert_path: str | None = None
-    client_key_path: str | None = None
-    oauth2: OAuth2Settings = Field(default_factory=OAuth2Settings)
-
-    @field_validator("connection_uri")
-    @classmethod
-    def _valid_uri(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                parse_smtp_uri(value)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return value or None
-
-    @field_validator("from_address", "reply_to")
-    @classmethod
-    def _plain_address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        problem = header_line_problem(value)
-        if problem is not None:
-            raise ValueError(f"{problem}; write one address like no-reply@example.org")
-        try:
-            header_address(value, field="address")
-        except InputError:
-            raise ValueError(
-                f"{value!r} is not an email address; write it like no-reply@example.org"
-            ) from None
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _header_lines(cls, value: dict[str, str]) -> dict[str, str]:
-        # The same rules as when the email is built, but at start instead of at every send.
-        for name, text in value.items():
-            try:
-                check_configured_header(name, text)
-            except InputError as exc:
-                detail = str(exc).removeprefix(f"{exc.field}: ")
-                raise ValueError(
-                    detail if exc.field == "headers" else f"{name}: {detail}"
-                ) from None
-        return value
-
-    @field_validator("from_name", "local_name")
-    @classmethod
-    def _one_line(cls, value: str | None) -> str | None:
-        problem = None if value is None else header_line_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-    @model_validator(mode="after")
-    def _oauth2_login(self) -> SmtpSettings:
-        # XOAUTH2 logs in as the URI's user with a token instead of the URI's password.
-        uri = self.uri() if self.oauth2.configured else None
-        if uri is None:
-            return self
-        if uri.password:
-            raise ValueError(
-                "connection_uri has a password, but oauth2 is configured and the access token "
-                "replaces it; remove the password (smtp://user%40example.org@host:587/)"
-            )
-        if not uri.username and not (self.oauth2.provider == "google" and self.oauth2.subject):
-            raise ValueError(
-                "oauth2 logs in as the connection_uri's user, and it has none; put the mailbox "
-                "in the URI, percent-encoded: smtp://user%40example.org@host:587/"
-            )
-        return self
-
-    def uri(self) -> SmtpUri | None:
-        """The parsed connection URI, or None when none is configured."""
-        return parse_smtp_uri(self.connection_uri) if self.connection_uri else None
-
-    def xoauth2_user(self) -> str | None:
-        """The mailbox an XOAUTH2 login names: Google's ``subject`` when set (the token acts
-        as that user), else the URI's user."""
-        if self.oauth2.provider == "google" and self.oauth2.subject:
-            return self.oauth2.subject
-        uri = self.uri()
-        return uri.username if uri is not None and uri.username else None
 
 
 class RetrySettings(_Strict):
@@ -179,58 +84,6 @@ class RateLimitSettings(_Strict):
     count: int = Field(gt=0)
     per: Annotated[PositiveDuration, at_most(31 * DAY)]
     unit: Literal["messages", "recipients"] = "messages"
-
-
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-
-
-def _dns_name(value: str, what: str) -> str:
-    name = value.strip().lower().rstrip(".")
-    try:
-        name = name.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError(f"{value!r} is not a {what}; write one like example.org") from None
-    if not name or not all(_LABEL.fullmatch(label) for label in name.split(".")):
-        raise ValueError(f"{value!r} is not a {what}; write one like example.org")
-    return name
-
-
-class DkimSettings(_Strict):
-    """``courier.dkim``: sign this tenant's mail for ``domain`` (off while it is unset).
-
-    With ``private_key_path`` (file tenants only) the key is that PEM file; without it, the key
-    is the one made by ``postroom dkim generate`` and switched on by ``postroom dkim activate``
-    (then ``selector`` and ``algorithm`` come from the store).
-    """
-
-    domain: str | None = None
-    selector: str | None = None
-    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
-    private_key_path: str | None = None
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str | None) -> str | None:
-        return None if value is None else _dns_name(value, "domain name")
-
-    @field_validator("selector")
-    @classmethod
-    def _selector(cls, value: str | None) -> str | None:
-        return None if value is None else _dns_name(value, "DKIM selector")
-
-    @model_validator(mode="after")
-    def _file_needs_selector(self) -> DkimSettings:
-        if (self.selector or self.private_key_path) and not self.domain:
-            raise ValueError(
-                "dkim has a selector or key but no domain; set dkim.domain to the domain of "
-                "your from_address (or a parent of it)"
-            )
-        if self.private_key_path and not self.selector:
-            raise ValueError(
-                "private_key_path is set but selector is not; set selector to the name the "
-                "key is published under (<selector>._domainkey.<domain>)"
-            )
-        return self
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

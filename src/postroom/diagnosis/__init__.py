@@ -2,9 +2,10 @@
 
 ``catalogue`` holds every code with its retry rule and plain words; ``replies`` reads an SMTP
 server reply (basic code, enhanced status code, text, stage) and names the code and, where the
-reply betrays it, the provider. ``explain`` finds the reply (or a connection/TLS error) in a text
-pasted from a log. Diagnosis only classifies: ``test-smtp``'s driver, which walks a real SMTP
-conversation, lives beside the transports (:mod:`postroom.transports.smtp_probe`).
+reply betrays it, the provider. ``explain`` finds the reply (``pasted``) or a connection/TLS
+error (``error_text``) in a text pasted from a log. Diagnosis only classifies: ``test-smtp``'s
+driver, which walks a real SMTP conversation, lives beside the transports
+(:mod:`postroom.transports.smtp_probe`).
 """
 
 from __future__ import annotations

@@ -4,27 +4,23 @@ Authelia, ZITADEL, Supabase Auth, Django...) hand Postroom their mail here.
 A thin adapter over the same enqueue path as the API: the message is stored (one per
 recipient) before the ``250`` to end-of-data, or the client gets ``451 4.3.0``. Every refusal
 carries an enhanced status code and is written to the refusal log.
+
+This module holds the :class:`Listener` (servers, connection counts, and the MAIL, RCPT and DATA
+answers); one client's connection is :mod:`postroom.intake.smtp_session`, the ports and the
+banner :mod:`postroom.intake.listener_sockets`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import errno
 import logging
-import socket
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
-
-from aiosmtpd.smtp import SMTP, AuthResult
+from typing import Any
 
 from postroom.config import Settings
-from postroom.config.listener import IDLE_TIMEOUT, MAX_PER_CLIENT
-from postroom.config.networks import is_loopback
+from postroom.config.listener import MAX_PER_CLIENT
 from postroom.errors import ConfigError, InputError, RecipientLimitError, SuppressedError
+from postroom.intake.listener_sockets import BoundSocket, tls_context
 from postroom.intake.relay import (
     Submission,
     bare_line_break,
@@ -32,131 +28,12 @@ from postroom.intake.relay import (
     read_postroom_headers,
     store_submission,
 )
-from postroom.intake.smtp_auth import (
-    Authenticator,
-    LockedOut,
-    Login,
-    RefusalLog,
-    allow_from_tenant,
-)
+from postroom.intake.smtp_auth import Authenticator, Login, RefusalLog, allow_from_tenant
+from postroom.intake.smtp_session import SmtpSession
 from postroom.intake.validate import validate_address
 from postroom.store import Store
 
 log = logging.getLogger("postroom.listener")
-# aiosmtpd warns at every successful AUTH about an attribute only it sets.
-logging.getLogger("mail.log").addFilter(
-    lambda record: "login_data is deprecated" not in record.getMessage()
-)
-DEV_PORT = 2525
-
-# aiosmtpd's own replies, given an enhanced status code and a reason for the refusal log.
-_STOCK: dict[str, tuple[str, str]] = {
-    "552 Error: Too much mail data": ("552 5.3.4 Message too big", "the message is too big"),
-    "552 Error: message size exceeds fixed maximum message size": (
-        "552 5.3.4 Message too big",
-        "the message is too big (announced in MAIL FROM SIZE=)",
-    ),
-    "553 5.1.3 Error: malformed address": (
-        "553 5.1.3 Address cannot be parsed",
-        "an address in MAIL FROM or RCPT TO cannot be parsed",
-    ),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class BoundSocket:
-    """A listening socket and whether it speaks TLS from the first byte (implicit TLS)."""
-
-    sock: socket.socket
-    implicit_tls: bool
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return int(self.sock.getsockname()[1])
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(256)
-    sock.setblocking(False)
-    return sock
-
-
-def bind_sockets(settings: Settings, *, dev: bool) -> list[BoundSocket]:
-    """Open the listener's sockets before the banner is printed: ``listener.smtp.port`` (and
-    ``tls_port``), or for ``--dev`` without configuration 127.0.0.1:2525, or any free port when
-    2525 is taken. Raise :class:`ConfigError` when a configured port cannot be opened."""
-    smtp = settings.listener.smtp
-    if dev and not settings.listener.smtp_enabled:
-        try:
-            return [BoundSocket(_bind("127.0.0.1", DEV_PORT), False)]
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
-            return [BoundSocket(_bind("127.0.0.1", 0), False)]
-    out = []
-    for port, implicit, key in ((smtp.port, False, "port"), (smtp.tls_port, True, "tls_port")):
-        if port is None or (implicit and dev):  # --dev listens without TLS
-            continue
-        try:
-            out.append(BoundSocket(_bind(smtp.host, port), implicit))
-        except OSError as exc:
-            for bound in out:
-                bound.sock.close()
-            raise ConfigError(
-                f"cannot listen on {smtp.host}:{port}: {exc.strerror}; choose a free port",
-                path=f"listener.smtp.{key}",
-            ) from None
-    return out
-
-
-def listener_banner(settings: Settings, sockets: Sequence[BoundSocket], *, dev: bool) -> list[str]:
-    """The lines ``serve`` prints about the SMTP listener (none when it is off)."""
-    lines = []
-    for bound in sockets:
-        host = bound.sock.getsockname()[0]
-        if dev:
-            moved = "" if bound.port == DEV_PORT else f" ({DEV_PORT} was taken)"
-            lines.append(
-                f"SMTP listener (dev) on {host}:{bound.port}{moved}: no TLS, no login; "
-                "mail goes to tenant default"
-            )
-        else:
-            kind = (
-                "implicit TLS"
-                if bound.implicit_tls
-                else "STARTTLS"
-                if settings.listener.smtp.cert_path
-                else "no TLS"
-            )
-            lines.append(f"SMTP listener on {host}:{bound.port} ({kind})")
-    return lines
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """The server's TLS context from ``cert_path``/``key_path`` (None when unset)."""
-    smtp = settings.listener.smtp
-    if not smtp.cert_path or not smtp.key_path:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(smtp.cert_path, smtp.key_path)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"cannot load the certificate {smtp.cert_path} with its key {smtp.key_path}: "
-            f"{getattr(exc, 'strerror', None) or exc}; give PEM files that belong together",
-            path="listener.smtp.cert_path",
-        ) from None
-    return context
 
 
 class Listener:
@@ -178,7 +55,7 @@ class Listener:
         self.refusals = RefusalLog(store)
         self.tls = None if dev else tls_context(base)
         self.connections: dict[str, int] = {}
-        self.sessions: set[_Session] = set()
+        self.sessions: set[SmtpSession] = set()
         self.ports: dict[str, int] = {}  # "port" and "tls_port" as bound
         self._servers: list[asyncio.Server] = []
 
@@ -189,8 +66,8 @@ class Listener:
             implicit = bound.implicit_tls
             self.ports["tls_port" if implicit else "port"] = bound.port
 
-            def factory(implicit: bool = implicit) -> _Session:
-                return _Session(self, implicit_tls=implicit)
+            def factory(implicit: bool = implicit) -> SmtpSession:
+                return SmtpSession(self, implicit_tls=implicit)
 
             server = await loop.create_server(
                 factory, sock=bound.sock, ssl=self.tls if implicit else None
@@ -229,7 +106,7 @@ class Listener:
     # -- aiosmtpd handler hooks ----------------------------------------------------------
 
     async def handle_MAIL(
-        self, server: _Session, session: Any, envelope: Any, address: str, options: list[str]
+        self, server: SmtpSession, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         """Check the sender address (the null sender ``<>`` is allowed)."""
         if address:
@@ -242,7 +119,7 @@ class Listener:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
-        self, server: _Session, session: Any, envelope: Any, address: str, options: list[str]
+        self, server: SmtpSession, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         """Check the recipient address and the recipient limit."""
         limit = self.base.listener.smtp.max_recipients
@@ -258,7 +135,7 @@ class Listener:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: _Session, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: SmtpSession, session: Any, envelope: Any) -> str:
         """Store one message per recipient, then answer 250; 451 when the store fails."""
         raw: bytes = envelope.original_content or b""
         if bare_line_break(raw):
@@ -315,164 +192,3 @@ class Listener:
             )
         first = stored[0][0].id if stored else "-"
         return f"250 2.0.0 OK: queued as {first} ({len(stored)} recipient(s))"
-
-
-class _Session(SMTP):
-    """One client connection (aiosmtpd's protocol), with Postroom's rules added."""
-
-    def __init__(self, listener: Listener, *, implicit_tls: bool) -> None:
-        smtp = listener.base.listener.smtp
-        super().__init__(
-            listener,
-            data_size_limit=smtp.max_message_size,
-            enable_SMTPUTF8=True,
-            hostname=smtp.shown_host if not listener.dev else "localhost",
-            ident="Postroom ESMTP",
-            tls_context=None if implicit_tls else listener.tls,
-            timeout=IDLE_TIMEOUT,
-            auth_require_tls=not implicit_tls,
-        )
-        self.listener = listener
-        self.implicit_tls = implicit_tls
-        self.client = "?"
-        self._counted = False
-        self._refused = False
-        self._why: tuple[str, str | None, str | None] | None = None
-
-    # -- connection accounting ------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Count the connection (refuse it with 421 when over a limit), then greet."""
-        if not self._counted and not self._refused:
-            peer = transport.get_extra_info("peername")
-            self.client = str(peer[0]) if peer else "?"
-            refusal = self.listener.admit(self.client)
-            if refusal is not None:
-                self._refused = True
-                self.listener.refusals.record(self.client, refusal, "too many connections")
-                writer = cast(asyncio.WriteTransport, transport)  # uvloop's is not a subclass
-                writer.write(refusal.encode() + b"\r\n")
-                writer.close()
-                return
-            self._counted = True
-            self.listener.sessions.add(self)
-            loopback = is_loopback(self.client)
-            self._auth_require_tls = not (self.implicit_tls or loopback)
-            settings = self.listener.base
-            allowed = self.listener.dev or allow_from_tenant(settings, self.client) is not None
-            self._auth_required = not allowed
-        super().connection_made(transport)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        """Release the connection's slot."""
-        if self._refused:
-            return
-        if self._counted:
-            self._counted = False
-            self.listener.release(self.client)
-            self.listener.sessions.discard(self)
-        super().connection_lost(error)
-
-    def eof_received(self) -> bool | None:
-        """The client closed its side."""
-        if self._refused:
-            return False
-        result: bool | None = super().eof_received()
-        return result
-
-    # -- refusals -------------------------------------------------------------------------
-
-    def refuse(
-        self,
-        reply: str,
-        reason: str,
-        *,
-        username: str | None = None,
-        tenant: str | None = None,
-    ) -> str:
-        """Remember why ``reply`` is sent, for the refusal log; return ``reply``."""
-        self._why = (reason, username, tenant)
-        return reply
-
-    async def push(self, status: Any) -> None:
-        """Send a reply; a 4xx or 5xx one is written to the refusal log."""
-        if isinstance(status, str) and status[:1] in ("4", "5"):
-            if status in _STOCK:
-                status, reason = _STOCK[status]
-                if status.startswith("552"):
-                    limit = self.listener.base.listener.smtp.max_message_size
-                    status += f": at most {limit} bytes"
-            elif status.startswith("538"):
-                reason = "AUTH before STARTTLS from a client beyond loopback"
-            elif status.startswith("530"):
-                reason = "no AUTH, and the client's address is in no tenant's allow_from"
-            else:
-                reason = status
-            username = tenant = None
-            if self._why is not None:
-                reason, username, tenant = self._why
-                self._why = None
-            self.listener.refusals.record(
-                self.client, status, reason, username=username, tenant=tenant
-            )
-        await super().push(status)
-
-    # -- AUTH -----------------------------------------------------------------------------
-
-    async def _login(self, mechanism: str, username: bytes, password: bytes) -> AuthResult:
-        try:
-            name, secret = username.decode(), password.decode()
-        except UnicodeDecodeError:
-            name, secret = username.decode("utf-8", "replace"), ""
-        try:
-            login = await self.listener.auth.check(name, secret, client=self.client)
-        except LockedOut as locked:
-            minutes = max(1, round(locked.seconds / 60))
-            reply = self.refuse(
-                f"454 4.7.0 Too many failed logins for this username from your address; "
-                f"try again in {minutes} minute(s)",
-                "locked out after repeated wrong passwords",
-                username=name[:128],
-            )
-            return AuthResult(success=False, handled=False, message=reply)
-        if login is None:
-            reply = self.refuse(
-                "535 5.7.8 Authentication credentials invalid",
-                f"wrong username or password ({mechanism})",
-                username=name[:128],
-            )
-            return AuthResult(success=False, handled=False, message=reply)
-        return AuthResult(success=True, auth_data=login)
-
-    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
-        """AUTH PLAIN, with the answer on the line or after a challenge."""
-        blob: object = await self.challenge_auth("") if len(args) == 1 else _b64(args[1])
-        if not isinstance(blob, bytes):
-            if len(args) > 1:
-                await self.push("501 5.5.2 Cannot decode base64")
-            return AuthResult(success=False, handled=True)
-        parts = blob.split(b"\x00")
-        if len(parts) != 3:
-            await self.push("501 5.5.2 Cannot split the AUTH PLAIN answer")
-            return AuthResult(success=False, handled=True)
-        return await self._login("PLAIN", parts[1], parts[2])
-
-    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
-        """AUTH LOGIN: username and password after challenges."""
-        if len(args) == 1:
-            user = await self.challenge_auth("Username:")
-        else:
-            user = _b64(args[1]) or b""
-        if not isinstance(user, bytes):
-            return AuthResult(success=False, handled=True)
-        password = await self.challenge_auth("Password:")
-        if not isinstance(password, bytes):
-            return AuthResult(success=False, handled=True)
-        return await self._login("LOGIN", user, password)
-
-
-def _b64(text: str) -> bytes | None:
-    try:
-        return base64.b64decode(text.encode(), validate=True)
-    except (binascii.Error, ValueError):
-        return None

@@ -1,7 +1,7 @@
 """``test-smtp``: walk a real SMTP conversation step by step and explain the step that failed.
 
 It drives the very transport the worker uses (:class:`~postroom.transports.smtp.SmtpTransport`
-with an :class:`~postroom.transports.smtp.SmtpRecorder` attached), so a test that passes means
+with an :class:`~postroom.transports.smtp_tls.SmtpRecorder` attached), so a test that passes means
 real delivery passes too. The test email is the built-in ``test`` template, rendered like any
 message, with the redacted connection URI and the time it was sent.
 """
@@ -27,7 +27,8 @@ from postroom.render.locales import fallback_chain
 from postroom.render.mime import build_mime, envelope_address, header_address
 from postroom.render.templates import render_email
 from postroom.transports.base import Envelope, Step
-from postroom.transports.smtp import SmtpRecorder, SmtpTransport, TlsFacts
+from postroom.transports.smtp import SmtpTransport
+from postroom.transports.smtp_tls import SmtpRecorder, TlsFacts
 
 __all__ = ["CERT_WARNING_DAYS", "SmtpTestReport", "port_scheme_hint", "run_smtp_test"]
 

@@ -21,7 +21,8 @@ from postroom.config.tenants import TenantRegistry
 from postroom.events.intake import EventIntake
 from postroom.events.runner import after_handoff
 from postroom.events.webhooks import WebhookSender
-from postroom.intake.smtp_listener import BoundSocket, Listener
+from postroom.intake.listener_sockets import BoundSocket
+from postroom.intake.smtp_listener import Listener
 from postroom.metrics import CONTENT_TYPE_LATEST, Metrics
 from postroom.store import Store, open_store
 from postroom.web import api, dashboard, events, listener_api, previews
@@ -45,7 +46,7 @@ def create_app(
 
     ``admin_token`` guards /admin and /intake (``settings.serve.admin_token`` when not given);
     ``dev`` needs no token and shows message bodies. ``smtp_sockets`` (from
-    :func:`~postroom.intake.smtp_listener.bind_sockets`) run the SMTP listener.
+    :func:`~postroom.intake.listener_sockets.bind_sockets`) run the SMTP listener.
     """
 
     @contextlib.asynccontextmanager

@@ -14,27 +14,18 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
 
 from postroom.clock import utcnow
 from postroom.config import Settings
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
-from postroom.diagnosis.catalogue import diagnose_unexpected
-from postroom.diagnosis.classify import diagnose_error
-from postroom.errors import ConfigError, DeliveryError
-from postroom.events.webhooks import finished_webhooks
 from postroom.metrics import Metrics
-from postroom.models import Handoff, Message, Status
-from postroom.render.mime import envelope_address
-from postroom.store import Completion, Queue, StoreUnavailable, Tenants
-from postroom.store.events_base import WebhookDelivery
-from postroom.store.records import events_of
-from postroom.store.refresh_tokens import refresh_token_keeper
-from postroom.transports import Envelope, Transport, make_transport
-from postroom.worker import retry
-from postroom.worker.lanes import URGENT_PEEK, BulkHolds, Ready, Route, held_window, lanes_of
+from postroom.models import Message
+from postroom.store import Completion, StoreUnavailable
+from postroom.transports import Transport
+from postroom.worker.attempt import Attempts, WorkerStore
+from postroom.worker.lanes import URGENT_PEEK, Ready, lanes_of
+from postroom.worker.outcomes import Outcomes, WorkerStats
 
 log = logging.getLogger("postroom.worker")
 
@@ -43,20 +34,6 @@ PREFETCH = 6  # claimed messages per connection at most: one sending, the others
 # How long a status update waits for the next claim to carry it before it is written alone.
 # Short: a worker that dies before writing makes its unwritten messages go out once more.
 WRITE_DELAY = 0.02
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    """What a run did; printed by ``worker --drain``."""
-
-    sent: int = 0
-    retried: int = 0
-    abandoned: int = 0
-
-
-class WorkerStore(Queue, Tenants, Protocol):
-    """What the worker uses of the store: the queue, and the OAuth2 refresh tokens that its
-    transports keep for tenants."""
 
 
 class Worker:
@@ -74,47 +51,35 @@ class Worker:
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
-        self.settings = settings
         self.tenants = tenants
         self.metrics = metrics
         self.concurrency = concurrency or settings.courier.worker.concurrency
         self.lease = settings.courier.worker.lease
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._factory = transport_factory
-        self._transports: dict[str, Transport] = {}
-        self._routes: dict[str, Route] = {}
-        self._holds = BulkHolds()
+        self.attempts = Attempts(
+            store,
+            settings,
+            concurrency=self.concurrency,
+            transport_factory=transport_factory,
+            tenants=tenants,
+        )
+        self.outcomes = Outcomes(store, self.worker_id, metrics)
         self._ready = Ready()  # claimed, not yet started: most urgent first
         self._held: set[str] = set()  # claimed and not finished: ready or being sent
         self._senders: list[asyncio.Task[None]] = []
-        self._pending: list[Completion] = []
-        self._owed: list[WebhookDelivery] = []  # webhooks of finished messages, unstored
-        self._wrote = asyncio.Event()
         self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
         self._nudge = asyncio.Event()  # a send finished, urgent mail came, or a stop
         self._urgent_came = False  # urgent mail was enqueued since the last urgent claim
-        self.stats = WorkerStats()
 
-    def _transport(self, tenant: str) -> Transport:
-        transport = self._transports.get(tenant)
-        if transport is None:
-            courier = self.settings.tenant(tenant)
-            if self._factory is not None:
-                transport = self._factory(courier, self.concurrency)
-            else:
-                # Tenants saved through the API may not reach private addresses (SSRF guard).
-                allow = self.tenants.allows_private_targets(tenant) if self.tenants else True
-                keeper = refresh_token_keeper(
-                    self.store, courier, tenant, secrets=self.settings.secrets.default
-                )
-                transport = make_transport(
-                    courier,
-                    pool_size=self.concurrency,
-                    allow_private_targets=allow,
-                    refresh_tokens=keeper,
-                )
-            self._transports[tenant] = transport
-        return transport
+    @property
+    def settings(self) -> Settings:
+        """The settings in use: the tenants as they were at the last refresh."""
+        return self.attempts.settings
+
+    @property
+    def stats(self) -> WorkerStats:
+        """What this run did so far."""
+        return self.outcomes.stats
 
     async def _sender(self, *, bulk: bool) -> None:
         """One of ``concurrency`` loops, each sending one message at a time; without
@@ -123,117 +88,19 @@ class Worker:
         while True:
             message = await self._ready.get(bulk=bulk)
             try:
-                await self._attempt(message)
-            except Exception:  # _attempt records failures itself; keep the loop alive
+                self._finish(await self.attempts.attempt(message), message)
+            except Exception:  # an attempt records failures itself; keep the loop alive
                 log.exception("message %s: unexpected error", message.id)
             finally:
                 self._held.discard(message.id)
                 self._nudge.set()
 
-    def _route(self, tenant: str) -> Route:
-        """The tenant's settings, limits and sender; raise ``KeyError`` for an unknown one."""
-        route = self._routes.get(tenant)
-        if route is None:
-            courier = self.settings.tenant(tenant)
-            route = Route(
-                courier,
-                [(limit.count, held_window(limit.per)) for limit in courier.effective_rate_limits],
-                envelope_address(courier.smtp.from_address),
-            )
-            self._routes[tenant] = route
-        return route
-
-    async def _attempt(self, message: Message) -> None:
-        try:
-            route = self._route(message.tenant)
-        except KeyError:
-            broken = self.tenants.broken(message.tenant) if self.tenants else None
-            self._finish(retry.tenant_unusable(message, broken, self.settings.courier), message)
-            return
-        courier = route.courier
-        now = utcnow()
-        if retry.is_expired(message, now=now):
-            self._finish(retry.expired(message, courier), message)
-            return
-        if route.limits:
-            wait = await self._holds.take(self.store, route, message, now)
-            if wait is not None:
-                self._finish(retry.rate_limited(message, wait), message)
-                return
-        envelope = Envelope(
-            message_id=message.id,
-            sender=envelope_address(message.relay_sender() or route.sender),
-            recipients=(envelope_address(message.recipient),),
-            data=message.mime,
-            recipient=message.recipient,
-            subject=message.subject,
-            text=message.body,
-            html=message.html_body,
-            template_type=message.template_type.value,
-            template_data=message.template_data,
-        )
-        try:
-            result = await self._transport(message.tenant).send(envelope)
-        except (DeliveryError, ConfigError) as exc:
-            diagnosis = diagnose_error(exc)
-            retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
-            completion = retry.after_failure(
-                message, diagnosis, courier, now=utcnow(), retry_after=retry_after
-            )
-            log.info(
-                "message %s attempt %d failed: %s (%s)",
-                message.id,
-                message.send_count + 1,
-                diagnosis.code,
-                "retry" if completion.status is Status.QUEUED else "give up",
-            )
-            self._finish(completion, message)
-        except Exception as exc:  # a bug must not lose the message: record it and retry
-            log.exception("message %s: unexpected error", message.id)
-            diagnosis = diagnose_unexpected(exc)
-            self._finish(retry.after_failure(message, diagnosis, courier, now=utcnow()), message)
-        else:
-            handoff = Handoff(
-                result.transport, result.host, result.reply, result.provider_message_id
-            )
-            self._finish(Completion(message.id, Status.SENT, handoff=handoff), message)
-
     def _finish(self, completion: Completion, message: Message) -> None:
-        if message.reclaimed_from and completion.attempted:
-            completion = replace(completion, reclaimed_from=message.reclaimed_from)
-        if completion.status in (Status.SENT, Status.ABANDONED):
-            self._owe_webhooks(completion, message)
-        if self.metrics is not None:
-            self._observe(completion, message)
-        if completion.status is Status.SENT:
-            self.stats.sent += 1
-        elif completion.status is Status.QUEUED:
-            self.stats.retried += 1
-        else:
-            self.stats.abandoned += 1
-        self._pending.append(completion)
-        self._wrote.set()
-
-    def _owe_webhooks(self, completion: Completion, message: Message) -> None:
-        """Queue ``message.sent`` / ``message.abandoned`` webhooks, stored before the status."""
-        with contextlib.suppress(KeyError):
-            courier = self._route(message.tenant).courier
-            self._owed += finished_webhooks(courier, message, completion, now=utcnow())
-
-    def _observe(self, completion: Completion, message: Message) -> None:
-        assert self.metrics is not None
-        if not completion.attempted and completion.error is None:
-            return  # held back by a rate limit: not an attempt
         try:
-            transport = self.settings.tenant(message.tenant).strategy
-        except KeyError:
-            transport = "none"
-        result = {Status.SENT: "sent", Status.QUEUED: "retry"}.get(completion.status, "abandoned")
-        code = completion.error.code if completion.error else "ok"
-        self.metrics.dispatches.labels(message.tenant, transport, result, code).inc()
-        if completion.status is Status.SENT:
-            waited = (utcnow() - message.created_at).total_seconds()
-            self.metrics.handoff.labels(message.tenant).observe(waited)
+            courier = self.attempts.route(message.tenant).courier
+        except KeyError:  # the tenant is gone
+            courier = None
+        self.outcomes.finish(completion, message, courier)
 
     async def _refresh_settings(self) -> None:
         """Pick up tenants changed through the API; reopen the transports of changed ones."""
@@ -242,60 +109,30 @@ class Worker:
         fresh = await self.tenants.settings()
         if fresh is self.settings:
             return
-        old, self.settings = self.settings, fresh
-        self._routes.clear()
-        for name in list(self._transports):
-            try:
-                changed = old.tenant(name) != fresh.tenant(name)
-            except KeyError:
-                changed = True
-            if changed:
-                transport = self._transports.pop(name)
-                with contextlib.suppress(Exception):
-                    await transport.close()
-
-    async def _store_owed(self) -> None:
-        """Store the webhooks owed for finished messages before their statuses are written,
-        so that a crash between the two never loses a webhook."""
-        if self._owed:
-            owed_now, self._owed = self._owed, []
-            try:
-                await events_of(self.store).add_deliveries(owed_now)
-            except BaseException:
-                self._owed[:0] = owed_now
-                raise
-
-    async def _flush(self) -> None:
-        await self._store_owed()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self.store.complete(batch, worker=self.worker_id)
-            except BaseException:
-                self._pending[:0] = batch
-                raise
+        await self.attempts.use_settings(fresh)
 
     async def _writer(self, stop: asyncio.Event) -> None:
         """Write status updates that no claim has carried within ``WRITE_DELAY``."""
         while True:
-            await self._wrote.wait()
-            self._wrote.clear()
+            await self.outcomes.waiting.wait()
+            self.outcomes.waiting.clear()
             if not stop.is_set():
                 claims = self._claims
                 await self._sleep(stop, WRITE_DELAY)
                 if self._claims != claims and not stop.is_set():
                     # A claim carried what was waiting; wait again for what came since.
-                    if self._pending:
-                        self._wrote.set()
+                    if self.outcomes.pending:
+                        self.outcomes.waiting.set()
                     continue
             try:
-                await self._flush()
+                await self.outcomes.flush()
             except Exception:  # the database is busy or gone: keep the batch and try again
-                log.exception("writing %d status updates failed; retrying", len(self._pending))
+                waiting = len(self.outcomes.pending)
+                log.exception("writing %d status updates failed; retrying", waiting)
                 await asyncio.sleep(0.5)
-                self._wrote.set()
+                self.outcomes.waiting.set()
                 continue
-            if stop.is_set() and not self._held and not self._pending:
+            if stop.is_set() and not self._held and not self.outcomes.pending:
                 return
 
     async def _renewer(self) -> None:
@@ -319,8 +156,8 @@ class Worker:
             return 0
         self._urgent_came = False
         room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
-        await self._store_owed()
-        done, self._pending = self._pending, []
+        await self.outcomes.store_owed()
+        done, self.outcomes.pending = self.outcomes.pending, []
         self._claims += 1
         try:
             claimed = await self.store.claim(
@@ -330,11 +167,11 @@ class Worker:
                 completions=done,
                 tenants=lanes_of(self.settings),
                 urgent_only=urgent_only,
-                hold_bulk=self._holds.holding(),
+                hold_bulk=self.attempts.holds.holding(),
             )
         except BaseException:
-            self._pending[:0] = done  # the writer tries them again
-            self._wrote.set()
+            self.outcomes.pending[:0] = done  # the writer tries them again
+            self.outcomes.waiting.set()
             raise
         for message in claimed:
             self._held.add(message.id)
@@ -352,7 +189,7 @@ class Worker:
         if claimed:
             return True
         # Nothing due and nothing in flight.
-        await self._flush()
+        await self.outcomes.flush()
         due = await self.store.next_due()
         if drain:
             if due is None:
@@ -365,7 +202,7 @@ class Worker:
             wait = POLL_INTERVAL
             if due is not None:
                 wait = min(wait, max((due - utcnow()).total_seconds(), 0.01))
-            await self._idle(stop, self._holds.idle_wait(wait))
+            await self._idle(stop, self.attempts.holds.idle_wait(wait))
         return True
 
     async def run(
@@ -413,14 +250,14 @@ class Worker:
             unwatch()
             await self._shutdown(shutdown_deadline)
             stop.set()
-            self._wrote.set()
+            self.outcomes.waiting.set()
             with contextlib.suppress(Exception):
                 await writer
             for task in (renewer, stopping):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self._flush()
+            await self.outcomes.flush()
             await self.close()
         return self.stats
 
@@ -486,7 +323,4 @@ class Worker:
 
     async def close(self) -> None:
         """Close every transport the worker opened."""
-        transports, self._transports = self._transports, {}
-        for transport in transports.values():
-            with contextlib.suppress(Exception):
-                await transport.close()
+        await self.attempts.close()

@@ -1,6 +1,7 @@
 """The SQL store (SQLite, and the same Core statements serve PostgreSQL), one module per role
-on a shared engine: :mod:`.engine` (engines, thread, migrations, LISTEN), :mod:`.queue`,
-:mod:`.records`, :mod:`.tenants`, :mod:`.sessions`, and :mod:`.rows` (rows <-> models)."""
+on a shared engine: :mod:`.engine` (engines, thread, migrations, LISTEN), :mod:`.queue` (over
+:mod:`.leases`), :mod:`.records`, :mod:`.tenants`, :mod:`.sessions`, and :mod:`.rows` (rows <->
+models)."""
 
 from __future__ import annotations
 

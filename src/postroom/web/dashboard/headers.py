@@ -7,7 +7,8 @@ from __future__ import annotations
 from email.header import decode_header, make_header
 from email.message import Message
 
-from postroom.config.secrets import MASK, is_credential_name
+from postroom.config.credentials import is_credential_name
+from postroom.config.secrets import MASK
 from postroom.errors import readable
 from postroom.models import REDACTED
 

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from postroom.config.secrets import MASK, is_credential_name
+from postroom.config.credentials import is_credential_name
+from postroom.config.secrets import MASK
 from postroom.config.smtp_uri import Security, parse_smtp_uri
 from postroom.errors import ConfigError, InputError
 from postroom.presets import PRESETS, Preset, encode_credential
