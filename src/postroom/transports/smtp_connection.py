@@ -12,6 +12,7 @@ hand it to aiosmtplib for the SMTP conversation. Each step goes through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import time
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
+from aiosmtplib.protocol import SMTPProtocol
 
 from postroom.config.smtp import SmtpSettings
 from postroom.config.smtp_uri import Security, SmtpUri
@@ -64,7 +66,7 @@ class SmtpConnection:
         self.recorder = recorder
         self.allow_private_targets = allow_private_targets
         self.tokens = tokens
-        self.client: aiosmtplib.SMTP | None = None
+        self.client: _Client | None = None
         self.delivered = 0
         self.auth_skipped = False  # the server offered AUTH and the URI has no login
         self._peer: Target | None = None  # the checked address open() connected to
@@ -162,7 +164,7 @@ class SmtpConnection:
 
         sock = await self._step("connect", connect, detail=lambda s: f"connected to {_peer_of(s)}")
         implicit = uri.security is Security.IMPLICIT_TLS
-        client = aiosmtplib.SMTP(
+        client = _Client(
             hostname=uri.tls_name,
             sock=sock,
             use_tls=implicit,
@@ -174,6 +176,10 @@ class SmtpConnection:
         self.client = client
         try:
             await self._handshake(client, implicit)
+        except Exception:
+            self.client = None
+            await client.close_fully()
+            raise
         except BaseException:
             client.close()
             self.client = None
@@ -364,7 +370,8 @@ class SmtpConnection:
         except DeliveryError:
             pass
         finally:
-            self.abort()
+            self.client = None
+        await client.close_fully()
 
     def abort(self) -> None:
         """Drop the connection without a word."""
@@ -379,3 +386,30 @@ def _peer_of(sock: socket.socket) -> str:
     except OSError:
         return "?"
     return f"{host}:{port}"
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client that can wait until its connection is really gone: closing a
+    transport only schedules its end (and a TLS one says goodbye first), and a connection
+    left half-closed when its event loop stops is a leaked socket."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)  # type: ignore[arg-type]
+        self._gone = asyncio.Event()
+        self._opened = False
+
+    async def connect(self, **options: object) -> SMTPResponse:
+        response = await super().connect(**options)  # type: ignore[arg-type]
+        self._opened = True  # connected: its end is reported to _on_connection_lost
+        return response
+
+    def _on_connection_lost(self, protocol: SMTPProtocol) -> None:
+        self._gone.set()
+        super()._on_connection_lost(protocol)
+
+    async def close_fully(self, wait: float = 1.0) -> None:
+        """Close, and wait (at most ``wait`` seconds) until the connection has ended."""
+        self.close()
+        if self._opened and not self._gone.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._gone.wait(), wait)
