@@ -29,6 +29,9 @@ from postroom.config.smtp import SmtpSettings
 from postroom.deliverability.nameservers import parse_nameserver
 from postroom.errors import ConfigError, InputError
 
+MIN_INTAKE_TOKEN = 16
+"""The shortest intake token a tenant accepts (a stored ``sha256:`` hash aside)."""
+
 MAX_TTL = 30 * DAY
 """The longest ``courier.message_ttl``, and so the longest wait before a retry that a message
 could still live to see (``retry.initial``, ``retry.max``, ``worker --max-wait``)."""
@@ -178,8 +181,10 @@ class CourierSettings(_Strict):
         # Stored hashed: a plain token in the file is hashed as it is read; a sha256: entry
         # is already the hash (presented tokens are always hashed, see token_matches).
         for token in value:
-            if len(token) < 16 and not token.startswith("sha256:"):
-                raise ValueError("an intake token must be at least 16 characters long")
+            if len(token) < MIN_INTAKE_TOKEN and not token.startswith("sha256:"):
+                raise ValueError(
+                    f"an intake token must be at least {MIN_INTAKE_TOKEN} characters long"
+                )
         return [stored_token(token) for token in value]
 
     @model_validator(mode="after")

@@ -4,15 +4,14 @@
 
 from __future__ import annotations
 
-import copy
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from postroom.config.passwords import generate_password
 from postroom.config.secrets import MASK
-from postroom.config.settings import CourierSettings, Settings
+from postroom.config.settings import MIN_INTAKE_TOKEN, CourierSettings, Settings
 from postroom.config.tenants import TenantRegistry
 from postroom.errors import InputError, NotFoundError
 from postroom.models import RenderedEmail
@@ -65,9 +64,7 @@ async def smtp_test(
 
 # -- intake tokens ---------------------------------------------------------------------------
 
-MIN_TOKEN_LENGTH = 16
-"""The shortest intake token a tenant accepts (``CourierSettings`` says the same)."""
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
+_TOKEN_CHARS = re.compile(rf"[A-Za-z0-9._~+/=-]{{{MIN_INTAKE_TOKEN},512}}")
 """What a typed token may hold: the characters of a bearer token, so that it fits in an
 ``Authorization`` header, a cookie or a basic-auth password without quoting."""
 
@@ -78,25 +75,25 @@ class IntakeToken:
     hash); ``generated`` is False for a token the user typed, which is not shown back;
     ``keep_others`` keeps the stored tokens working beside it."""
 
-    token: str = field(default="", repr=False)
-    generated: bool = False
-    keep_others: bool = False
+    token: str = field(repr=False)
+    generated: bool
+    keep_others: bool
 
 
 def new_intake_token(typed: str = "", *, keep_others: bool = False) -> IntakeToken:
     """The token ``typed``, checked, or a generated one (32 random bytes) when it is empty.
     Raise :class:`InputError` naming ``intake_token`` for a typed token that cannot work."""
     if not typed:
-        return IntakeToken(secrets.token_urlsafe(32), generated=True, keep_others=keep_others)
+        return IntakeToken(generate_password(), generated=True, keep_others=keep_others)
     if typed.lower().startswith("sha256:"):
         raise InputError(
             "reads as a stored hash (sha256:...), which never works as a token; type the token "
             "itself, or leave the field empty to have one made",
             field="intake_token",
         )
-    if len(typed) < MIN_TOKEN_LENGTH:
+    if len(typed) < MIN_INTAKE_TOKEN:
         raise InputError(
-            f"is {len(typed)} characters long; an intake token needs {MIN_TOKEN_LENGTH} or "
+            f"is {len(typed)} characters long; an intake token needs {MIN_INTAKE_TOKEN} or "
             "more (leave the field empty to have a 43-character one made)",
             field="intake_token",
         )
@@ -114,6 +111,5 @@ def with_intake_token(courier: Mapping[str, Any], token: IntakeToken) -> dict[st
     its intake token: alone, or after the stored ones (``***`` keeps each of them when
     :meth:`~postroom.config.tenants.TenantRegistry.save` stores the section, hashed like
     every intake token)."""
-    out = copy.deepcopy(dict(courier))
-    out["intake_tokens"] = [MASK, token.token] if token.keep_others else [token.token]
-    return out
+    tokens = [MASK, token.token] if token.keep_others else [token.token]
+    return {**courier, "intake_tokens": tokens}
