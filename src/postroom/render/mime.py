@@ -103,9 +103,6 @@ _PART_HEADERS = {
     ).encode("ascii")
     for subtype in ("plain", "html")
 }
-# The multipart Content-Type with a stand-in boundary of the real one's length and kind of
-# characters: folded once, the real boundary is put in its place.
-_BOUNDARY_STANDIN = "=" * 15 + "0" * 19 + "=="
 
 
 def _fold(name: str, value: str) -> bytes:
@@ -121,12 +118,6 @@ def _fold(name: str, value: str) -> bytes:
 def _fold_cached(name: str, value: str) -> bytes:
     """:func:`_fold` for values that repeat from message to message (sender, tenant headers)."""
     return _fold(name, value)
-
-
-@lru_cache(maxsize=4)
-def _multipart_type(boundary_length: int) -> bytes:
-    standin = _BOUNDARY_STANDIN.ljust(boundary_length, "0")
-    return _fold("Content-Type", f'multipart/alternative; boundary="{standin}"')
 
 
 def _boundary(parts: list[bytes]) -> str:
@@ -217,8 +208,8 @@ def build_mime(
         _PART_HEADERS["html"] + b"\r\n" + _body(email.html),
     ]
     boundary = _boundary(parts)
-    standin = _BOUNDARY_STANDIN.ljust(len(boundary), "0")
-    content_type = _multipart_type(len(boundary)).replace(standin.encode(), boundary.encode())
+    # Always longer than 78 characters with the parameter, so folded before it, as compat32 does.
+    content_type = f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'.encode()
     return b"".join(
         [
             content_type,
