@@ -79,6 +79,22 @@ async def test_tenants_not_named_are_still_claimed(any_store: Store) -> None:
     assert claimed.tenant == "gone"
 
 
+async def test_tenants_not_named_are_found_wherever_they_sort(any_store: Store) -> None:
+    # Named: acme and default. Gone: one sorting before, between and after them, and
+    # a named tenant's queue in the way of each.
+    for n, tenant in enumerate(["aardvark", "acme", "bravo", "default", "zulu", "zulu"]):
+        await any_store.enqueue([lane(n, Priority.BULK, tenant=tenant)], max_attempts=1, ttl=0)
+    claimed = await any_store.claim(worker="w", limit=10, lease=60, tenants=LANES)
+    assert sorted(m.tenant for m in claimed) == [
+        "aardvark",
+        "acme",
+        "bravo",
+        "default",
+        "zulu",
+        "zulu",
+    ]
+
+
 async def test_bulk_keeps_a_share_of_the_window_for_urgent_mail(any_store: Store) -> None:
     limits = [(10, 60.0)]
     taken = 0

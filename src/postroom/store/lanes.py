@@ -13,7 +13,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, bindparam, func, select, update
+from sqlalchemy import Connection, Integer, String, bindparam, func, select, text, update
 from sqlalchemy.engine import Row
 
 from postroom.models import Priority, Status
@@ -60,12 +60,27 @@ _TAKE_OTHERS = _lease(
     .where(
         messages.c.status == Status.QUEUED.value,
         messages.c.next_attempt_at < bindparam("cutoff", type_=UtcDateTime),
-        messages.c.tenant.not_in(bindparam("named", expanding=True)),
+        messages.c.tenant.in_(bindparam("others", expanding=True)),
     )
     .order_by(messages.c.next_attempt_at)
     .limit(bindparam("n", type_=Integer))
     .with_for_update(skip_locked=True)
 )
+
+# Every tenant with queued mail, one index probe per tenant (a "loose index scan": the next
+# tenant after the last, in the (status, tenant, ...) order of ix_messages_lane_due). Asking
+# "queued mail of a tenant not named?" directly reads every queued row: 25 ms with 100,000
+# queued on PostgreSQL, on every claim that leaves room, in front of a login code.
+_QUEUED_TENANTS = text(
+    "WITH RECURSIVE queued(tenant) AS ("
+    " SELECT (SELECT tenant FROM messages WHERE status = :queued"
+    " ORDER BY status, tenant LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT m.tenant FROM messages m WHERE m.status = :queued AND m.tenant > q.tenant"
+    " ORDER BY m.status, m.tenant LIMIT 1)"
+    " FROM queued q WHERE q.tenant IS NOT NULL"
+    ") SELECT tenant FROM queued WHERE tenant IS NOT NULL"
+).bindparams(queued=Status.QUEUED.value)
 
 _turn = itertools.count()
 
@@ -91,9 +106,11 @@ def claim_lanes(
             rows += taken
             room -= len(taken)
     if room > 0 and not urgent_only:
-        rows += conn.execute(
-            _TAKE_OTHERS, {**params, "cutoff": now, "named": named, "n": room}
-        ).all()
+        others = [t for t in conn.execute(_QUEUED_TENANTS).scalars() if t not in tenants]
+        if others:
+            rows += conn.execute(
+                _TAKE_OTHERS, {**params, "cutoff": now, "others": others, "n": room}
+            ).all()
     return rows
 
 
