@@ -20,11 +20,11 @@ from postroom.config import Settings
 from postroom.config.settings import CourierSettings
 from postroom.config.tenants import TenantRegistry
 from postroom.metrics import Metrics
-from postroom.models import Message
+from postroom.models import Message, Priority
 from postroom.store import Completion, StoreUnavailable
 from postroom.transports import Transport
 from postroom.worker.attempt import Attempts, WorkerStore
-from postroom.worker.lanes import URGENT_PEEK, Ready, lanes_of
+from postroom.worker.lanes import URGENT_PEEK, CodesFirst, Ready, lanes_of
 from postroom.worker.outcomes import Outcomes, WorkerStats
 
 log = logging.getLogger("postroom.worker")
@@ -70,6 +70,9 @@ class Worker:
         self._claims = 0  # claims so far: the writer leaves to a claim what it can carry
         self._nudge = asyncio.Event()  # a send finished, urgent mail came, or a stop
         self._urgent_came = False  # urgent mail was enqueued since the last urgent claim
+        self._codes_first = CodesFirst()  # bulk sends and writes pause for a code under way
+        self._claiming = False  # the loop's claim is under way
+        self._urgent_claim: asyncio.Task[None] | None = None  # one beside the loop's
 
     @property
     def settings(self) -> Settings:
@@ -88,10 +91,13 @@ class Worker:
         while True:
             message = await self._ready.get(bulk=bulk)
             try:
+                if message.priority is Priority.BULK:
+                    await self._codes_first.wait()
                 self._finish(await self.attempts.attempt(message), message)
             except Exception:  # an attempt records failures itself; keep the loop alive
                 log.exception("message %s: unexpected error", message.id)
             finally:
+                self._codes_first.finished(message)
                 self._held.discard(message.id)
                 self._nudge.set()
 
@@ -119,6 +125,7 @@ class Worker:
             if not stop.is_set():
                 claims = self._claims
                 await self._sleep(stop, WRITE_DELAY)
+                await self._codes_first.wait()
                 if self._claims != claims and not stop.is_set():
                     # A claim carried what was waiting; wait again for what came since.
                     if self.outcomes.pending:
@@ -151,32 +158,57 @@ class Worker:
         more than ``concurrency`` are left, claim up to ``PREFETCH * concurrency``. The
         claim carries the status writes that are waiting (one transaction for both)."""
         # Stocked: look for urgent mail now and then, not to send a code after the bulk held.
-        urgent_only = self._stocked()
+        # Urgent mail enqueued: claim only that first, a short claim (the rest comes next).
+        urgent_only = self._stocked() or self._urgent_came
         if urgent_only and not (self._urgent_came or self._ready.time_to_peek()):
             return 0
         self._urgent_came = False
         room = self.concurrency if urgent_only else PREFETCH * self.concurrency - len(self._held)
-        await self.outcomes.store_owed()
-        done, self.outcomes.pending = self.outcomes.pending, []
-        self._claims += 1
+        done: list[Completion] = []
+        if not urgent_only:  # a look for urgent mail stays short: the writer writes these
+            await self.outcomes.store_owed()
+            done, self.outcomes.pending = self.outcomes.pending, []
+            self._claims += 1
+        self._claiming = True
         try:
-            claimed = await self.store.claim(
-                worker=self.worker_id,
-                limit=room,
-                lease=self.lease,
-                completions=done,
-                tenants=lanes_of(self.settings),
-                urgent_only=urgent_only,
-                hold_bulk=self.attempts.holds.holding(),
-            )
+            return await self._claim(room, urgent_only=urgent_only, completions=done)
         except BaseException:
             self.outcomes.pending[:0] = done  # the writer tries them again
             self.outcomes.waiting.set()
             raise
+        finally:
+            self._claiming = False
+
+    async def _claim(self, room: int, *, urgent_only: bool, completions: list[Completion]) -> int:
+        """One claim; what it takes is made ready for the senders."""
+        begun = self._codes_first.claim_begins()
+        claimed = await self.store.claim(
+            worker=self.worker_id,
+            limit=room,
+            lease=self.lease,
+            completions=completions,
+            tenants=lanes_of(self.settings),
+            urgent_only=urgent_only,
+            hold_bulk=self.attempts.holds.holding(),
+        )
+        self._codes_first.claimed(claimed, begun)
         for message in claimed:
             self._held.add(message.id)
             self._ready.put(message)
         return len(claimed)
+
+    async def _claim_urgent_now(self) -> None:
+        """Urgent mail came while the loop's claim (of a full batch, carrying status
+        writes: ~10 ms on a busy database) is under way: claim the code beside it."""
+        self._urgent_came = False
+        try:
+            await self._claim(self.concurrency, urgent_only=True, completions=[])
+        except Exception:  # the loop's next round looks again
+            log.warning("claiming urgent mail failed; the next round tries again", exc_info=True)
+            self._urgent_came = True
+            self._nudge.set()
+        finally:
+            self._urgent_claim = None
 
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
         """One round of claiming and waiting; False when a drain is done."""
@@ -248,6 +280,8 @@ class Worker:
                     await self._sleep(stop, 1.0)
         finally:
             unwatch()
+            if self._urgent_claim is not None:  # what it claims is released below
+                await asyncio.gather(self._urgent_claim, return_exceptions=True)
             await self._shutdown(shutdown_deadline)
             stop.set()
             self.outcomes.waiting.set()
@@ -282,7 +316,10 @@ class Worker:
     def _urgent_arrived(self) -> None:
         """Urgent mail was enqueued: a worker busy with less urgent mail claims it now."""
         self._urgent_came = True
+        self._codes_first.noticed()
         self._nudge.set()
+        if self._claiming and self._urgent_claim is None:
+            self._urgent_claim = asyncio.create_task(self._claim_urgent_now())
 
     async def _nudge_on(self, stop: asyncio.Event) -> None:
         await stop.wait()

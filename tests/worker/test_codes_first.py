@@ -1,0 +1,109 @@
+"""A code is not held up by the worker's own bulk work: it is claimed beside a batch claim
+that is slow (a busy database), and bulk sends wait while it is on its way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from test_postgres_fleet import eventually, new_message
+
+from postroom.config import Settings
+from postroom.models import Message, Priority
+from postroom.store import Store, open_store
+from postroom.worker import Worker
+from postroom.worker.lanes import URGENT_PAUSE, CodesFirst
+
+from smtp_servers import smtp_server
+
+
+class SlowBatchClaims:
+    """The store, with every claim of a full batch taking ``delay`` seconds longer (as on a
+    database busy with the bulk stream's status writes); looks for urgent mail do not."""
+
+    def __init__(self, store: Store, delay: float) -> None:
+        self._store = store
+        self.delay = delay
+        self.in_batch_claim = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def claim(self, **how: Any) -> list[Message]:
+        if not how.get("urgent_only"):
+            self.in_batch_claim.set()
+            try:
+                await asyncio.sleep(self.delay)  # the busy database this store stands for
+            finally:
+                self.in_batch_claim.clear()
+        return list(await self._store.claim(**how))
+
+
+async def test_a_code_is_claimed_beside_a_slow_batch_claim(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    bulk = [replace(new_message(n), priority=Priority.BULK) for n in range(100)]
+    await store.enqueue(bulk, max_attempts=1, ttl=0)
+    slow = SlowBatchClaims(store, delay=2.0)
+    with smtp_server() as srv:
+        uri = f"smtp://127.0.0.1:{srv.port}/?disable_starttls=true"
+        settings = make_settings(smtp={"connection_uri": uri})
+        stop = asyncio.Event()
+        worker = asyncio.create_task(Worker(slow, settings, concurrency=2).run(stop))  # type: ignore[arg-type]
+        try:
+            # The first batch is out; the worker is inside its next batch claim.
+            await eventually(lambda: len(srv.rec.messages) >= 12, timeout=30)
+            await eventually(slow.in_batch_claim.is_set, timeout=30)
+            code = replace(new_message(1_000_000), priority=Priority.URGENT)
+            await store.enqueue([code], max_attempts=1, ttl=0)
+            enqueued = time.monotonic()
+            await eventually(
+                lambda: any(b"code 1000000" in m.content for m in srv.rec.messages), timeout=10
+            )
+            [arrived] = [m.received_at for m in srv.rec.messages if b"code 1000000" in m.content]
+            # Claimed beside the batch claim, not after its two seconds.
+            assert arrived - enqueued < 1.0, f"the code waited {arrived - enqueued:.2f}s"
+            assert slow.in_batch_claim.is_set(), "the batch claim ended before the code went"
+        finally:
+            stop.set()
+            await worker
+
+
+async def urgent_message() -> Message:
+    store = open_store("memory://codes-first")
+    await store.enqueue([replace(new_message(1), priority=Priority.URGENT)], max_attempts=1, ttl=0)
+    [message] = await store.claim(worker="w", limit=1, lease=60)
+    await store.close()
+    return message
+
+
+async def test_bulk_waits_until_a_noticed_code_is_claimed_and_sent() -> None:
+    code = await urgent_message()
+    gate = CodesFirst()
+    early = gate.claim_begins()  # a claim under way before the code was enqueued
+    gate.noticed()
+    bulk = asyncio.create_task(gate.wait())
+    gate.claimed([], early)  # it could not have seen the code: still waiting
+    await asyncio.sleep(0)
+    assert not bulk.done()
+    gate.claimed([code], gate.claim_begins())  # claimed, being sent: still waiting
+    await asyncio.sleep(0)
+    assert not bulk.done()
+    gate.finished(code)
+    await asyncio.wait_for(bulk, 0.05)
+
+
+async def test_bulk_waits_no_longer_than_the_pause_for_a_slow_code() -> None:
+    code = await urgent_message()
+    gate = CodesFirst()
+    gate.noticed()
+    gate.claimed([code], gate.claim_begins())  # and its provider never answers
+    start = time.monotonic()
+    await asyncio.wait_for(gate.wait(), 1.0)
+    assert URGENT_PAUSE * 0.9 <= time.monotonic() - start < URGENT_PAUSE + 0.3
+    start = time.monotonic()
+    await gate.wait()  # the pause is over: the next bulk send does not wait again
+    assert time.monotonic() - start < URGENT_PAUSE / 2
