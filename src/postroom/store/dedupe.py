@@ -25,6 +25,17 @@ _FOLD_INTO = select(messages.c.content_hash, messages.c.id, messages.c.created_a
     messages.c.created_at > bindparam("since", type_=UtcDateTime),
     messages.c.status != Status.ABANDONED.value,
 )
+# PostgreSQL: the same, as one index probe per hash (ix_messages_content, newest first). Given
+# the list above, its planner may read every message of the window along ix_messages_created
+# instead (it did on a table not analyzed yet, and the newest rows are always past its
+# statistics): 130 ms for a batch of 500 with 20,000 messages stored, growing with the table.
+_FOLD_INTO_PG = text(
+    "SELECT h.content_hash, m.id, m.created_at"
+    " FROM unnest(CAST(:hashes AS text[])) AS h(content_hash)"
+    " CROSS JOIN LATERAL (SELECT id, created_at FROM messages"
+    " WHERE messages.content_hash = h.content_hash AND created_at > :since AND status <> :gone"
+    " ORDER BY created_at DESC LIMIT 1) AS m"
+).bindparams(bindparam("since", type_=UtcDateTime), gone=Status.ABANDONED.value)
 _FOLD = (
     update(messages)
     .where(messages.c.id == bindparam("target", type_=String))
@@ -87,9 +98,10 @@ def pending_for(
             since = min(since, now - timedelta(seconds=rules.dedupe_window))
     stored: dict[str, tuple[datetime, str]] = {}
     ordered = sorted(hashes)
+    statement = _FOLD_INTO_PG if conn.dialect.name == "postgresql" else _FOLD_INTO
     for start in range(0, len(ordered), 500):
         chunk = {"hashes": ordered[start : start + 500], "since": since}
-        for content, message_id, created in conn.execute(_FOLD_INTO, chunk):
+        for content, message_id, created in conn.execute(statement, chunk):
             if content not in stored or aware(created) > stored[content][0]:
                 stored[content] = (aware(created), message_id)
     return Pending({}, [], stored)
