@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, create_engine, event
 from store_support import new
 
@@ -14,6 +15,7 @@ from postroom.store import Budget, open_store
 from postroom.store.sql.engine import postgres_url
 
 FOLD = {"default": Budget(1, 0, dedupe_window=60)}
+LIMITS = {"default": Budget(1, 0, dedupe_window=60, cooldown=30, per_hour=10)}
 
 
 def hashed(n: int) -> Any:
@@ -29,14 +31,17 @@ def rows_read(plan: dict[str, Any]) -> int:
     return own + sum(rows_read(p) for p in plan.get("Plans", []))
 
 
-async def test_looking_for_duplicates_reads_the_batch_not_the_window(pg_dsn: str) -> None:
+@pytest.mark.parametrize("rules", [FOLD, LIMITS], ids=["duplicates", "recipient-limits"])
+async def test_an_enqueue_reads_its_batch_not_the_window(
+    pg_dsn: str, rules: dict[str, Budget]
+) -> None:
     store = open_store(pg_dsn)
     await store.migrate()
     try:
         # 4,000 messages inside the dedupe window, on a table not analyzed yet.
         for start in range(0, 4000, 500):
             batch = [hashed(n) for n in range(start, start + 500)]
-            await store.enqueue(batch, max_attempts=1, ttl=0, budgets=FOLD)
+            await store.enqueue(batch, max_attempts=1, ttl=0, budgets=rules)
         seen: list[tuple[str, Any]] = []
 
         def note(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
@@ -46,7 +51,7 @@ async def test_looking_for_duplicates_reads_the_batch_not_the_window(pg_dsn: str
         event.listen(Engine, "before_cursor_execute", note)  # every engine: the store's
         try:
             await store.enqueue(
-                [hashed(n) for n in range(10_000, 10_100)], max_attempts=1, ttl=0, budgets=FOLD
+                [hashed(n) for n in range(10_000, 10_100)], max_attempts=1, ttl=0, budgets=rules
             )
         finally:
             event.remove(Engine, "before_cursor_execute", note)
