@@ -4,8 +4,9 @@ N messages of about 2 KB are enqueued through intake (validate, render, MIME, st
 delivered by ``postroom worker --drain`` processes (one on SQLite, two on PostgreSQL, with the
 default settings). In the same run, the raw ceiling: the same pre-built bytes sent with
 aiosmtplib over the same number of connections to the same sink, on asyncio's own event loop
-(the baseline: plain aiosmtplib code) and on uvloop (which the worker uses). Prints the rates
-and the ratios. The sink is Postfix's smtp-sink when installed, else an aiosmtpd sink (said so).
+(the baseline: plain aiosmtplib code) and on uvloop (which the worker uses). Prints the rates,
+the CPU time per message (of the enqueuing process and of the workers: steadier than rates
+on a host with other load) and the ratios. The sink is Postfix's smtp-sink when installed, else an aiosmtpd sink (said so).
 
 Usage: python bench/throughput.py [--messages N] [--backend sqlite|postgres|both]
 PostgreSQL: POSTROOM_TEST_PG_DSN (default postgresql://postgres@127.0.0.1:5432/test).
@@ -16,11 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
@@ -50,8 +53,10 @@ async def raw_ceiling(port: int, mime: bytes, count: int, connections: int) -> f
     return count / (time.perf_counter() - start)
 
 
-async def fill(settings: Settings, count: int) -> tuple[float, bytes]:
-    """Enqueue ``count`` login-code messages through intake; return the rate and one MIME."""
+async def fill(settings: Settings, count: int) -> tuple[float, bytes, float]:
+    """Enqueue ``count`` login-code messages through intake; return the rate, one MIME and
+    this process's CPU seconds (on SQLite all of the enqueue's work; on PostgreSQL without
+    the server's)."""
     store = open_store(settings.dsn)
     await store.migrate()
     filler = "x" * 1200  # about 2 KB of MIME in all
@@ -64,6 +69,7 @@ async def fill(settings: Settings, count: int) -> tuple[float, bytes]:
         for n in range(count)
     ]
     start = time.perf_counter()
+    cpu = time.process_time()
     mime = b""
     try:
         for offset in range(0, count, 500):
@@ -71,13 +77,16 @@ async def fill(settings: Settings, count: int) -> tuple[float, bytes]:
             mime = stored[0][0].mime
     finally:
         await store.close()
-    return count / (time.perf_counter() - start), mime
+    return count / (time.perf_counter() - start), mime, time.process_time() - cpu
 
 
-def drain(config: Path, processes: int) -> float:
-    """Run ``postroom worker --drain`` processes; return the seconds until all are done."""
+def drain(config: Path, processes: int) -> tuple[float, float]:
+    """Run ``postroom worker --drain`` processes; return the seconds until all are done and
+    the CPU seconds the workers used (less swayed by other load on the host than the time)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "POSTROOM_"))}
     env["POSTROOM_LOG_LEVEL"] = "WARNING"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
@@ -89,7 +98,9 @@ def drain(config: Path, processes: int) -> float:
     ]
     for proc in procs:
         assert proc.wait() == 0
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return seconds, after.ru_utime + after.ru_stime - cpu_before
 
 
 async def sent_count(dsn: str) -> int:
@@ -100,10 +111,22 @@ async def sent_count(dsn: str) -> int:
         await store.close()
 
 
-def run(
-    backend: str, count: int, port: int
-) -> tuple[float, float, tuple[float, float], int, bytes]:
-    """Fill, drain and measure one backend; return (enqueue, deliver, ceiling, conns, mime)."""
+@dataclass
+class Figures:
+    """One backend's figures: rates in messages a second, CPU in milliseconds a message."""
+
+    enqueue: float
+    enqueue_cpu: float
+    deliver: float
+    deliver_cpu: float
+    ceiling: float
+    ceiling_uvloop: float
+    connections: int
+    mime: bytes
+
+
+def run(backend: str, count: int, port: int) -> Figures:
+    """Fill, drain and measure one backend."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if backend == "postgres":
@@ -134,8 +157,8 @@ def run(
             }
         )
         try:
-            enqueue_rate, mime = asyncio.run(fill(settings, count))
-            seconds = drain(config, processes)
+            enqueue_rate, mime, enqueue_cpu = asyncio.run(fill(settings, count))
+            seconds, deliver_cpu = drain(config, processes)
             assert asyncio.run(sent_count(dsn)) == count
             connections = settings.courier.worker.concurrency * processes
             # The raw ceiling on asyncio's own loop (what plain aiosmtplib code runs on) and on
@@ -148,7 +171,17 @@ def run(
 
                 with psycopg.connect(PG_DSN, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return enqueue_rate, count / seconds, (ceiling, ceiling_uvloop), connections, mime
+    per = 1000 / count
+    return Figures(
+        enqueue_rate,
+        enqueue_cpu * per,
+        count / seconds,
+        deliver_cpu * per,
+        ceiling,
+        ceiling_uvloop,
+        connections,
+        mime,
+    )
 
 
 def main() -> None:
@@ -160,13 +193,14 @@ def main() -> None:
     with sink() as (port, what):
         print(f"sink: {what}; messages: {args.messages}")
         for backend in backends:
-            enq, deliver, (ceiling, ceiling_uv), conns, mime = run(backend, args.messages, port)
+            f = run(backend, args.messages, port)
             workers = 2 if backend == "postgres" else 1
             print(
-                f"{backend:<8} MIME {len(mime)} B | enqueue {enq:6.0f} msg/s | "
-                f"worker --drain x{workers} {deliver:6.0f} msg/s | raw aiosmtplib x{conns} "
-                f"{ceiling:6.0f} msg/s (uvloop {ceiling_uv:6.0f}) | ratio {deliver / ceiling:.2f} "
-                f"(to uvloop {deliver / ceiling_uv:.2f})"
+                f"{backend:<8} MIME {len(f.mime)} B | enqueue {f.enqueue:6.0f} msg/s "
+                f"({f.enqueue_cpu:.3f} ms CPU/msg) | worker --drain x{workers} {f.deliver:6.0f} "
+                f"msg/s ({f.deliver_cpu:.3f} ms CPU/msg) | raw aiosmtplib x{f.connections} "
+                f"{f.ceiling:6.0f} msg/s (uvloop {f.ceiling_uvloop:6.0f}) | ratio "
+                f"{f.deliver / f.ceiling:.2f} (to uvloop {f.deliver / f.ceiling_uvloop:.2f})"
             )
 
 
