@@ -6,7 +6,8 @@ default settings). In the same run, the raw ceiling: the same pre-built bytes se
 aiosmtplib over the same number of connections to the same sink, on asyncio's own event loop
 (the baseline: plain aiosmtplib code) and on uvloop (which the worker uses). Prints the rates,
 the CPU time per message (of the enqueuing process and of the workers: steadier than rates
-on a host with other load) and the ratios. The sink is Postfix's smtp-sink when installed, else an aiosmtpd sink (said so).
+on a host with other load) and the ratios. The sink is Postfix's smtp-sink when installed,
+else an aiosmtpd sink (said so).
 
 Usage: python bench/throughput.py [--messages N] [--backend sqlite|postgres|both]
 PostgreSQL: POSTROOM_TEST_PG_DSN (default postgresql://postgres@127.0.0.1:5432/test).
