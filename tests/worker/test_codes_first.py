@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -73,7 +74,7 @@ async def test_a_code_is_claimed_beside_a_slow_batch_claim(
 
 
 async def urgent_message() -> Message:
-    store = open_store("memory://codes-first")
+    store = open_store(f"memory://{uuid.uuid4().hex}")
     await store.enqueue([replace(new_message(1), priority=Priority.URGENT)], max_attempts=1, ttl=0)
     [message] = await store.claim(worker="w", limit=1, lease=60)
     await store.close()
