@@ -73,6 +73,16 @@ async def test_bulk_of_a_tenant_held_back_is_not_claimed(any_store: Store) -> No
     assert urgent == []  # bulk is never what a look for urgent mail takes
 
 
+async def test_a_claim_that_skips_urgent_mail_takes_everything_else(any_store: Store) -> None:
+    await any_store.enqueue([lane(1, Priority.NORMAL)], max_attempts=1, ttl=0)
+    await any_store.enqueue([lane(n, Priority.URGENT) for n in range(2, 5)], max_attempts=1, ttl=0)
+    await any_store.enqueue([lane(n, Priority.BULK) for n in range(5, 7)], max_attempts=1, ttl=0)
+    rest = await any_store.claim(worker="w", limit=10, lease=60, tenants=LANES, skip_urgent=True)
+    assert [m.priority for m in rest] == [Priority.NORMAL, Priority.BULK, Priority.BULK]
+    urgent = await any_store.claim(worker="w", limit=10, lease=60, tenants=LANES)
+    assert [m.priority for m in urgent] == [Priority.URGENT] * 3
+
+
 async def test_tenants_not_named_are_still_claimed(any_store: Store) -> None:
     await any_store.enqueue([lane(1, Priority.BULK, tenant="gone")], max_attempts=1, ttl=0)
     [claimed] = await any_store.claim(worker="w", limit=5, lease=60, tenants=LANES)

@@ -20,12 +20,18 @@ from postroom.store.base import Budget, SlotWait
 @dataclass(frozen=True, slots=True)
 class LaneClaim:
     """How a claim reads the lanes: ``tenants`` with their ``priority_aging`` (seconds),
-    ``urgent_only`` (aged normal and urgent mail only), and the tenants whose bulk mail is
-    held back (``hold_bulk``). See ``Queue.claim``."""
+    ``urgent_only`` (aged normal and urgent mail only) or ``skip_urgent`` (all but urgent),
+    and the tenants whose bulk mail is held back (``hold_bulk``). See ``Queue.claim``."""
 
     tenants: Mapping[str, float]
     urgent_only: bool = False
     hold_bulk: frozenset[str] = frozenset()
+    skip_urgent: bool = False
+
+    @property
+    def ranks(self) -> range:
+        """The ranks of :func:`lane_cutoffs` this claim reads."""
+        return range(2 if self.skip_urgent else 0, 2 if self.urgent_only else 4)
 
 
 def lane_cutoffs(now: datetime, aging: float) -> list[tuple[Priority, datetime]]:
@@ -45,7 +51,7 @@ def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime)
     picked: list[Message] = []
     taken: set[str] = set()
     order = sorted(due, key=lambda m: m.next_attempt_at or now)
-    for rank in range(2 if urgent_only else 4):
+    for rank in how.ranks:
         steps = []
         for tenant in tenants:
             lane, cutoff = lane_cutoffs(now, tenants[tenant])[rank]

@@ -97,7 +97,7 @@ def claim_lanes(
         first = next(_turn) % len(named)  # who goes first turns, so ties even out
         order = named[first:] + named[:first]
         plans = {tenant: lane_cutoffs(now, tenants[tenant]) for tenant in order}
-        for rank in range(2 if urgent_only else 4):
+        for rank in how.ranks:
             if room <= 0:
                 break
             steps = [(t, *plans[t][rank]) for t in order]

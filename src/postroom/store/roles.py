@@ -66,6 +66,7 @@ class Queue(Protocol):
         tenants: Mapping[str, float] | None = None,
         urgent_only: bool = False,
         hold_bulk: Collection[str] = (),
+        skip_urgent: bool = False,
     ) -> list[Message]:
         """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
 
@@ -79,6 +80,9 @@ class Queue(Protocol):
         ``urgent_only`` takes urgent messages and aged normal ones of the named tenants only
         (what a worker busy with bulk mail looks for now and then). The bulk mail of the
         tenants in ``hold_bulk`` is not taken (its rate limit has no room for it yet).
+        ``skip_urgent`` reads every lane but urgent (a worker that has just taken it in a
+        claim of its own: a code enqueued meanwhile is left to a short claim beside this one,
+        rather than held until this one's writes are done).
         """
 
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:

@@ -56,10 +56,11 @@ class SqlLeases(SqlEngine):
         tenants: Mapping[str, float] | None = None,
         urgent_only: bool = False,
         hold_bulk: Collection[str] = (),
+        skip_urgent: bool = False,
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages lane by lane; see
         :class:`~postroom.store.Queue`."""
-        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk))
+        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk), skip_urgent)
         claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions, how))
         self._wake_for(completions)
         return claimed
