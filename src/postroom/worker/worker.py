@@ -174,9 +174,10 @@ class Worker:
         try:
             if urgent_only or not self._mixed:
                 return await self._claim(room, urgent_only=urgent_only, completions=done)
-            # Codes and bulk mail are both queued: take the codes in a short claim first, then
-            # the rest with the status writes (~10-20 ms on a busy database), codes left out,
-            # so that a code enqueued meanwhile goes to a short claim beside it (_urgent_came).
+            # Less urgent mail is flowing, and a code may come at any time: take the codes in a
+            # short claim first, then the rest with the status writes (~10-20 ms on a busy
+            # database) without the urgent lane, so that a code enqueued meanwhile is not held
+            # by this claim but taken by a short one beside it (_urgent_arrived).
             urgent = await self._claim(room, urgent_only=True, completions=[])
             if urgent >= room and not done:
                 return urgent
