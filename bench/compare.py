@@ -32,24 +32,11 @@ REPO = HERE.parent
 
 def one(port: int, count: int) -> None:
     """Fill and drain once with the ``postroom`` on ``PYTHONPATH``; print the figures as JSON."""
-    from postroom.config import Settings
-    from throughput import drain, fill, write_templates
+    from throughput import drain, fill, write_config
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        dsn = f"sqlite:///{folder / 'compare.db'}"
-        uri = f"smtp://127.0.0.1:{port}/?disable_starttls=true"
-        templates = write_templates(folder / "templates")
-        config = folder / "postroom.yaml"
-        config.write_text(
-            f"dsn: {dsn}\ncourier:\n  template_override_path: {templates}\n  smtp:\n"
-            f"    connection_uri: {uri}\n    from_address: no-reply@example.org\n"
-        )
-        courier = {
-            "template_override_path": str(templates),
-            "smtp": {"connection_uri": uri, "from_address": "no-reply@example.org"},
-        }
-        settings = Settings.model_validate({"dsn": dsn, "courier": courier})
+        config, settings = write_config(folder, f"sqlite:///{folder / 'compare.db'}", port)
         asyncio.run(fill(settings, count))
         seconds, cpu = drain(config, 1)
     print(json.dumps({"rate": count / seconds, "cpu_ms": cpu * 1000 / count}))
@@ -89,13 +76,15 @@ def main() -> None:
         base = Path(tmp) / "baseline"
         this = Path(tmp) / "this" if args.this else REPO
         checkouts = [(base, args.baseline)] + ([(this, args.this)] if args.this else [])
-        for folder, revision in checkouts:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), revision],
-                check=True,
-                capture_output=True,
-            )
         try:
+            for folder, revision in checkouts:
+                added = subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), revision],
+                    capture_output=True,
+                    text=True,
+                )
+                if added.returncode:
+                    raise SystemExit(f"cannot check out {revision!r}: {added.stderr.strip()}")
             print(f"sink: {what}; {args.rounds} rounds of {args.messages} messages, SQLite")
             ratios, cpu_ratios = [], []
             for n in range(args.rounds):

@@ -104,6 +104,23 @@ def write_templates(folder: Path) -> Path:
     return folder
 
 
+def write_config(folder: Path, dsn: str, port: int) -> tuple[Path, Settings]:
+    """A configuration file in ``folder`` for the workers (the store at ``dsn``, the sink at
+    ``port``, the bench's templates) and the same settings for this process's intake."""
+    templates = write_templates(folder / "templates")
+    uri = f"smtp://127.0.0.1:{port}/?disable_starttls=true"
+    config = folder / "postroom.yaml"
+    config.write_text(
+        f"dsn: {dsn}\ncourier:\n  template_override_path: {templates}\n  smtp:\n"
+        f"    connection_uri: {uri}\n    from_address: no-reply@example.org\n"
+    )
+    courier = {
+        "template_override_path": str(templates),
+        "smtp": {"connection_uri": uri, "from_address": "no-reply@example.org"},
+    }
+    return config, Settings.model_validate({"dsn": dsn, "courier": courier})
+
+
 def drain(config: Path, processes: int) -> tuple[float, float]:
     """Run ``postroom worker --drain`` processes; return the seconds until all are done and
     the CPU seconds the workers used (less swayed by other load on the host than the time)."""
@@ -163,25 +180,7 @@ def run(backend: str, count: int, port: int) -> Figures:
             processes = 2
         else:
             dsn, processes, name = f"sqlite:///{folder / 'bench.db'}", 1, ""
-        templates = write_templates(folder / "templates")
-        config = folder / "postroom.yaml"
-        config.write_text(
-            f"dsn: {dsn}\ncourier:\n  template_override_path: {templates}\n  smtp:\n"
-            f"    connection_uri: smtp://127.0.0.1:{port}/?disable_starttls=true\n"
-            "    from_address: no-reply@example.org\n"
-        )
-        settings = Settings.model_validate(
-            {
-                "dsn": dsn,
-                "courier": {
-                    "template_override_path": str(templates),
-                    "smtp": {
-                        "connection_uri": f"smtp://127.0.0.1:{port}/?disable_starttls=true",
-                        "from_address": "no-reply@example.org",
-                    },
-                },
-            }
-        )
+        config, settings = write_config(folder, dsn, port)
         try:
             enqueue_rate, mime, enqueue_cpu = asyncio.run(fill(settings, count))
             seconds, deliver_cpu = drain(config, processes)
