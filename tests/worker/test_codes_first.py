@@ -15,6 +15,7 @@ from typing import Any
 from test_postgres_fleet import eventually, new_message
 
 from postroom.config import Settings
+from postroom.config.tenants import TenantRegistry
 from postroom.models import Message, Priority
 from postroom.store import Store, open_store
 from postroom.worker import Worker
@@ -124,6 +125,54 @@ async def test_a_code_enqueued_during_a_batch_claim_does_not_wait_for_its_writes
         waited = await code_wait(srv, time.monotonic())
         # Left to a short claim beside the batch claim, not taken by it and held 2 s.
         assert waited < 1.0, f"the code waited {waited:.2f}s"
+
+
+class SlowTenantsRead:
+    """The store, where reading the API tenants' version takes ``delay`` seconds (a busy
+    database); ``reading`` is set while a read is under way."""
+
+    def __init__(self, store: Store, delay: float) -> None:
+        self._store = store
+        self.delay = delay
+        self.reads = 0
+        self.reading = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def tenants_version(self) -> Any:
+        self.reads += 1
+        self.reading.set()
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.reading.clear()
+        return await self._store.tenants_version()
+
+
+async def test_a_code_does_not_wait_for_the_workers_read_of_the_tenants(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    slow = SlowTenantsRead(store, delay=1.0)
+    with smtp_server() as srv:
+        settings = make_settings(
+            smtp={"connection_uri": f"smtp://127.0.0.1:{srv.port}/?disable_starttls=true"}
+        )
+        tenants = TenantRegistry(settings, slow, refresh=0.1)
+        stop = asyncio.Event()
+        worker = Worker(slow, settings, concurrency=2, tenants=tenants)
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            # The first read is done before the first claim; a later one is under way.
+            await eventually(lambda: slow.reads >= 2 and slow.reading.is_set(), timeout=10)
+            code = replace(new_message(1_000_000), priority=Priority.URGENT)
+            await store.enqueue([code], max_attempts=1, ttl=0)
+            waited = await code_wait(srv, time.monotonic())
+            assert waited < 0.5, f"the code waited {waited:.2f}s"
+            assert slow.reading.is_set(), "the read ended before the code went"
+        finally:
+            stop.set()
+            await running
 
 
 async def urgent_message() -> Message:

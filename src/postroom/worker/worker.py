@@ -74,6 +74,7 @@ class Worker:
         self._claiming = False  # the loop's claim is under way
         self._urgent_claim: asyncio.Task[None] | None = None  # one beside the loop's
         self._mixed = False  # the last full claim took less urgent mail too
+        self._refresher: asyncio.Task[None] | None = None  # re-reads the API's tenants
 
     @property
     def settings(self) -> Settings:
@@ -117,6 +118,18 @@ class Worker:
         if fresh is self.settings:
             return
         await self.attempts.use_settings(fresh)
+
+    async def _keep_settings_fresh(self, registry: TenantRegistry) -> None:
+        """Re-read the API's tenants beside the loop, not in front of a claim: that read (a
+        round trip, two on a busy database) held up every other login code."""
+        while True:
+            await asyncio.sleep(registry.refresh)
+            try:
+                await self._refresh_settings()
+            except StoreUnavailable as exc:
+                log.warning("re-reading the tenants failed, retrying: %s", exc)
+            except Exception:
+                log.exception("re-reading the tenants failed; retrying")
 
     async def _writer(self, stop: asyncio.Event) -> None:
         """Write status updates that no claim has carried within ``WRITE_DELAY``."""
@@ -233,7 +246,9 @@ class Worker:
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
         """One round of claiming and waiting; False when a drain is done."""
         loop = asyncio.get_running_loop()
-        await self._refresh_settings()
+        if self._refresher is None and self.tenants is not None:
+            await self._refresh_settings()  # the API's tenants before the first claim
+            self._refresher = asyncio.create_task(self._keep_settings_fresh(self.tenants))
         claimed = await self._claim_and_start()
         if self._stocked() or (self._held and not claimed):
             await self._wait_for_room(stop)
@@ -300,6 +315,11 @@ class Worker:
                     await self._sleep(stop, 1.0)
         finally:
             unwatch()
+            if self._refresher is not None:
+                self._refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._refresher
+                self._refresher = None
             if self._urgent_claim is not None:  # what it claims is released below
                 await asyncio.gather(self._urgent_claim, return_exceptions=True)
             await self._shutdown(shutdown_deadline)
