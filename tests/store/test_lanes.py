@@ -50,6 +50,27 @@ async def test_a_normal_message_past_its_aging_goes_before_urgent_ones(any_store
     assert [m.priority for m in young] == [Priority.URGENT]
 
 
+async def test_a_look_for_urgent_mail_takes_aged_normal_mail_then_codes_of_every_tenant(
+    any_store: Store,
+) -> None:
+    await any_store.enqueue([lane(1, Priority.NORMAL)], max_attempts=1, ttl=0)
+    await asyncio.sleep(0.25)  # past the aging of 0.2 s below
+    await any_store.enqueue(
+        [lane(2, Priority.NORMAL), lane(3, Priority.BULK)], max_attempts=1, ttl=0
+    )
+    codes = [lane(n, Priority.URGENT, tenant=t) for n in range(4, 8) for t in ("default", "acme")]
+    await any_store.enqueue(codes, max_attempts=1, ttl=0)
+    aging = {"default": 0.2, "acme": 0.2}
+    look = await any_store.claim(worker="w", limit=5, lease=60, tenants=aging, urgent_only=True)
+    # Five of nine: the normal message past its aging, and two codes of each tenant.
+    [aged] = [m for m in look if m.priority is Priority.NORMAL]
+    assert aged.recipient == "user1@example.org"
+    codes_taken = [m.tenant for m in look if m.priority is Priority.URGENT]
+    assert sorted(codes_taken) == ["acme", "acme", "default", "default"]
+    rest = await any_store.claim(worker="w", limit=10, lease=60, tenants=aging, urgent_only=True)
+    assert [m.priority for m in rest] == [Priority.URGENT] * 4  # no young normal, no bulk
+
+
 async def test_one_tenants_flood_does_not_starve_another_in_a_claim(any_store: Store) -> None:
     flood = [lane(n, Priority.BULK, tenant="acme") for n in range(300)]
     await any_store.enqueue(flood, max_attempts=1, ttl=0)

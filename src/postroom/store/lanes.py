@@ -13,7 +13,17 @@ import math
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, bindparam, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    func,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Row
 
 from postroom.models import Priority, Status
@@ -41,17 +51,30 @@ def _lease(chosen: Any) -> Any:
     )
 
 
-_TAKE_LANE = _lease(
-    select(messages.c.id)
-    .where(
-        messages.c.status == Status.QUEUED.value,
-        messages.c.tenant == bindparam("b_tenant", type_=String),
-        messages.c.priority == bindparam("b_lane", type_=String),
-        messages.c.next_attempt_at < bindparam("cutoff", type_=UtcDateTime),
+def _due(lane: Any, cutoff: str) -> Any:
+    """The ids of one tenant's ``lane`` due before ``:cutoff``, in due order, up to ``:n``."""
+    return (
+        select(messages.c.id)
+        .where(
+            messages.c.status == Status.QUEUED.value,
+            messages.c.tenant == bindparam("b_tenant", type_=String),
+            messages.c.priority == lane,
+            messages.c.next_attempt_at < bindparam(cutoff, type_=UtcDateTime),
+        )
+        .order_by(messages.c.next_attempt_at)
+        .limit(bindparam("n", type_=Integer))
+        .with_for_update(skip_locked=True)
     )
-    .order_by(messages.c.next_attempt_at)
-    .limit(bindparam("n", type_=Integer))
-    .with_for_update(skip_locked=True)
+
+
+_TAKE_LANE = _lease(_due(bindparam("b_lane", type_=String), "cutoff"))
+
+# A look for urgent mail: a tenant's normal mail past its aging, then its urgent mail, in one
+# statement (one round trip in front of a login code instead of two).
+_AGED = _due(Priority.NORMAL.value, "aged").cte("aged")
+_URGENT = _due(Priority.URGENT.value, "cutoff").cte("urgent")
+_TAKE_URGENT = _lease(
+    union_all(select(_AGED.c.id), select(_URGENT.c.id)).limit(bindparam("n", type_=Integer))
 )
 
 # Tenants the worker did not name (removed from the configuration): due order, any lane.
@@ -97,12 +120,19 @@ def claim_lanes(
         first = next(_turn) % len(named)  # who goes first turns, so ties even out
         order = named[first:] + named[:first]
         plans = {tenant: lane_cutoffs(now, tenants[tenant]) for tenant in order}
+        if urgent_only and not how.skip_urgent:  # both urgent ranks in one statement
+            steps = [{"b_tenant": t, "aged": plans[t][0][1], "cutoff": now} for t in order]
+            return _share(conn, _TAKE_URGENT, params, steps, room)
         for rank in how.ranks:
             if room <= 0:
                 break
-            steps = [(t, *plans[t][rank]) for t in order]
-            steps = [s for s in steps if not (s[1] is Priority.BULK and s[0] in hold_bulk)]
-            taken = _share(conn, params, steps, room) if steps else []
+            steps = [
+                {"b_tenant": t, "b_lane": lane.value, "cutoff": cutoff}
+                for t in order
+                for lane, cutoff in [plans[t][rank]]
+                if not (lane is Priority.BULK and t in hold_bulk)
+            ]
+            taken = _share(conn, _TAKE_LANE, params, steps, room) if steps else []
             rows += taken
             room -= len(taken)
     if room > 0 and not urgent_only:
@@ -116,39 +146,29 @@ def claim_lanes(
 
 def _share(
     conn: Connection,
+    statement: Any,
     params: dict[str, Any],
-    steps: list[tuple[str, Priority, datetime]],
+    steps: list[dict[str, Any]],
     room: int,
 ) -> list[Row[Any]]:
-    """Take one lane of every tenant, the room shared evenly: each tenant gets an equal part
-    of what is left, and what the others left unused goes to those that had more."""
+    """Run ``statement`` for every tenant's ``steps``, the room shared evenly: each tenant
+    gets an equal part of what is left, and what the others left unused goes to those that
+    had more."""
     rows: list[Row[Any]] = []
-    hungry: list[tuple[str, Priority, datetime]] = []
+    hungry: list[dict[str, Any]] = []
     for index, step in enumerate(steps):
         part = math.ceil((room - len(rows)) / (len(steps) - index))
         if part <= 0:
             break
-        got = _take(conn, params, *step, part)
+        got = conn.execute(statement, {**params, **step, "n": part}).all()
         rows += got
         if len(got) == part:
             hungry.append(step)
     for step in hungry if len(steps) > 1 else []:
         if len(rows) >= room:
             break
-        rows += _take(conn, params, *step, room - len(rows))
+        rows += conn.execute(statement, {**params, **step, "n": room - len(rows)}).all()
     return rows
-
-
-def _take(
-    conn: Connection,
-    params: dict[str, Any],
-    tenant: str,
-    lane: Priority,
-    cutoff: datetime,
-    n: int,
-) -> list[Row[Any]]:
-    values = {**params, "b_tenant": tenant, "b_lane": lane.value, "cutoff": cutoff, "n": n}
-    return list(conn.execute(_TAKE_LANE, values).all())
 
 
 LANE_SUMMARY = (

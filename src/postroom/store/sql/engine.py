@@ -113,6 +113,9 @@ class SqlEngine:
                 "postgres://user:pass@host:5432/db",
                 path="dsn",
             )
+        # The same pool, each statement its own transaction: a look for urgent mail is one
+        # statement on PostgreSQL, and BEGIN and COMMIT would be two more round trips.
+        self._autocommit = self._state.execution_options(isolation_level="AUTOCOMMIT")
         self._executor = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="postroom-store"
         )
