@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 
 from postroom.errors import ConfigError, PostroomError
 from postroom.store.schema import messages
@@ -102,7 +102,7 @@ class SqlEngine:
                 pg,
                 pool_size=4,
                 max_overflow=0,
-                pool_pre_ping=True,
+                pool_pre_ping=False,  # see _run_state
                 connect_args={"options": "-c synchronous_commit=off"},
             )
             self._conninfo = pg.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -128,6 +128,25 @@ class SqlEngine:
             return await loop.run_in_executor(self._executor, fn)
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailable(f"the database {self.dsn} failed: {exc.orig}") from exc
+
+    async def _run_state(self, fn: Callable[[], T]) -> T:
+        """:meth:`_run` for the worker's verbs (claims, leases, statuses, slots). Their engine
+        does not ping a connection before each use (a round trip in front of every claim,
+        login codes' too): a connection the server cut since its last use (a restart) fails
+        its first statement instead, the pool drops every connection that old, and the verb
+        runs once more on a fresh one. Such a cut comes while the connection sits idle in the
+        pool, so nothing of the first run was done (a cut in the middle of a transaction
+        rolls it back)."""
+
+        def once_more_if_cut() -> T:
+            try:
+                return fn()
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                return fn()
+
+        return await self._run(once_more_if_cut)
 
     def _schema_is_current(self) -> bool:
         """True when the database is at the newest migration, asked without Alembic (whose

@@ -65,7 +65,9 @@ class SqlLeases(SqlEngine):
         """Record ``completions``, then lease up to ``limit`` due messages lane by lane; see
         :class:`~postroom.store.Queue`."""
         how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk), skip_urgent)
-        claimed = await self._run(lambda: self._claim_sync(worker, limit, lease, completions, how))
+        claimed = await self._run_state(
+            lambda: self._claim_sync(worker, limit, lease, completions, how)
+        )
         self._wake_for(completions)
         return claimed
 
@@ -77,7 +79,7 @@ class SqlLeases(SqlEngine):
     async def renew(self, message_ids: Sequence[str], *, worker: str, lease: float) -> None:
         """Extend the lease of messages this worker still holds."""
         if message_ids:
-            await self._run(lambda: self._renew_sync(message_ids, worker, lease))
+            await self._run_state(lambda: self._renew_sync(message_ids, worker, lease))
 
     def _release_sync(self, ids: Sequence[str], worker: str) -> None:
         now = clock.utcnow()
@@ -95,7 +97,7 @@ class SqlLeases(SqlEngine):
     async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
         """Give back leased messages that were not attempted, due again now."""
         if message_ids:
-            await self._run(lambda: self._release_sync(message_ids, worker))
+            await self._run_state(lambda: self._release_sync(message_ids, worker))
             self._wake.ring()
 
     def _complete_sync(self, completions: Sequence[Completion], worker: str) -> None:
@@ -141,7 +143,7 @@ class SqlLeases(SqlEngine):
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses in one transaction; see :class:`Store`."""
         if completions:
-            await self._run(lambda: self._complete_sync(completions, worker))
+            await self._run_state(lambda: self._complete_sync(completions, worker))
             self._wake_for(completions)
 
     def _wake_for(self, completions: Sequence[Completion]) -> None:
@@ -190,7 +192,7 @@ class SqlLeases(SqlEngine):
         """Take (or book) a hand-off slot of ``tenant``; see :class:`~postroom.store.Queue`."""
         if not limits:
             return None
-        return await self._run(
+        return await self._run_state(
             lambda: self._take_slot_sync(tenant, limits, message_id, lane, bulk_share)
         )
 
