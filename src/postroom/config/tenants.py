@@ -13,12 +13,13 @@ import ipaddress
 import logging
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from postroom.clock import utcnow
 from postroom.config.bodies import prepare_body, with_kept_body
 from postroom.config.listener import check_tenants
 from postroom.config.loader import describe_validation_error
@@ -40,6 +41,8 @@ from postroom.store import Tenants
 from postroom.store.base import StoredTenant
 
 log = logging.getLogger("postroom.tenants")
+# How far the clocks of the processes that save tenants and the worker may differ.
+CLOCK_MARGIN = timedelta(seconds=5)
 
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -108,6 +111,7 @@ class TenantRegistry:
         self._current = settings
         self._version: str | None = None
         self._checked = 0.0
+        self._read_at: datetime | None = None  # when the last read of the store began
         self._api_names: frozenset[str] = frozenset()
         self._broken: dict[str, str] = {}
         self._built: dict[str, tuple[datetime, TenantSettings]] = {}
@@ -146,6 +150,7 @@ class TenantRegistry:
         async with self._lock:
             if time.monotonic() - self._checked < self.refresh:
                 return self._current
+            began = utcnow()
             version = await self.store.tenants_version()
             if version != self._version:
                 stored = await self.store.list_tenants()
@@ -154,7 +159,21 @@ class TenantRegistry:
                 await asyncio.to_thread(self._rebuild, stored)
                 self._version = version
             self._checked = time.monotonic()
+            self._read_at = began
             return self._current
+
+    async def settings_read_after(self, moment: datetime) -> Settings:
+        """:meth:`settings` as read from the store after ``moment`` (a message's enqueue, by
+        another process's clock: a few seconds' margin): a tenant saved through the API a
+        moment ago, in another process, is in them."""
+        if self._read_at is None or self._read_at < moment + CLOCK_MARGIN:
+            self.invalidate()
+        return await self.settings()
+
+    @property
+    def invalidated(self) -> bool:
+        """A tenant was saved or removed in this process since the last read."""
+        return self._checked == 0.0
 
     def _rebuild(self, stored: list[StoredTenant]) -> None:
         tenants = dict(self.file_settings.tenants)

@@ -95,8 +95,11 @@ class Attempts:
         try:
             route = self.route(message.tenant)
         except KeyError:
-            broken = self.tenants.broken(message.tenant) if self.tenants else None
-            return retry.tenant_unusable(message, broken, self.settings.courier)
+            found = await self._route_read_again(message)
+            if found is None:
+                broken = self.tenants.broken(message.tenant) if self.tenants else None
+                return retry.tenant_unusable(message, broken, self.settings.courier)
+            route = found
         courier = route.courier
         now = utcnow()
         if retry.is_expired(message, now=now):
@@ -139,6 +142,20 @@ class Attempts:
             return retry.after_failure(message, diagnosis, courier, now=utcnow())
         handoff = Handoff(result.transport, result.host, result.reply, result.provider_message_id)
         return Completion(message.id, Status.SENT, handoff=handoff)
+
+    async def _route_read_again(self, message: Message) -> Route | None:
+        """The route of a tenant these settings do not know, from settings read after the
+        message was enqueued (a tenant saved through the API in another process a moment
+        before); None when the tenant is gone."""
+        if self.tenants is None:
+            return None
+        fresh = await self.tenants.settings_read_after(message.created_at)
+        if fresh is not self.settings:
+            await self.use_settings(fresh)
+        try:
+            return self.route(message.tenant)
+        except KeyError:
+            return None
 
     async def use_settings(self, fresh: Settings) -> None:
         """Go on with ``fresh`` settings: forget the routes, and close the transports of the

@@ -246,8 +246,10 @@ class Worker:
     async def _step(self, stop: asyncio.Event, *, drain: bool, deadline: float) -> bool:
         """One round of claiming and waiting; False when a drain is done."""
         loop = asyncio.get_running_loop()
+        if self.tenants is not None and self.tenants.invalidated:
+            # Before the first claim, and after a tenant was saved in this process (serve).
+            await self._refresh_settings()
         if self._refresher is None and self.tenants is not None:
-            await self._refresh_settings()  # the API's tenants before the first claim
             self._refresher = asyncio.create_task(self._keep_settings_fresh(self.tenants))
         claimed = await self._claim_and_start()
         if self._stocked() or (self._held and not claimed):
