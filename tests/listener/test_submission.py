@@ -9,6 +9,7 @@ import smtplib
 import sqlite3
 from collections.abc import Callable
 from email import message_from_bytes, policy
+from typing import Any
 
 import httpx
 import pytest
@@ -48,7 +49,16 @@ def test_starttls_login_relays_each_recipient_as_received(
             )
             assert refused == {}
             wait_until(lambda: len(sink.rec.messages) == 2, what="both recipients delivered")
-            listed = httpx.get(f"{run.url}/admin/courier/messages", headers=AUTH, timeout=10).json()
+
+            def relayed() -> list[dict[str, Any]]:
+                url = f"{run.url}/admin/courier/messages"
+                listed = httpx.get(url, headers=AUTH, timeout=10).json()
+                rows = listed["messages"] if isinstance(listed, dict) else listed
+                return [m for m in rows if m["template_type"] == "relay"]
+
+            # The worker records a hand-off a moment after the server took it.
+            wait_until(lambda: all(m["status"] == "sent" for m in relayed()), what="recorded")
+            relay = relayed()
     got = {m.rcpt_tos[0]: m for m in sink.rec.messages}
     assert set(got) == {"a@example.org", "b@example.org"}
     for accepted in got.values():
@@ -62,8 +72,6 @@ def test_starttls_login_relays_each_recipient_as_received(
     # The body relayed is the body received: only the X-Postroom-* lines are gone.
     received_body = raw.split(b"\r\n\r\n", 1)[1]
     assert all(m.content.split(b"\r\n\r\n", 1)[1] == received_body for m in got.values())
-    rows = listed["messages"] if isinstance(listed, dict) else listed
-    relay = [m for m in rows if m["template_type"] == "relay"]
     assert len(relay) == 2 and len({m["id"] for m in relay}) == 2
     assert all(m["status"] == "sent" for m in relay)
     with sqlite3.connect(settings.dsn.removeprefix("sqlite:///")) as db:  # the MIME, once
