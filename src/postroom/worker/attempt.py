@@ -149,9 +149,7 @@ class Attempts:
         before); None when the tenant is gone."""
         if self.tenants is None:
             return None
-        fresh = await self.tenants.settings_read_after(message.created_at)
-        if fresh is not self.settings:
-            await self.use_settings(fresh)
+        await self.use_settings(await self.tenants.settings_read_after(message.created_at))
         try:
             return self.route(message.tenant)
         except KeyError:
@@ -160,6 +158,8 @@ class Attempts:
     async def use_settings(self, fresh: Settings) -> None:
         """Go on with ``fresh`` settings: forget the routes, and close the transports of the
         tenants that changed or are gone (the next message opens a new one)."""
+        if fresh is self.settings:  # nothing changed since the last read
+            return
         old, self.settings = self.settings, fresh
         self._routes.clear()
         for name in list(self._transports):

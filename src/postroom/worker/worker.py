@@ -114,10 +114,7 @@ class Worker:
         """Pick up tenants changed through the API; reopen the transports of changed ones."""
         if self.tenants is None:
             return
-        fresh = await self.tenants.settings()
-        if fresh is self.settings:
-            return
-        await self.attempts.use_settings(fresh)
+        await self.attempts.use_settings(await self.tenants.settings())
 
     async def _keep_settings_fresh(self, registry: TenantRegistry) -> None:
         """Re-read the API's tenants beside the loop, not in front of a claim: that read (a

@@ -42,8 +42,8 @@ class SqlLeases(SqlEngine):
                 self._record(conn, completions, worker)
             now = clock.utcnow()
             params = {"now": now, "worker": worker, "until": now + timedelta(seconds=lease)}
-            # Messages of dead workers first (rare), then the due ones lane by lane, in one
-            # transaction.
+            # A full claim: messages of dead workers first (rare), then the due ones lane by
+            # lane, in one transaction.
             rows = [] if quick else list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
             if len(rows) < limit:
                 rows += lanes.claim_lanes(conn, params, room=limit - len(rows), how=lanes_)
