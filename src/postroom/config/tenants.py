@@ -110,7 +110,9 @@ class TenantRegistry:
         self.refresh = refresh
         self._current = settings
         self._version: str | None = None
-        self._checked = 0.0
+        # When the store was last read (time.monotonic()); None: never, or invalidated. Not
+        # 0.0: the monotonic clock starts near 0 at boot, less than a long refresh ago.
+        self._checked: float | None = None
         self._read_at: datetime | None = None  # when the last read of the store began
         self._api_names: frozenset[str] = frozenset()
         self._broken: dict[str, str] = {}
@@ -145,10 +147,10 @@ class TenantRegistry:
 
     async def settings(self) -> Settings:
         """The file settings with every usable API tenant added (re-read when they change)."""
-        if time.monotonic() - self._checked < self.refresh:
+        if self._fresh():
             return self._current
         async with self._lock:
-            if time.monotonic() - self._checked < self.refresh:
+            if self._fresh():
                 return self._current
             began = utcnow()
             version = await self.store.tenants_version()
@@ -173,7 +175,10 @@ class TenantRegistry:
     @property
     def invalidated(self) -> bool:
         """A tenant was saved or removed in this process since the last read."""
-        return self._checked == 0.0
+        return self._checked is None
+
+    def _fresh(self) -> bool:
+        return self._checked is not None and time.monotonic() - self._checked < self.refresh
 
     def _rebuild(self, stored: list[StoredTenant]) -> None:
         tenants = dict(self.file_settings.tenants)
@@ -203,7 +208,7 @@ class TenantRegistry:
 
     def invalidate(self) -> None:
         """Re-read the store on the next :meth:`settings` call."""
-        self._checked = 0.0
+        self._checked = None
 
     def _decrypt(self, courier: dict[str, Any]) -> dict[str, Any]:
         return transform_secrets(courier, self.crypter.decrypt)
