@@ -136,21 +136,24 @@ async def test_rate_slots_are_shared_and_free_up(sql_dsn: str) -> None:
     one, two = open_store(sql_dsn), open_store(sql_dsn)
     await one.migrate()
     try:
+        stored = await one.enqueue([new(n) for n in range(12)], max_attempts=3, ttl=0)
+        ids = [message.id for message, _ in stored]
+        await one.claim(worker="w", limit=12, lease=60)
         limits = [(5, 0.6)]
         results = await asyncio.gather(
             *(
-                store.take_slot("acme", limits, message_id=f"m{i}.{n}", lane=Priority.NORMAL)
-                for i, store in enumerate((one, two))
-                for n in range(6)
+                store.take_slot("acme", limits, message_id=ids[n], lane=Priority.NORMAL)
+                for n, store in enumerate([one, two] * 6)
             )
         )
-        taken = [r for r in results if r is None]
+        taken = [ids[n] for n, r in enumerate(results) if r is None]
         refused = [r for r in results if r is not None]
         assert len(taken) == 5 and len(refused) == 7
         start = utcnow()
         assert all(start < r.free_at <= start + timedelta(seconds=0.7) for r in refused)
         assert await one.take_slot("other", limits, message_id="x") is None  # limits are per tenant
-        await asyncio.sleep(0.7)
+        await one.complete([Completion(i, Status.SENT) for i in taken], worker="w")
+        await asyncio.sleep(0.7)  # a window after the hand-offs were written
         assert await two.take_slot("acme", limits, message_id="y", lane=Priority.NORMAL) is None
         # Two limits: the stricter one decides.
         assert await one.take_slot("b", [(10, 60), (1, 0.3)], message_id="z") is None
@@ -172,6 +175,33 @@ async def test_a_rate_slot_counts_from_the_hand_off(any_store: Store) -> None:
     wait = await any_store.take_slot("default", limits, message_id="next", lane=Priority.NORMAL)
     assert wait is not None
     assert wait.free_at >= handed_off + timedelta(seconds=0.45)
+
+
+async def test_a_slot_stays_taken_until_its_hand_off_is_written(
+    any_store: Store, clock_at: Clock
+) -> None:
+    """A send slower than the window (or a status write held up): the provider counts the
+    message when it arrives, so its slot is not free again until its outcome is written, and
+    then counts from then. A worker that dies without writing it holds it a lease at most."""
+    [(message, _)] = await any_store.enqueue([new(1)], max_attempts=3, ttl=0)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    limits = [(1, 1.0)]
+    assert await any_store.take_slot("default", limits, message_id=message.id) is None
+    clock_at.advance(5)  # five windows later, still being sent
+    wait = await any_store.take_slot("default", limits, message_id="next", lane=Priority.NORMAL)
+    assert wait is not None and wait.waiting_for is WaitingFor.RATE_LIMIT
+    assert wait.free_at >= utcnow() + timedelta(seconds=1)
+    await any_store.complete([Completion(message.id, Status.SENT)], worker="w")
+    clock_at.advance(0.5)
+    wait = await any_store.take_slot("default", limits, message_id="next", lane=Priority.NORMAL)
+    assert wait is not None  # counted from the hand-off's write, half a window ago
+    clock_at.advance(0.6)
+    assert await any_store.take_slot("default", limits, message_id="next") is None
+    # "next" is never written (its worker died): its slot is free again after the lease.
+    clock_at.advance(30)
+    assert await any_store.take_slot("default", limits, message_id="other", lease=40) is not None
+    clock_at.advance(11)
+    assert await any_store.take_slot("default", limits, message_id="other", lease=40) is None
 
 
 async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> None:

@@ -16,6 +16,10 @@ from postroom.errors import RecipientLimitError
 from postroom.models import Message, NewMessage, Priority, TemplateType, WaitingFor
 from postroom.store.base import Budget, SlotWait
 
+SLOT_LEASE = 60.0
+"""How long (seconds) a rate-limit slot whose hand-off is not yet written counts as being
+handed off now, unless the worker says otherwise: the default lease of a claimed message."""
+
 
 @dataclass(frozen=True, slots=True)
 class LaneClaim:
@@ -113,6 +117,7 @@ def slot_wait(
     message_id: str,
     lane: Priority,
     share: float,
+    lease: float,
     now: datetime,
 ) -> SlotWait | None:
     """:func:`take_slot` over a list of (time, message id, lane) slots, taking nothing."""
@@ -121,6 +126,12 @@ def slot_wait(
             if taken_at <= now + timedelta(milliseconds=50):
                 return None
             return SlotWait(taken_at, WaitingFor.RATE_LIMIT)
+    # A slot still carrying its message id has no hand-off written yet: it counts as now.
+    unfinished_since = now - timedelta(seconds=lease)
+    events = [
+        (now if mid is not None and unfinished_since < t < now else t, mid, ln)
+        for t, mid, ln in events
+    ]
     newest = sorted((e[0] for e in events), reverse=True)
     waits: list[SlotWait] = []
     for count, per in limits:

@@ -22,6 +22,7 @@ from postroom.store.base import (
     StoredOAuthToken,
     StoredTenant,
 )
+from postroom.store.lane_rules import SLOT_LEASE
 from postroom.store.listener import ListenerRecords
 
 
@@ -102,6 +103,7 @@ class Queue(Protocol):
         message_id: str,
         lane: Priority = Priority.URGENT,
         bulk_share: float = 1.0,
+        lease: float = SLOT_LEASE,
     ) -> SlotWait | None:
         """Take one hand-off slot of ``tenant`` under ``limits`` ((count, per seconds) pairs),
         shared by every worker of every process. Return None when taken, else when the next
@@ -112,7 +114,12 @@ class Queue(Protocol):
         it (a ``normal`` message past its aging is passed as ``urgent``). ``bulk`` takes a
         slot only while the window is below ``bulk_share`` of each count (always one bulk
         slot per window), and at most a sixtieth of that per sixtieth of the window, so that
-        slots keep freeing up for urgent mail."""
+        slots keep freeing up for urgent mail.
+
+        A slot counts from its hand-off, written by :meth:`complete`; until then (for at most
+        ``lease`` seconds, the time a worker holds the message) it counts as being handed off
+        now: the provider counts the message when it arrives, which for a send slower than
+        the window, or a status write held up, is long after the slot was taken."""
 
     async def next_due(self) -> datetime | None:
         """When the next queued message falls due (None when the queue is empty)."""

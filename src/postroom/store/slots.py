@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Integer, String, bindparam, func, select
+from sqlalchemy import Connection, Integer, String, and_, bindparam, case, func, or_, select
 
 from postroom.models import Priority, WaitingFor
 from postroom.store.base import SlotWait
@@ -22,22 +22,52 @@ from postroom.store.schema import UtcDateTime, rate_events
 
 _TENANT = bindparam("tenant", type_=String)
 _SINCE = bindparam("since", type_=UtcDateTime)
+_NOW = bindparam("now", type_=UtcDateTime)
+_UNFINISHED_SINCE = bindparam("unfinished_since", type_=UtcDateTime)
+_LOWEST = bindparam("lowest", type_=UtcDateTime)  # the earlier of the two, for the index
 
-_COUNT = select(func.count()).where(
-    rate_events.c.tenant == _TENANT, rate_events.c.taken_at > _SINCE
+# A slot whose hand-off is not written yet (its message id is still on it) may be arriving at
+# the provider right now, however long ago it was taken: a send slower than the window, or a
+# status write held up. It counts as taken now until its outcome moves it to the hand-off's
+# time, for at most a lease (a worker that died never writes it).
+_UNFINISHED = and_(
+    rate_events.c.message_id.is_not(None),
+    rate_events.c.taken_at > _UNFINISHED_SINCE,
+    rate_events.c.taken_at < _NOW,
 )
+_AT = case((_UNFINISHED, _NOW), else_=rate_events.c.taken_at)  # when the slot counts from
+_IN_WINDOW = and_(
+    rate_events.c.tenant == _TENANT,
+    rate_events.c.taken_at > _LOWEST,
+    or_(rate_events.c.taken_at > _SINCE, _UNFINISHED),
+)
+
+_COUNT = select(func.count()).where(_IN_WINDOW)
 _COUNT_BULK = _COUNT.where(rate_events.c.lane == Priority.BULK.value)
 # The k-th newest hand-off (bookings included): when it leaves the window, a slot frees.
 _KTH_NEWEST = (
-    select(rate_events.c.taken_at)
-    .where(rate_events.c.tenant == _TENANT)
-    .order_by(rate_events.c.taken_at.desc())
+    select(_AT)
+    .where(_IN_WINDOW)
+    .order_by(_AT.desc())
     .limit(1)
     .offset(bindparam("k", type_=Integer))
 )
 _BOOKING = select(rate_events.c.taken_at).where(
     rate_events.c.message_id == bindparam("message_id", type_=String)
 )
+
+
+def _window(tenant: str, per: float, now: datetime, lease: float) -> dict[str, object]:
+    """The parameters of a count over the last ``per`` seconds."""
+    since = now - timedelta(seconds=per)
+    unfinished_since = now - timedelta(seconds=lease)
+    return {
+        "tenant": tenant,
+        "since": since,
+        "now": now,
+        "unfinished_since": unfinished_since,
+        "lowest": min(since, unfinished_since),
+    }
 
 
 def take_slot(
@@ -48,6 +78,7 @@ def take_slot(
     message_id: str,
     lane: Priority,
     bulk_share: float,
+    lease: float,
     now: datetime,
 ) -> SlotWait | None:
     """Take (or book) a slot; see ``Store.take_slot``. One count per window, no rows read."""
@@ -59,23 +90,21 @@ def take_slot(
         return SlotWait(booked, WaitingFor.RATE_LIMIT)
     waits: list[SlotWait] = []
     for count, per in limits:
-        since = now - timedelta(seconds=per)
-        total = int(conn.execute(_COUNT, {"tenant": tenant, "since": since}).scalar() or 0)
+        window = _window(tenant, per, now, lease)
+        total = int(conn.execute(_COUNT, window).scalar() or 0)
         if total >= count:
-            waits.append(SlotWait(_kth(conn, tenant, count, per, now), WaitingFor.RATE_LIMIT))
+            waits.append(SlotWait(_kth(conn, window, count, per, now), WaitingFor.RATE_LIMIT))
             continue
         if lane is not Priority.BULK:
             continue
         cap = bulk_cap(count, bulk_share)
         if total >= cap:
-            bulk = int(conn.execute(_COUNT_BULK, {"tenant": tenant, "since": since}).scalar() or 0)
+            bulk = int(conn.execute(_COUNT_BULK, window).scalar() or 0)
             if bulk > 0:  # bulk has had its one slot of this window
-                waits.append(SlotWait(_kth(conn, tenant, cap, per, now), WaitingFor.PRIORITY))
+                waits.append(SlotWait(_kth(conn, window, cap, per, now), WaitingFor.PRIORITY))
                 continue
         part = per / PACING_PARTS
-        recent = conn.execute(
-            _COUNT_BULK, {"tenant": tenant, "since": now - timedelta(seconds=part)}
-        ).scalar()
+        recent = conn.execute(_COUNT_BULK, _window(tenant, part, now, lease)).scalar()
         if int(recent or 0) >= max(1, math.ceil(cap / PACING_PARTS)):
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
     if not waits:
@@ -100,19 +129,27 @@ def take_slot(
     return wait
 
 
-def _kth(conn: Connection, tenant: str, k: int, per: float, now: datetime) -> datetime:
+def _kth(
+    conn: Connection, window: dict[str, object], k: int, per: float, now: datetime
+) -> datetime:
     """When the ``k``-th newest slot (bookings included) leaves the window of ``per``."""
-    newest = conn.execute(_KTH_NEWEST, {"tenant": tenant, "k": k - 1}).scalar()
+    newest = conn.execute(_KTH_NEWEST, {**window, "k": k - 1}).scalar()
     if newest is None:
         return now
     return max(now, aware(newest) + timedelta(seconds=per))
 
 
-def forget_old_slots(conn: Connection, tenant: str, *, longest: float, now: datetime) -> None:
-    """Delete the hand-offs no window can see any more."""
+def forget_old_slots(
+    conn: Connection, tenant: str, *, longest: float, lease: float, now: datetime
+) -> None:
+    """Delete the hand-offs no window can see any more (unfinished ones after a lease)."""
     conn.execute(
         rate_events.delete().where(
             rate_events.c.tenant == tenant,
             rate_events.c.taken_at <= now - timedelta(seconds=longest),
+            or_(
+                rate_events.c.message_id.is_(None),
+                rate_events.c.taken_at <= now - timedelta(seconds=lease),
+            ),
         )
     )

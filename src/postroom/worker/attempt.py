@@ -42,6 +42,7 @@ class Attempts:
         settings: Settings,
         *,
         concurrency: int,
+        lease: float,
         transport_factory: Callable[[CourierSettings, int], Transport] | None,
         tenants: TenantRegistry | None,
     ) -> None:
@@ -49,7 +50,7 @@ class Attempts:
         self.settings = settings
         self.concurrency = concurrency
         self.tenants = tenants
-        self.holds = BulkHolds()  # the rate limits' slots, and the bulk mail they hold back
+        self.holds = BulkHolds(lease)  # the rate limits' slots, and the bulk mail they hold back
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
         self._routes: dict[str, Route] = {}

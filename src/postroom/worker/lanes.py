@@ -180,8 +180,9 @@ class BulkHolds:
     """Per tenant, until when its bulk mail has no slot: learnt from the last refusal, so that
     the rest of a claimed batch is held back without asking the store, and not claimed."""
 
-    def __init__(self) -> None:
+    def __init__(self, lease: float) -> None:
         self._until: dict[str, SlotWait] = {}
+        self._lease = lease  # how long a slot taken for a send may wait for its outcome
 
     def holding(self) -> list[str]:
         """Tenants whose bulk mail is held back now."""
@@ -212,6 +213,7 @@ class BulkHolds:
             message_id=message.id,
             lane=lane,
             bulk_share=route.courier.bulk_share,
+            lease=self._lease,
         )
         if wait is not None and lane is Priority.BULK:
             self._until[message.tenant] = wait

@@ -60,6 +60,7 @@ class Worker:
             store,
             settings,
             concurrency=self.concurrency,
+            lease=self.lease,
             transport_factory=transport_factory,
             tenants=tenants,
         )

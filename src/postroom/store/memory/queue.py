@@ -32,6 +32,7 @@ from postroom.store.base import (
 )
 from postroom.store.evidence import handoff_values
 from postroom.store.lane_rules import (
+    SLOT_LEASE,
     LaneClaim,
     cooldown_error,
     counted,
@@ -284,16 +285,18 @@ class MemoryQueue(MemoryState):
         message_id: str,
         lane: Priority = Priority.URGENT,
         bulk_share: float = 1.0,
+        lease: float = SLOT_LEASE,
     ) -> SlotWait | None:
         """Take (or book) a hand-off slot of ``tenant``; see ``Queue.take_slot``."""
         if not limits:
             return None
         now = clock.utcnow()
-        longest = max(per for _count, per in limits)
+        seen = now - timedelta(seconds=max(per for _count, per in limits))
+        unfinished = now - timedelta(seconds=lease)
         events = self._rate.setdefault(tenant, [])
-        events[:] = [e for e in events if e[0] > now - timedelta(seconds=longest)]
+        events[:] = [e for e in events if e[0] > seen or (e[1] is not None and e[0] > unfinished)]
         wait = slot_wait(
-            events, limits, message_id=message_id, lane=lane, share=bulk_share, now=now
+            events, limits, message_id=message_id, lane=lane, share=bulk_share, lease=lease, now=now
         )
         booking = wait is None or (
             lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT

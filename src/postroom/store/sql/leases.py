@@ -15,7 +15,7 @@ from postroom import clock
 from postroom.models import Message, Priority, Status
 from postroom.store import lanes, slots
 from postroom.store.base import Completion, SlotWait
-from postroom.store.lane_rules import LaneClaim
+from postroom.store.lane_rules import SLOT_LEASE, LaneClaim
 from postroom.store.listener_sql import fill_bodies
 from postroom.store.schema import UtcDateTime, dispatches, messages, rate_events
 from postroom.store.sql.engine import SqlEngine
@@ -158,14 +158,15 @@ class SqlLeases(SqlEngine):
         message_id: str,
         lane: Priority,
         bulk_share: float,
+        lease: float,
     ) -> SlotWait | None:
-        now = clock.utcnow()
         with self._state.begin() as conn:
             if self.postgres:  # serialise the tenant's check-and-take across processes
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
                     {"key": f"postroom-rate:{tenant}"},
                 )
+            now = clock.utcnow()  # after the lock: the slot is taken now, not when we asked
             wait = slots.take_slot(
                 conn,
                 tenant,
@@ -173,11 +174,12 @@ class SqlLeases(SqlEngine):
                 message_id=message_id,
                 lane=lane,
                 bulk_share=bulk_share,
+                lease=lease,
                 now=now,
             )
             if random.random() < 0.01:  # now and then, forget what no window can see
                 longest = max(per for _count, per in limits)
-                slots.forget_old_slots(conn, tenant, longest=longest, now=now)
+                slots.forget_old_slots(conn, tenant, longest=longest, lease=lease, now=now)
         return wait
 
     async def take_slot(
@@ -188,12 +190,13 @@ class SqlLeases(SqlEngine):
         message_id: str,
         lane: Priority = Priority.URGENT,
         bulk_share: float = 1.0,
+        lease: float = SLOT_LEASE,
     ) -> SlotWait | None:
         """Take (or book) a hand-off slot of ``tenant``; see :class:`~postroom.store.Queue`."""
         if not limits:
             return None
         return await self._run_state(
-            lambda: self._take_slot_sync(tenant, limits, message_id, lane, bulk_share)
+            lambda: self._take_slot_sync(tenant, limits, message_id, lane, bulk_share, lease)
         )
 
     def _next_due_sync(self) -> datetime | None:
