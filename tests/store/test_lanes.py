@@ -150,7 +150,10 @@ async def test_bulk_keeps_a_share_of_the_window_for_urgent_mail(any_store: Store
 
 async def test_an_urgent_message_books_the_next_free_slot(any_store: Store) -> None:
     limits = [(1, 0.5)]
-    assert await any_store.take_slot("default", limits, message_id="first") is None
+    [(first, _)] = await any_store.enqueue([new(1)], max_attempts=3, ttl=0)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    assert await any_store.take_slot("default", limits, message_id=first.id) is None
+    await any_store.complete([Completion(first.id, Status.SENT)], worker="w")  # handed off
     booked = await any_store.take_slot("default", limits, message_id="code")
     assert booked is not None and booked.waiting_for is WaitingFor.RATE_LIMIT
     await asyncio.sleep((booked.free_at - utcnow()).total_seconds())  # until the booked time

@@ -204,6 +204,32 @@ async def test_a_slot_stays_taken_until_its_hand_off_is_written(
     assert await any_store.take_slot("default", limits, message_id="other", lease=40) is None
 
 
+async def test_a_booked_slot_waits_again_while_what_filled_the_window_is_on_its_way(
+    any_store: Store, clock_at: Clock
+) -> None:
+    """Codes book the next free slot, counting a slow send as arriving when they asked. When
+    the booked time comes and that send is still on its way, the code waits again; once it
+    arrived and a window passed, one of the codes goes, not both."""
+    stored = await any_store.enqueue([new(n) for n in range(3)], max_attempts=3, ttl=0)
+    slow, one, two = (message.id for message, _ in stored)
+    await any_store.claim(worker="w", limit=3, lease=60)
+    limits = [(1, 1.0)]
+    assert await any_store.take_slot("default", limits, message_id=slow) is None
+    for code in (one, two):
+        booked = await any_store.take_slot("default", limits, message_id=code)
+        assert booked is not None and booked.waiting_for is WaitingFor.RATE_LIMIT
+    clock_at.advance(1.1)  # the first code's booked time: the slow send has not arrived yet
+    assert await any_store.take_slot("default", limits, message_id=one) is not None
+    await any_store.complete([Completion(slow, Status.SENT)], worker="w")  # it arrived
+    clock_at.advance(1.1)
+    taken = [await any_store.take_slot("default", limits, message_id=c) for c in (one, two)]
+    assert sum(wait is None for wait in taken) == 1
+    went, left = (one, two) if taken[0] is None else (two, one)
+    await any_store.complete([Completion(went, Status.SENT)], worker="w")
+    clock_at.advance(1.1)  # the next window: the other code's turn
+    assert await any_store.take_slot("default", limits, message_id=left) is None
+
+
 async def test_a_claim_records_the_completions_it_carries(any_store: Store) -> None:
     stored = await any_store.enqueue([new(n) for n in range(3)], max_attempts=3, ttl=0)
     [first] = await any_store.claim(worker="a", limit=1, lease=60)

@@ -121,16 +121,17 @@ def slot_wait(
     now: datetime,
 ) -> SlotWait | None:
     """:func:`take_slot` over a list of (time, message id, lane) slots, taking nothing."""
-    for taken_at, mid, _lane in events:
-        if mid == message_id:
-            if taken_at <= now + timedelta(milliseconds=50):
-                return None
-            return SlotWait(taken_at, WaitingFor.RATE_LIMIT)
-    # A slot still carrying its message id has no hand-off written yet: it counts as now.
+    booked = next((t for t, mid, _lane in events if mid == message_id), None)
+    if booked is not None and booked > now + timedelta(milliseconds=50):
+        return SlotWait(booked, WaitingFor.RATE_LIMIT)  # its booked slot is not due yet
+    # The slots ahead of its own (a booking is checked again: what held the window may have
+    # arrived later than it was counted); one still carrying its message id has no hand-off
+    # written yet, and counts as now.
     unfinished_since = now - timedelta(seconds=lease)
     events = [
         (now if mid is not None and unfinished_since < t < now else t, mid, ln)
         for t, mid, ln in events
+        if mid is None or booked is None or (t, mid) < (booked, message_id)
     ]
     newest = sorted((e[0] for e in events), reverse=True)
     waits: list[SlotWait] = []

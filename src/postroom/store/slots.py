@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Integer, String, and_, bindparam, case, func, or_, select
 
@@ -36,10 +36,21 @@ _UNFINISHED = and_(
     rate_events.c.taken_at < _NOW,
 )
 _AT = case((_UNFINISHED, _NOW), else_=rate_events.c.taken_at)  # when the slot counts from
-_IN_WINDOW = and_(
+_MESSAGE = bindparam("message_id", type_=String)
+_BOOKED = bindparam("booked", type_=UtcDateTime)  # this message's booking (or the far future)
+# The slots that count against this message: written hand-offs, and the other messages'
+# slots taken or booked before its own booking (those after it were given out counting it:
+# a message checking the slot it booked again does not wait for those booked behind it).
+_AHEAD = or_(
+    rate_events.c.message_id.is_(None),
+    rate_events.c.taken_at < _BOOKED,
+    and_(rate_events.c.taken_at == _BOOKED, rate_events.c.message_id < _MESSAGE),
+)
+_IN_WINDOW = and_(  # the other messages' slots in the window
     rate_events.c.tenant == _TENANT,
     rate_events.c.taken_at > _LOWEST,
     or_(rate_events.c.taken_at > _SINCE, _UNFINISHED),
+    _AHEAD,
 )
 
 _COUNT = select(func.count()).where(_IN_WINDOW)
@@ -52,17 +63,24 @@ _KTH_NEWEST = (
     .limit(1)
     .offset(bindparam("k", type_=Integer))
 )
-_BOOKING = select(rate_events.c.taken_at).where(
-    rate_events.c.message_id == bindparam("message_id", type_=String)
-)
+_OWN = rate_events.c.message_id == _MESSAGE
+_BOOKING = select(rate_events.c.taken_at).where(_OWN)
 
 
-def _window(tenant: str, per: float, now: datetime, lease: float) -> dict[str, object]:
-    """The parameters of a count over the last ``per`` seconds."""
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _window(
+    tenant: str, message_id: str, booked: datetime | None, per: float, now: datetime, lease: float
+) -> dict[str, object]:
+    """The parameters of a count of the slots ahead of ``message_id``'s in the last ``per``
+    seconds (``booked``: when the slot it holds counts from; None: it holds none)."""
     since = now - timedelta(seconds=per)
     unfinished_since = now - timedelta(seconds=lease)
     return {
         "tenant": tenant,
+        "message_id": message_id,
+        "booked": _NEVER if booked is None else booked,
         "since": since,
         "now": now,
         "unfinished_since": unfinished_since,
@@ -82,15 +100,15 @@ def take_slot(
     now: datetime,
 ) -> SlotWait | None:
     """Take (or book) a slot; see ``Store.take_slot``. One count per window, no rows read."""
-    booked = conn.execute(_BOOKING, {"message_id": message_id}).scalar()
-    if booked is not None:
-        booked = aware(booked)
-        if booked <= now + timedelta(milliseconds=50):
-            return None  # the slot this message booked (or took before a retry)
-        return SlotWait(booked, WaitingFor.RATE_LIMIT)
+    held = conn.execute(_BOOKING, {"message_id": message_id}).scalar()
+    booked = None if held is None else aware(held)
+    if booked is not None and booked > now + timedelta(milliseconds=50):
+        return SlotWait(booked, WaitingFor.RATE_LIMIT)  # its booked slot is not due
+    # A slot it booked (or took before it was given back) is checked again like a new one:
+    # what filled the window may have arrived later than it was counted when it booked.
     waits: list[SlotWait] = []
     for count, per in limits:
-        window = _window(tenant, per, now, lease)
+        window = _window(tenant, message_id, booked, per, now, lease)
         total = int(conn.execute(_COUNT, window).scalar() or 0)
         if total >= count:
             waits.append(SlotWait(_kth(conn, window, count, per, now), WaitingFor.RATE_LIMIT))
@@ -104,29 +122,34 @@ def take_slot(
                 waits.append(SlotWait(_kth(conn, window, cap, per, now), WaitingFor.PRIORITY))
                 continue
         part = per / PACING_PARTS
-        recent = conn.execute(_COUNT_BULK, _window(tenant, part, now, lease)).scalar()
-        if int(recent or 0) >= max(1, math.ceil(cap / PACING_PARTS)):
+        paced = _window(tenant, message_id, booked, part, now, lease)
+        recent = int(conn.execute(_COUNT_BULK, paced).scalar() or 0)
+        if recent >= max(1, math.ceil(cap / PACING_PARTS)):
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
     if not waits:
-        conn.execute(
-            rate_events.insert().values(
-                tenant=tenant, taken_at=now, message_id=message_id, lane=lane.value
-            )
-        )
-        return None
+        if booked is None:
+            _hold(conn, tenant, message_id, lane, now)
+        return None  # a slot it booked or held already is its own
     wait = max(waits, key=lambda w: w.free_at)
     if lane is Priority.BULK:  # spread over the window: a big send is not claimed at once
         wait = replace(wait, spread=max(per for _count, per in limits))
+    if booked is not None:  # what it held is no longer a slot of its own
+        conn.execute(rate_events.delete().where(_OWN), {"message_id": message_id})
     if lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
         # Book the next free slot: counted from now on, so nothing else takes it.
         free_at = max(wait.free_at, now)
-        conn.execute(
-            rate_events.insert().values(
-                tenant=tenant, taken_at=free_at, message_id=message_id, lane=lane.value
-            )
-        )
+        _hold(conn, tenant, message_id, lane, free_at)
         return SlotWait(free_at, WaitingFor.RATE_LIMIT)
     return wait
+
+
+def _hold(conn: Connection, tenant: str, message_id: str, lane: Priority, at: datetime) -> None:
+    """Hold a slot at ``at`` for ``message_id``: taken now, or booked for later."""
+    conn.execute(
+        rate_events.insert().values(
+            tenant=tenant, taken_at=at, message_id=message_id, lane=lane.value
+        )
+    )
 
 
 def _kth(

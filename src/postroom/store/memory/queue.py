@@ -298,11 +298,12 @@ class MemoryQueue(MemoryState):
         wait = slot_wait(
             events, limits, message_id=message_id, lane=lane, share=bulk_share, lease=lease, now=now
         )
-        booking = wait is None or (
-            lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT
-        )
-        if booking and not any(mid == message_id for _t, mid, _lane in events):
-            events.append((wait.free_at if wait else now, message_id, lane))
+        own = [e for e in events if e[1] == message_id]
+        events[:] = [e for e in events if e[1] != message_id]
+        if wait is None:  # taken, or the slot it booked
+            events.append(own[0] if own else (now, message_id, lane))
+        elif lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
+            events.append((wait.free_at, message_id, lane))  # booked, or booked again
         return wait
 
     async def next_due(self) -> datetime | None:
