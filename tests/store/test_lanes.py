@@ -73,6 +73,21 @@ async def test_a_look_for_urgent_mail_takes_aged_normal_mail_then_codes_of_every
     assert [m.priority for m in rest] == [Priority.URGENT] * 4  # no young normal, no bulk
 
 
+async def test_a_look_for_urgent_mail_shares_the_room_over_aged_mail_and_codes_together(
+    any_store: Store,
+) -> None:
+    """One tenant's backlog of aged notifications does not take the whole look from another
+    tenant's codes: each tenant's aged mail and codes form one share."""
+    aged = [lane(n, Priority.NORMAL) for n in range(3)]
+    await any_store.enqueue(aged, max_attempts=1, ttl=0)
+    await asyncio.sleep(0.25)  # past the aging of 0.2 s below
+    codes = [lane(n, Priority.URGENT, tenant="acme") for n in range(10, 14)]
+    await any_store.enqueue(codes, max_attempts=1, ttl=0)
+    aging = {"default": 0.2, "acme": 0.2}
+    look = await any_store.claim(worker="w", limit=4, lease=60, tenants=aging, urgent_only=True)
+    assert Counter(m.tenant for m in look) == {"default": 2, "acme": 2}
+
+
 async def test_one_tenants_flood_does_not_starve_another_in_a_claim(any_store: Store) -> None:
     flood = [lane(n, Priority.BULK, tenant="acme") for n in range(300)]
     await any_store.enqueue(flood, max_attempts=1, ttl=0)

@@ -55,13 +55,17 @@ def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime)
     picked: list[Message] = []
     taken: set[str] = set()
     order = sorted(due, key=lambda m: m.next_attempt_at or now)
-    for rank in how.ranks:
+    # A look for urgent mail reads each tenant's aged normal mail and codes as one list (as
+    # the SQL statement does); a full claim shares each lane between the tenants in turn.
+    groups = [list(how.ranks)] if urgent_only else [[rank] for rank in how.ranks]
+    for group in groups:
         steps = []
         for tenant in tenants:
-            lane, cutoff = lane_cutoffs(now, tenants[tenant])[rank]
+            cutoffs = lane_cutoffs(now, tenants[tenant])
             steps.append(
                 [
                     m
+                    for lane, cutoff in (cutoffs[rank] for rank in group)
                     for m in order
                     if m.tenant == tenant
                     and m.priority is lane
