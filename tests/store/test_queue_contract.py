@@ -204,6 +204,75 @@ async def test_a_slot_stays_taken_until_its_hand_off_is_written(
     assert await any_store.take_slot("default", limits, message_id="other", lease=40) is None
 
 
+async def test_a_taken_over_message_counts_its_dead_holders_slot_and_takes_a_new_one(
+    any_store: Store, clock_at: Clock
+) -> None:
+    """The dead worker may have handed the message off before it died: its slot counts from
+    the takeover, and the new holder needs a slot of its own, like any other message."""
+    stored = await any_store.enqueue([new(n) for n in range(2)], max_attempts=3, ttl=0)
+    lost, other = (message.id for message, _ in stored)
+    await any_store.claim(worker="dead", limit=1, lease=60)
+    limits = [(1, 1.0)]
+    assert await any_store.take_slot("default", limits, message_id=lost) is None
+    clock_at.advance(61)  # the lease ran out; nothing was written
+    [taken_over] = await any_store.claim(worker="next", limit=1, lease=60)
+    assert taken_over.id == lost
+    assert await any_store.take_slot("default", limits, message_id=lost) is not None
+    assert await any_store.take_slot("default", limits, message_id=other) is not None
+    clock_at.advance(1.1)
+    assert await any_store.take_slot("default", limits, message_id=lost) is None
+    assert await any_store.take_slot("default", limits, message_id=other) is not None
+
+
+async def test_a_code_uses_its_booked_slot_when_it_comes_a_moment_early(
+    any_store: Store, clock_at: Clock
+) -> None:
+    [(first, _)] = await any_store.enqueue([new(1)], max_attempts=3, ttl=0)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    limits = [(1, 1.0)]
+    assert await any_store.take_slot("default", limits, message_id=first.id) is None
+    await any_store.complete([Completion(first.id, Status.SENT)], worker="w")
+    booked = await any_store.take_slot("default", limits, message_id="code")
+    assert booked is not None
+    # Asked again before its time, in any lane, the booking stays as it is.
+    again = await any_store.take_slot("default", limits, message_id="code", lane=Priority.NORMAL)
+    assert again == booked
+    behind = await any_store.take_slot("default", limits, message_id="later")
+    assert behind is not None and behind.free_at > booked.free_at
+    clock_at.now = booked.free_at - timedelta(milliseconds=30)  # its claim fell due early
+    assert await any_store.take_slot("default", limits, message_id="code") is None
+
+
+@pytest.mark.parametrize("ending", ["expired", "cancelled", "given back"])
+async def test_a_booking_left_unused_frees_its_slot(
+    any_store: Store, clock_at: Clock, ending: str
+) -> None:
+    """A code that booked a slot and then expires, is cancelled or is given back unsent by a
+    stopping worker leaves the slot to the next message, not to nobody."""
+    stored = await any_store.enqueue([new(n) for n in range(2)], max_attempts=3, ttl=0)
+    first, code = (message.id for message, _ in stored)
+    await any_store.claim(worker="w", limit=1, lease=60)
+    limits = [(1, 1.0)]
+    assert await any_store.take_slot("default", limits, message_id=first) is None
+    await any_store.complete([Completion(first, Status.SENT)], worker="w")
+    booked = await any_store.take_slot("default", limits, message_id=code)
+    assert booked is not None
+    if ending == "cancelled":
+        await any_store.cancel(code, error=Diagnosis("cancelled", False, "c", "f"))
+    else:
+        clock_at.advance(1.0)  # the booked time
+        [claimed] = await any_store.claim(worker="w", limit=1, lease=60)
+        assert claimed.id == code
+        if ending == "expired":
+            gone = Diagnosis("expired", False, "c", "f")
+            done = Completion(code, Status.ABANDONED, error=gone, attempted=False)
+            await any_store.complete([done], worker="w")
+        else:
+            await any_store.release([code], worker="w")
+    clock_at.advance(1.1)  # a window after the booked time, when it would have arrived
+    assert await any_store.take_slot("default", limits, message_id="next") is None
+
+
 async def test_a_booked_slot_waits_again_while_what_filled_the_window_is_on_its_way(
     any_store: Store, clock_at: Clock
 ) -> None:

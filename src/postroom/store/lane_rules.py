@@ -16,6 +16,9 @@ from postroom.errors import RecipientLimitError
 from postroom.models import Message, NewMessage, Priority, TemplateType, WaitingFor
 from postroom.store.base import Budget, SlotWait
 
+BOOKING_EARLY = timedelta(milliseconds=50)
+"""How early a message may use the slot it booked (a claim falls due a little early)."""
+
 SLOT_LEASE = 60.0
 """How long (seconds) a rate-limit slot whose hand-off is not yet written counts as being
 handed off now, unless the worker says otherwise: the default lease of a claimed message."""
@@ -126,21 +129,22 @@ def slot_wait(
 ) -> SlotWait | None:
     """:func:`take_slot` over a list of (time, message id, lane) slots, taking nothing."""
     booked = next((t for t, mid, _lane in events if mid == message_id), None)
-    if booked is not None and booked > now + timedelta(milliseconds=50):
+    if booked is not None and booked > now + BOOKING_EARLY:
         return SlotWait(booked, WaitingFor.RATE_LIMIT)  # its booked slot is not due yet
+    at = now if booked is None else max(now, booked)  # a booking is counted at its time
     # The slots ahead of its own (a booking is checked again: what held the window may have
     # arrived later than it was counted); one still carrying its message id has no hand-off
     # written yet, and counts as now.
-    unfinished_since = now - timedelta(seconds=lease)
+    unfinished_since = at - timedelta(seconds=lease)
     events = [
-        (now if mid is not None and unfinished_since < t < now else t, mid, ln)
+        (at if mid is not None and unfinished_since < t < at else t, mid, ln)
         for t, mid, ln in events
         if mid is None or booked is None or (t, mid) < (booked, message_id)
     ]
     newest = sorted((e[0] for e in events), reverse=True)
     waits: list[SlotWait] = []
     for count, per in limits:
-        since = now - timedelta(seconds=per)
+        since = at - timedelta(seconds=per)
         total = sum(1 for t in newest if t > since)
         if total >= count:
             waits.append(
@@ -159,7 +163,7 @@ def slot_wait(
             )
             continue
         part = per / PACING_PARTS
-        recent = sum(1 for t in bulk if t > now - timedelta(seconds=part))
+        recent = sum(1 for t in bulk if t > at - timedelta(seconds=part))
         if recent >= max(1, math.ceil(cap / PACING_PARTS)):
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
     if not waits:

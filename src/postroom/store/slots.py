@@ -11,12 +11,25 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Integer, String, and_, bindparam, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 
-from postroom.models import Priority, WaitingFor
+from postroom.models import Priority, Status, WaitingFor
 from postroom.store.base import SlotWait
-from postroom.store.lane_rules import PACING_PARTS, aware, bulk_cap
-from postroom.store.schema import UtcDateTime, rate_events
+from postroom.store.lane_rules import BOOKING_EARLY, PACING_PARTS, aware, bulk_cap
+from postroom.store.schema import UtcDateTime, messages, rate_events
 
 # -- rate-limit slots --------------------------------------------------------------------
 
@@ -24,7 +37,6 @@ _TENANT = bindparam("tenant", type_=String)
 _SINCE = bindparam("since", type_=UtcDateTime)
 _NOW = bindparam("now", type_=UtcDateTime)
 _UNFINISHED_SINCE = bindparam("unfinished_since", type_=UtcDateTime)
-_LOWEST = bindparam("lowest", type_=UtcDateTime)  # the earlier of the two, for the index
 
 # A slot whose hand-off is not written yet (its message id is still on it) may be arriving at
 # the provider right now, however long ago it was taken: a send slower than the window, or a
@@ -41,14 +53,17 @@ _BOOKED = bindparam("booked", type_=UtcDateTime)  # this message's booking (or t
 # The slots that count against this message: written hand-offs, and the other messages'
 # slots taken or booked before its own booking (those after it were given out counting it:
 # a message checking the slot it booked again does not wait for those booked behind it).
-_AHEAD = or_(
-    rate_events.c.message_id.is_(None),
-    rate_events.c.taken_at < _BOOKED,
-    and_(rate_events.c.taken_at == _BOOKED, rate_events.c.message_id < _MESSAGE),
+# (A CASE, not an OR: SQLite would read each OR term from an index of its own, the first one
+# every written slot of every tenant; a CASE is a filter on the window's range.)
+_AHEAD = case(
+    (rate_events.c.message_id.is_(None), true()),
+    (rate_events.c.taken_at < _BOOKED, true()),
+    (and_(rate_events.c.taken_at == _BOOKED, rate_events.c.message_id < _MESSAGE), true()),
+    else_=false(),
 )
 _IN_WINDOW = and_(  # the other messages' slots in the window
     rate_events.c.tenant == _TENANT,
-    rate_events.c.taken_at > _LOWEST,
+    # Two index ranges: the window's slots, and a lease's worth for those not yet written.
     or_(rate_events.c.taken_at > _SINCE, _UNFINISHED),
     _AHEAD,
 )
@@ -84,7 +99,6 @@ def _window(
         "since": since,
         "now": now,
         "unfinished_since": unfinished_since,
-        "lowest": min(since, unfinished_since),
     }
 
 
@@ -102,13 +116,14 @@ def take_slot(
     """Take (or book) a slot; see ``Store.take_slot``. One count per window, no rows read."""
     held = conn.execute(_BOOKING, {"message_id": message_id}).scalar()
     booked = None if held is None else aware(held)
-    if booked is not None and booked > now + timedelta(milliseconds=50):
+    if booked is not None and booked > now + BOOKING_EARLY:
         return SlotWait(booked, WaitingFor.RATE_LIMIT)  # its booked slot is not due
-    # A slot it booked (or took before it was given back) is checked again like a new one:
-    # what filled the window may have arrived later than it was counted when it booked.
+    # A slot it booked is checked again, at its time, like a new one: what filled the window
+    # may have arrived later than it was counted when it booked.
+    at = now if booked is None else max(now, booked)
     waits: list[SlotWait] = []
     for count, per in limits:
-        window = _window(tenant, message_id, booked, per, now, lease)
+        window = _window(tenant, message_id, booked, per, at, lease)
         total = int(conn.execute(_COUNT, window).scalar() or 0)
         if total >= count:
             waits.append(SlotWait(_kth(conn, window, count, per, now), WaitingFor.RATE_LIMIT))
@@ -122,7 +137,7 @@ def take_slot(
                 waits.append(SlotWait(_kth(conn, window, cap, per, now), WaitingFor.PRIORITY))
                 continue
         part = per / PACING_PARTS
-        paced = _window(tenant, message_id, booked, part, now, lease)
+        paced = _window(tenant, message_id, booked, part, at, lease)
         recent = int(conn.execute(_COUNT_BULK, paced).scalar() or 0)
         if recent >= max(1, math.ceil(cap / PACING_PARTS)):
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
@@ -176,3 +191,16 @@ def forget_old_slots(
             ),
         )
     )
+
+
+def forget_slots_of(conn: Connection, ids: Sequence[str], *, released: bool = False) -> None:
+    """Delete the slots (bookings, in practice) of messages given up or given back without
+    a send; ``released``: only of those that are queued again (another worker may hold one
+    whose lease this worker lost, with a slot of its own)."""
+    doomed: ColumnElement[bool] = rate_events.c.message_id.in_(list(ids))
+    if released:
+        queued = select(messages.c.id).where(
+            messages.c.id.in_(list(ids)), messages.c.status == Status.QUEUED.value
+        )
+        doomed = and_(doomed, rate_events.c.message_id.in_(queued))
+    conn.execute(rate_events.delete().where(doomed))

@@ -32,6 +32,7 @@ from postroom.store.base import (
 )
 from postroom.store.evidence import handoff_values
 from postroom.store.lane_rules import (
+    BOOKING_EARLY,
     SLOT_LEASE,
     LaneClaim,
     cooldown_error,
@@ -176,6 +177,7 @@ class MemoryQueue(MemoryState):
             if (m := self._messages[mid]).lease_until is not None and m.lease_until < now
         ]
         chosen = sorted(expired, key=lambda m: m.lease_until or now)[:limit]
+        self._slots_handed_off({m.id for m in chosen}, now)  # the dead holder may have sent
         due: list[Message] = []
         while self._due and self._due[0][0] <= now:
             due_at, _created, mid = heapq.heappop(self._due)
@@ -221,8 +223,10 @@ class MemoryQueue(MemoryState):
     async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
         """Give back leased messages, due now."""
         now = clock.utcnow()
+        given_back = set()
         for message_id in message_ids:
             if (message := self._held(message_id, worker)) is not None:
+                given_back.add(message_id)
                 self._put(
                     replace(
                         message,
@@ -233,18 +237,17 @@ class MemoryQueue(MemoryState):
                         updated_at=now,
                     )
                 )
+        self._forget_slots_of(given_back)
         self._wake.ring()
 
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses."""
         now = clock.utcnow()
-        attempted = {c.message_id for c in completions if c.attempted}
-        if attempted:  # a hand-off counts from when it happened, not from its slot
-            for events in self._rate.values():
-                events[:] = [
-                    (now, None, lane) if mid in attempted else (t, mid, lane)
-                    for t, mid, lane in events
-                ]
+        # A hand-off counts from when it was written; a booking given up is nobody's.
+        self._slots_handed_off({c.message_id for c in completions if c.attempted}, now)
+        self._forget_slots_of(
+            {c.message_id for c in completions if not c.attempted and c.status is not Status.QUEUED}
+        )
         for c in completions:
             message = self._messages[c.message_id]
             changes: dict[str, Any] = {
@@ -299,6 +302,8 @@ class MemoryQueue(MemoryState):
             events, limits, message_id=message_id, lane=lane, share=bulk_share, lease=lease, now=now
         )
         own = [e for e in events if e[1] == message_id]
+        if own and own[0][0] > now + BOOKING_EARLY:
+            return wait  # booked, and not due yet: kept as it is
         events[:] = [e for e in events if e[1] != message_id]
         if wait is None:  # taken, or the slot it booked
             events.append(own[0] if own else (now, message_id, lane))

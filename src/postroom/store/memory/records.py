@@ -92,6 +92,7 @@ class MemoryRecords(MemoryState):
             updated_at=clock.utcnow(),
         )
         self._put(cancelled)
+        self._forget_slots_of({message_id})  # a code's booking is nobody's now
         return cancelled
 
     async def lane_summary(self) -> dict[str, tuple[int, float]]:

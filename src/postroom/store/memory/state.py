@@ -5,7 +5,7 @@ event loop. Nothing survives the process; one process only."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
 from postroom.models import Dispatch, Message, Priority, Status
@@ -43,6 +43,18 @@ class MemoryState:
             self._leased.discard(message.id)
         if message.status is Status.QUEUED and message.next_attempt_at is not None:
             heapq.heappush(self._due, (message.next_attempt_at, message.created_at, message.id))
+
+    def _slots_handed_off(self, ids: Collection[str], now: datetime) -> None:
+        """The slots of ``ids`` count from ``now``, as hand-offs (see ``_MOVE_SLOTS``)."""
+        if ids:
+            for events in self._rate.values():
+                events[:] = [(now, None, ln) if m in ids else (t, m, ln) for t, m, ln in events]
+
+    def _forget_slots_of(self, ids: Collection[str]) -> None:
+        """Delete the slots of messages given up or given back without a send."""
+        if ids:
+            for events in self._rate.values():
+                events[:] = [e for e in events if e[1] not in ids]
 
     async def wait(self, timeout: float) -> None:
         """Return on an enqueue or requeue, or after ``timeout``."""

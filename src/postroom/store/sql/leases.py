@@ -45,6 +45,8 @@ class SqlLeases(SqlEngine):
             # A full claim: messages of dead workers first (rare), then the due ones lane by
             # lane, in one transaction.
             rows = [] if quick else list(conn.execute(_TAKE_EXPIRED, {**params, "n": limit}))
+            if rows:  # the dead holder may have handed them off: count its slots from now
+                conn.execute(_MOVE_SLOTS, {"ids": [r.id for r in rows], "now": now})
             if len(rows) < limit:
                 rows += lanes.claim_lanes(conn, params, room=limit - len(rows), how=lanes_)
             claimed = fill_bodies(conn, [message_from_row(r) for r in rows])
@@ -93,6 +95,7 @@ class SqlLeases(SqlEngine):
                     updated_at=now,
                 )
             )
+            slots.forget_slots_of(conn, ids, released=True)
 
     async def release(self, message_ids: Sequence[str], *, worker: str) -> None:
         """Give back leased messages that were not attempted, due again now."""
@@ -139,6 +142,12 @@ class SqlLeases(SqlEngine):
             conn.execute(dispatches.insert(), rows)
             moved = [r["message_id"] for r in rows]
             conn.execute(_MOVE_SLOTS, {"ids": moved, "now": now})
+        # Given up without a send (expired, its tenant gone): a slot it booked is nobody's.
+        dropped = [
+            c.message_id for c in completions if not c.attempted and c.status is not Status.QUEUED
+        ]
+        if dropped:
+            slots.forget_slots_of(conn, dropped)
 
     async def complete(self, completions: Sequence[Completion], *, worker: str) -> None:
         """Record attempts and new statuses in one transaction; see :class:`Store`."""

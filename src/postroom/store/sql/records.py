@@ -25,6 +25,7 @@ from postroom.store.lanes import LANE_SUMMARY
 from postroom.store.listener_sql import drop_unused_bodies, fill_bodies
 from postroom.store.schema import dispatches, messages
 from postroom.store.search_sql import id_condition, recipient_condition
+from postroom.store.slots import forget_slots_of
 from postroom.store.sql.engine import SqlEngine
 from postroom.store.sql.rows import dispatch_from_row, message_from_row
 
@@ -187,6 +188,7 @@ class SqlRecords(SqlEngine):
                 .returning(*messages.c)
             ).first()
             if result is not None:
+                forget_slots_of(conn, [message_id])  # a code's booking is nobody's now
                 return message_from_row(result)
             row = conn.execute(select(messages.c.status).where(messages.c.id == message_id)).first()
         if row is None:
