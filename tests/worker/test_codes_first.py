@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from test_postgres_fleet import eventually, new_message
 
 from postroom.config import Settings
@@ -151,7 +152,7 @@ class SlowTenantsRead:
 
 
 async def test_a_code_does_not_wait_for_the_workers_read_of_the_tenants(
-    store: Store, make_settings: Callable[..., Settings]
+    store: Store, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
     slow = SlowTenantsRead(store, delay=1.0)
     with smtp_server() as srv:
@@ -168,7 +169,8 @@ async def test_a_code_does_not_wait_for_the_workers_read_of_the_tenants(
             code = replace(new_message(1_000_000), priority=Priority.URGENT)
             await store.enqueue([code], max_attempts=1, ttl=0)
             waited = await code_wait(srv, time.monotonic())
-            assert waited < 0.5, f"the code waited {waited:.2f}s"
+            # (The worker's log says why, should it ever wait: it failed once in CI, 1.15 s.)
+            assert waited < 0.5, f"the code waited {waited:.2f}s; log: {caplog.text[-3000:]}"
             assert slow.reading.is_set(), "the read ended before the code went"
         finally:
             stop.set()
