@@ -42,6 +42,11 @@ class Completion:
     reclaimed_from: str | None = None
     handoff: Handoff | None = None  # a success: where it went and what the provider answered
 
+    @property
+    def ends_unsent(self) -> bool:
+        """Given up without a send (expired, its tenant gone): a slot it booked is nobody's."""
+        return not self.attempted and self.status is not Status.QUEUED
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:

@@ -245,9 +245,7 @@ class MemoryQueue(MemoryState):
         now = clock.utcnow()
         # A hand-off counts from when it was written; a booking given up is nobody's.
         self._slots_handed_off({c.message_id for c in completions if c.attempted}, now)
-        self._forget_slots_of(
-            {c.message_id for c in completions if not c.attempted and c.status is not Status.QUEUED}
-        )
+        self._forget_slots_of({c.message_id for c in completions if c.ends_unsent})
         for c in completions:
             message = self._messages[c.message_id]
             changes: dict[str, Any] = {
@@ -301,12 +299,12 @@ class MemoryQueue(MemoryState):
         wait = slot_wait(
             events, limits, message_id=message_id, lane=lane, share=bulk_share, lease=lease, now=now
         )
-        own = [e for e in events if e[1] == message_id]
-        if own and own[0][0] > now + BOOKING_EARLY:
+        own = next((e for e in events if e[1] == message_id), None)
+        if own is not None and own[0] > now + BOOKING_EARLY:
             return wait  # booked, and not due yet: kept as it is
         events[:] = [e for e in events if e[1] != message_id]
         if wait is None:  # taken, or the slot it booked
-            events.append(own[0] if own else (now, message_id, lane))
+            events.append(own or (now, message_id, lane))
         elif lane is Priority.URGENT and wait.waiting_for is WaitingFor.RATE_LIMIT:
             events.append((wait.free_at, message_id, lane))  # booked, or booked again
         return wait

@@ -142,10 +142,7 @@ class SqlLeases(SqlEngine):
             conn.execute(dispatches.insert(), rows)
             moved = [r["message_id"] for r in rows]
             conn.execute(_MOVE_SLOTS, {"ids": moved, "now": now})
-        # Given up without a send (expired, its tenant gone): a slot it booked is nobody's.
-        dropped = [
-            c.message_id for c in completions if not c.attempted and c.status is not Status.QUEUED
-        ]
+        dropped = [c.message_id for c in completions if c.ends_unsent]
         if dropped:
             slots.forget_slots_of(conn, dropped)
 
