@@ -19,6 +19,8 @@ from postroom.store import Completion, MessageFilter, Store, open_store, utcnow
 from postroom.store.base import Budget
 from postroom.store.sql import SqlStore
 
+from conftest import Clock
+
 LANES = {"default": 300.0, "acme": 300.0}
 
 
@@ -154,13 +156,35 @@ async def test_bulk_keeps_a_share_of_the_window_for_urgent_mail(any_store: Store
             taken += 1
         else:
             assert wait.waiting_for is WaitingFor.PRIORITY
-    assert taken == 1  # paced: one bulk slot per sixtieth of the window at a 0.5 share of 10
+    assert taken == 1  # paced: at a 0.5 share of 10 a minute, one bulk slot per 12 s
     # Urgent mail takes what bulk may not.
     for n in range(9):
         urgent = f"u{n}"
         assert await any_store.take_slot("default", limits, message_id=urgent) is None
     full = await any_store.take_slot("default", limits, message_id="late", lane=Priority.NORMAL)
     assert full is not None and full.waiting_for is WaitingFor.RATE_LIMIT
+
+
+async def test_a_send_on_a_quiet_tenant_leaves_room_for_a_code_every_two_seconds(
+    any_store: Store, clock_at: Clock
+) -> None:
+    # 60 a minute, bulk's share 0.8. Bulk asks for a slot every quarter second from the
+    # start, and from 5 s in a code comes every 2 s: nothing leaves the window in that minute,
+    # so each code finds room only if bulk left it. (Hand-offs written at once: lease=0.)
+    limits = [(60, 60.0)]
+    booked, bulk = [], 0
+    for step in range(240):
+        if step >= 20 and step % 8 == 4:
+            wait = await any_store.take_slot("default", limits, message_id=f"c{step}", lease=0)
+            if wait is not None:
+                booked.append(step / 4)
+        wait = await any_store.take_slot(
+            "default", limits, message_id=f"b{step}", lane=Priority.BULK, bulk_share=0.8, lease=0
+        )
+        bulk += wait is None
+        clock_at.advance(0.25)
+    assert booked == [], f"codes at these seconds found the window full: {booked}"
+    assert bulk >= 15, f"bulk took {bulk} slots in the minute"
 
 
 async def test_an_urgent_message_books_the_next_free_slot(any_store: Store) -> None:

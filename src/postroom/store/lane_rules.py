@@ -108,13 +108,44 @@ def aware(value: datetime) -> datetime:
 
 
 PACING_PARTS = 60
-"""Bulk mail takes at most 1/60 of its share in each 1/60 of a window (at least one)."""
+"""Bulk mail's pace is checked over about 1/60 of a window (longer when its share is small)."""
 
 
 def bulk_cap(count: int, share: float) -> int:
     """How many of a window's ``count`` slots bulk mail may fill: ``share`` of them, and
     always at least one."""
     return max(1, math.floor(count * share))
+
+
+def bulk_pace(count: int, per: float, share: float) -> tuple[int, float]:
+    """How bulk mail is paced in a window of ``count`` per ``per`` seconds: at most ``k``
+    slots in any ``part`` seconds, which is its share's rate and no faster (a sixtieth of
+    the share per sixtieth of the window, rounded up to one, ran up to 25% ahead of it and
+    filled its share early, leaving the rest of the window to the codes alone)."""
+    cap = bulk_cap(count, share)
+    k = max(1, math.ceil(cap / PACING_PARTS))
+    return k, per * k / cap
+
+
+def bulk_grows_at(
+    cap: int, per: float, total: int, oldest: datetime | None, at: datetime
+) -> datetime | None:
+    """When bulk mail has room in a window of ``per`` seconds that holds ``total`` slots,
+    the oldest taken at ``oldest``, and may hold ``cap`` in all while bulk takes one: None if
+    now, ``at`` if the window is full for bulk (a slot must leave it), else the moment.
+
+    The room grows with the window's age: a window in use for a quarter of ``per`` has room
+    for a quarter of ``cap``. Without this, a send starting on a quiet tenant took its whole
+    share in the window's first part; codes arriving later in that window, with nothing yet
+    leaving it, took the rest and then met a full one (a code every 2 s under 60 a minute)."""
+    if total >= cap:
+        return at  # full for bulk: the caller asks when a slot leaves
+    if oldest is None:
+        return None
+    age = (at - oldest).total_seconds()
+    if total < max(1, math.floor(cap * min(1.0, age / per))):
+        return None
+    return oldest + timedelta(seconds=(total + 1) * per / cap)
 
 
 def slot_wait(
@@ -136,6 +167,7 @@ def slot_wait(
     # arrived later than it was counted); one still carrying its message id has no hand-off
     # written yet, and counts as now.
     unfinished_since = at - timedelta(seconds=lease)
+    raw = [t for t, _mid, _ln in events]
     events = [
         (at if mid is not None and unfinished_since < t < at else t, mid, ln)
         for t, mid, ln in events
@@ -157,14 +189,16 @@ def slot_wait(
             continue
         cap = bulk_cap(count, share)
         bulk = [t for t, _m, ln in events if ln is Priority.BULK]
-        if total >= cap and any(t > since for t in bulk):
-            waits.append(
-                SlotWait(max(now, newest[cap - 1] + timedelta(seconds=per)), WaitingFor.PRIORITY)
-            )
+        oldest = min((t for t in raw if t > since), default=None)
+        grows = bulk_grows_at(cap, per, total, oldest, at)
+        if grows is not None and any(t > since for t in bulk):  # it had its one slot
+            if total >= cap:
+                grows = newest[cap - 1] + timedelta(seconds=per)
+            waits.append(SlotWait(max(now, grows), WaitingFor.PRIORITY))
             continue
-        part = per / PACING_PARTS
+        k, part = bulk_pace(count, per, share)
         recent = sum(1 for t in bulk if t > at - timedelta(seconds=part))
-        if recent >= max(1, math.ceil(cap / PACING_PARTS)):
+        if recent >= k:
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
     if not waits:
         return None

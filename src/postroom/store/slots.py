@@ -6,7 +6,6 @@ memory store.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from sqlalchemy import (
 
 from postroom.models import Priority, Status, WaitingFor
 from postroom.store.base import SlotWait
-from postroom.store.lane_rules import BOOKING_EARLY, PACING_PARTS, aware, bulk_cap
+from postroom.store.lane_rules import BOOKING_EARLY, aware, bulk_cap, bulk_grows_at, bulk_pace
 from postroom.store.schema import UtcDateTime, messages, rate_events
 
 # -- rate-limit slots --------------------------------------------------------------------
@@ -77,6 +76,13 @@ _KTH_NEWEST = (
     .order_by(_AT.desc())
     .limit(1)
     .offset(bindparam("k", type_=Integer))
+)
+# The oldest slot in the window (by when it was taken): one index probe.
+_OLDEST = (
+    select(rate_events.c.taken_at)
+    .where(rate_events.c.tenant == _TENANT, rate_events.c.taken_at > _SINCE)
+    .order_by(rate_events.c.taken_at)
+    .limit(1)
 )
 _OWN = rate_events.c.message_id == _MESSAGE
 _BOOKING = select(rate_events.c.taken_at).where(_OWN)
@@ -131,15 +137,20 @@ def take_slot(
         if lane is not Priority.BULK:
             continue
         cap = bulk_cap(count, bulk_share)
-        if total >= cap:
-            bulk = int(conn.execute(_COUNT_BULK, window).scalar() or 0)
-            if bulk > 0:  # bulk has had its one slot of this window
-                waits.append(SlotWait(_kth(conn, window, cap, per, now), WaitingFor.PRIORITY))
-                continue
-        part = per / PACING_PARTS
+        grows = None
+        if total > 0:
+            oldest = conn.execute(_OLDEST, window).scalar()
+            grows = bulk_grows_at(cap, per, total, None if oldest is None else aware(oldest), at)
+        if grows is not None and int(conn.execute(_COUNT_BULK, window).scalar() or 0) > 0:
+            # No room for bulk, and it has had its one slot of this window.
+            if total >= cap:
+                grows = _kth(conn, window, cap, per, now)
+            waits.append(SlotWait(max(now, grows), WaitingFor.PRIORITY))
+            continue
+        k, part = bulk_pace(count, per, bulk_share)
         paced = _window(tenant, message_id, booked, part, at, lease)
         recent = int(conn.execute(_COUNT_BULK, paced).scalar() or 0)
-        if recent >= max(1, math.ceil(cap / PACING_PARTS)):
+        if recent >= k:
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))
     if not waits:
         if booked is None:
