@@ -58,3 +58,16 @@ def assert_error(response: httpx.Response, code: int) -> dict[str, Any]:
     error = response.json()["error"]
     assert error["code"] == code and error["status"] and error["reason"] and error["message"]
     return dict(error)
+
+
+def wait_for_status(http: httpx.Client, message_id: str, wanted: set[str]) -> dict[str, Any]:
+    """The message as the admin API shows it, once its status is one of ``wanted``."""
+    deadline = time.monotonic() + 15
+    while True:
+        shown: dict[str, Any] = http.get(
+            f"/admin/courier/messages/{message_id}", headers=AUTH
+        ).json()
+        if shown["status"] in wanted:
+            return shown
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.05)

@@ -15,7 +15,7 @@ import pytest
 from postroom.config import Settings
 
 from smtp_servers import smtp_server
-from web_support import AUTH, assert_error, serving
+from web_support import AUTH, assert_error, serving, wait_for_status
 
 UNKNOWN_ID = "0190d5c1-1f2a-7b3c-8d4e-5f6a7b8c9d0e"  # well formed, never given out
 
@@ -232,12 +232,7 @@ def test_ory_payload_is_delivered_end_to_end(settings_with: Callable[..., Settin
         with serving(settings) as base, httpx.Client(base_url=base) as http:
             accepted = http.post("/intake/ory", json=ORY_LOGIN_CODE, headers=AUTH)
             assert accepted.status_code == 202
-            url = f"/admin/courier/messages/{accepted.json()['id']}"
-            deadline = time.monotonic() + 10
-            while http.get(url, headers=AUTH).json()["status"] != "sent":
-                assert time.monotonic() < deadline, "not delivered"
-                time.sleep(0.05)
-            [handoff] = http.get(url, headers=AUTH).json()["dispatches"]
+            [handoff] = wait_for_status(http, accepted.json()["id"], {"sent"})["dispatches"]
             queue_id = srv.rec.messages[0].queue_id
             assert {k: handoff[k] for k in ("transport", "host", "reply")} == {
                 "transport": "smtp",
@@ -264,11 +259,7 @@ def test_ory_payload_is_delivered_end_to_end(settings_with: Callable[..., Settin
                 in assert_error(http.post("/intake/ory", json=no_body, headers=AUTH), 400)["reason"]
             )
             # Sent as the store has it (the metrics read the store), not only arrived.
-            url = f"/admin/courier/messages/{second.json()['id']}"
-            deadline = time.monotonic() + 10
-            while http.get(url, headers=AUTH).json()["status"] != "sent":
-                assert time.monotonic() < deadline, "stub not delivered"
-                time.sleep(0.05)
+            wait_for_status(http, second.json()["id"], {"sent"})
             metrics = http.get("/metrics").text
     assert b"864209" in srv.rec.messages[0].content
     assert b"Your code: 55" in srv.rec.messages[1].content

@@ -22,23 +22,11 @@ from postroom.web.app import create_app
 
 from conftest import Pki
 from http_servers import HANG, http_server, reply
-from web_support import AUTH, serving
+from web_support import AUTH, serving, wait_for_status
 
 SECRET_A = "first-secret-0123456789-0123456789"
 SECRET_B = "second-secret-0123456789-0123456789"
 BODY = "function(ctx) { to: ctx.recipient, code: ctx.template_data.login_code }"
-
-
-def wait_for_status(http: httpx.Client, message_id: str, wanted: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 15
-    while True:
-        shown: dict[str, Any] = http.get(
-            f"/admin/courier/messages/{message_id}", headers=AUTH
-        ).json()
-        if shown["status"] in wanted:
-            return shown
-        assert time.monotonic() < deadline, shown
-        time.sleep(0.05)
 
 
 def send(http: httpx.Client, tenant: str, code: str = "123456") -> httpx.Response:

@@ -117,12 +117,11 @@ def bulk_cap(count: int, share: float) -> int:
     return max(1, math.floor(count * share))
 
 
-def bulk_pace(count: int, per: float, share: float) -> tuple[int, float]:
-    """How bulk mail is paced in a window of ``count`` per ``per`` seconds: at most ``k``
+def bulk_pace(cap: int, per: float) -> tuple[int, float]:
+    """How bulk mail with ``cap`` slots of a window of ``per`` seconds is paced: at most ``k``
     slots in any ``part`` seconds, which is its share's rate and no faster (a sixtieth of
     the share per sixtieth of the window, rounded up to one, ran up to 25% ahead of it and
     filled its share early, leaving the rest of the window to the codes alone)."""
-    cap = bulk_cap(count, share)
     k = max(1, math.ceil(cap / PACING_PARTS))
     return k, per * k / cap
 
@@ -130,16 +129,13 @@ def bulk_pace(count: int, per: float, share: float) -> tuple[int, float]:
 def bulk_grows_at(
     cap: int, per: float, total: int, oldest: datetime | None, at: datetime
 ) -> datetime | None:
-    """When bulk mail has room in a window of ``per`` seconds that holds ``total`` slots,
-    the oldest taken at ``oldest``, and may hold ``cap`` in all while bulk takes one: None if
-    now, ``at`` if the window is full for bulk (a slot must leave it), else the moment.
+    """When bulk mail has room in a window of ``per`` seconds that holds ``total`` slots
+    (fewer than ``cap``, bulk's share of it), the oldest taken at ``oldest``: None if now.
 
     The room grows with the window's age: a window in use for a quarter of ``per`` has room
     for a quarter of ``cap``. Without this, a send starting on a quiet tenant took its whole
     share in the window's first part; codes arriving later in that window, with nothing yet
     leaving it, took the rest and then met a full one (a code every 2 s under 60 a minute)."""
-    if total >= cap:
-        return at  # full for bulk: the caller asks when a slot leaves
     if oldest is None:
         return None
     age = (at - oldest).total_seconds()
@@ -189,14 +185,16 @@ def slot_wait(
             continue
         cap = bulk_cap(count, share)
         bulk = [t for t, _m, ln in events if ln is Priority.BULK]
-        oldest = min((t for t in raw if t > since), default=None)
-        grows = bulk_grows_at(cap, per, total, oldest, at)
-        if grows is not None and any(t > since for t in bulk):  # it had its one slot
-            if total >= cap:
-                grows = newest[cap - 1] + timedelta(seconds=per)
-            waits.append(SlotWait(max(now, grows), WaitingFor.PRIORITY))
+        grows = None  # None: room for bulk now (or the window is full for it)
+        if total < cap:
+            oldest = min((t for t in raw if t > since), default=None)
+            grows = bulk_grows_at(cap, per, total, oldest, at)
+        if (total >= cap or grows is not None) and any(t > since for t in bulk):
+            # No room for bulk, and it has had its one slot of this window.
+            free_at = grows or newest[cap - 1] + timedelta(seconds=per)
+            waits.append(SlotWait(max(now, free_at), WaitingFor.PRIORITY))
             continue
-        k, part = bulk_pace(count, per, share)
+        k, part = bulk_pace(cap, per)
         recent = sum(1 for t in bulk if t > at - timedelta(seconds=part))
         if recent >= k:
             waits.append(SlotWait(now + timedelta(seconds=part), WaitingFor.PRIORITY))

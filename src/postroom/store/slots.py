@@ -1,4 +1,4 @@
-"""Rate-limit slots that go to the most urgent mail first: one SQL count per window (no rows
+"""Rate-limit slots that go to the most urgent mail first: counts over index ranges (no rows
 read), bulk kept to its share of each window and paced, and urgent mail booking the next free
 slot so that nothing else takes it. :func:`slot_wait` is the same rule in Python, for the
 memory store.
@@ -119,7 +119,7 @@ def take_slot(
     lease: float,
     now: datetime,
 ) -> SlotWait | None:
-    """Take (or book) a slot; see ``Store.take_slot``. One count per window, no rows read."""
+    """Take (or book) a slot; see ``Store.take_slot``. Counts and index probes, no rows read."""
     held = conn.execute(_BOOKING, {"message_id": message_id}).scalar()
     booked = None if held is None else aware(held)
     if booked is not None and booked > now + BOOKING_EARLY:
@@ -137,17 +137,17 @@ def take_slot(
         if lane is not Priority.BULK:
             continue
         cap = bulk_cap(count, bulk_share)
-        grows = None
-        if total > 0:
+        grows = None  # None: room for bulk now (or the window is full for it)
+        if 0 < total < cap:
             oldest = conn.execute(_OLDEST, window).scalar()
             grows = bulk_grows_at(cap, per, total, None if oldest is None else aware(oldest), at)
-        if grows is not None and int(conn.execute(_COUNT_BULK, window).scalar() or 0) > 0:
+        full = total >= cap or grows is not None
+        if full and int(conn.execute(_COUNT_BULK, window).scalar() or 0) > 0:
             # No room for bulk, and it has had its one slot of this window.
-            if total >= cap:
-                grows = _kth(conn, window, cap, per, now)
-            waits.append(SlotWait(max(now, grows), WaitingFor.PRIORITY))
+            free_at = grows or _kth(conn, window, cap, per, now)
+            waits.append(SlotWait(max(now, free_at), WaitingFor.PRIORITY))
             continue
-        k, part = bulk_pace(count, per, bulk_share)
+        k, part = bulk_pace(cap, per)
         paced = _window(tenant, message_id, booked, part, at, lease)
         recent = int(conn.execute(_COUNT_BULK, paced).scalar() or 0)
         if recent >= k:
