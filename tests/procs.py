@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-POSTROOM = [sys.executable, "-m", "postroom.cli"]
+# `postroom ARGS` for a process that runs beside a test: it ends when this process ends,
+# even when this process is killed (with_parent.py says how).
+POSTROOM = [sys.executable, str(Path(__file__).with_name("with_parent.py")), str(os.getpid())]
+POSTROOM += ["postroom.cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
