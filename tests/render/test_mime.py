@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import random
+import sys
 from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -281,3 +282,19 @@ def test_the_bytes_are_those_the_email_package_writes(
     ours = build_mime(rendered, **kwargs)
     random.seed(7)  # the same multipart boundary
     assert ours == _as_the_email_package_writes_it(rendered, message_id=message_id, **kwargs)
+
+
+def test_a_part_that_holds_the_boundary_line_does_not_split_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("postroom.render.mime.make_msgid", lambda domain: "<1@example.org>")
+    boundary = "=" * 15 + f"{random.Random(7).randrange(sys.maxsize):019d}" + "=="
+    text = f"Your code is 123456\n--{boundary}\nContent-Type: text/html\n\n<p>forged</p>\n"
+    random.seed(7)  # the boundary this message gets is the one its text holds
+    raw = build(RenderedEmail(subject="S", text=text, html="<p>real</p>"))
+    assert f'boundary="{boundary}"'.encode() in raw
+    message = parse(raw)
+    parts = list(message.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_content().replace("\r\n", "\n") == text
+    assert parts[1].get_content().strip() == "<p>real</p>"
