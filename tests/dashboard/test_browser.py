@@ -353,6 +353,13 @@ def test_edit_a_tenant_with_the_preset_picker_and_send_a_test(
         assert_accessible_basics(page, fresh=False)
         shoot(page, tmp_path, "tenant-test-passed")
 
+        # A reload shows the tenant's page again; it does not send another test email.
+        tests_sent = len(smtp.rec.messages)
+        page.reload()
+        expect(page).to_have_url(re.compile(r"/tenants/acme(#[a-z-]+)?$"))
+        expect(page.locator(".transcript")).to_have_count(0)
+        assert len(smtp.rec.messages) == tests_sent
+
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Tenants").click()
     expect(page.locator("tbody tr", has_text="acme")).to_contain_text("sendgrid")
     shoot(page, tmp_path, "tenants")

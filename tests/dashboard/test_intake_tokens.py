@@ -188,6 +188,25 @@ def test_adding_and_replacing_tokens_with_clear_refusals(page: Page, served: Ser
     assert hash_token(newest) in row and hash_token(first) not in row
 
 
+def test_reloading_the_page_that_shows_a_new_token_does_not_replace_it(
+    page: Page, served: Served
+) -> None:
+    save_tenant(page, served, "reloaded")
+    page.get_by_label("When saving").select_option("replace")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("[data-new-intake-token]")).to_contain_text("no longer work")
+    copied = page.locator("[data-intake-token]").inner_text().strip()
+
+    # A reload (or a browser restoring the tab) shows the tenant's page; it does not post
+    # the form again, which would make a third token and retire the one just copied.
+    page.reload()
+    expect(page).to_have_url(f"{served.base}/tenants/reloaded")
+    expect(page.get_by_role("heading", name="Tenant reloaded")).to_be_visible()
+    expect(page.locator("[data-intake-token]")).to_have_count(0)
+    expect(page.locator("[data-intake-tokens]")).to_contain_text("1 stored")
+    assert ory(served, "reloaded", copied, "100006").status_code == 202
+
+
 def test_the_form_needs_its_csrf_token(served: Served) -> None:
     with Dash(served.base) as dash:
         dash.sign_in()

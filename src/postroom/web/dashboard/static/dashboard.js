@@ -1,5 +1,6 @@
 // Postroom dashboard: the little that needs JavaScript. Everything works without it, except
-// auto-refresh and the preset picker filling in the form.
+// auto-refresh, the preset picker filling in the form, and a reload of a page that answered
+// a form fetching the page anew (without it, the browser offers to post the form again).
 (function () {
   "use strict";
 
@@ -154,7 +155,19 @@
     });
   }
 
+  // A page that answers a form which made a token or a login, or sent a test email: a reload
+  // fetches the tenant's page (at the same #part) instead of posting the form again, which
+  // would make another token (retiring the one just copied), another login, or another email.
+  function reloadAsGet(el) {
+    var url = new URL(el.dataset.reloadAs, window.location.href);
+    if (url.origin === window.location.origin && window.history.replaceState) {
+      window.history.replaceState(null, "", url.pathname + window.location.hash);
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var once = document.querySelector("[data-reload-as]");
+    if (once) reloadAsGet(once);
     document.querySelectorAll("tbody[data-refresh]").forEach(refreshRows);
     document.querySelectorAll("[data-reload]").forEach(reloadLater);
     document.querySelectorAll("[data-refresh-toggle]").forEach(setupToggle);
