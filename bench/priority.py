@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import os
 import signal
@@ -196,7 +197,7 @@ async def keep_queued(
 
 
 async def measure(
-    dsn: str, server: Arrivals, count: int, spacing: float, topup: asyncio.Task[None] | None
+    dsn: str, server: Arrivals, count: int, spacing: float
 ) -> tuple[list[float], int]:
     """Enqueue ``count`` urgent messages ``spacing`` apart: each one's enqueue-to-server time,
     and how many bulk messages were queued after the last."""
@@ -213,10 +214,6 @@ async def measure(
             await asyncio.sleep(spacing)
         left = (await store.count_by_status()).get("queued", 0)
     finally:
-        if topup is not None:
-            topup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await topup
         await store.close()
     return latencies, left
 
@@ -225,21 +222,26 @@ async def measure_queued(
     dsn: str, server: Arrivals, size: int, sent_before: int, args: argparse.Namespace
 ) -> tuple[list[float], int]:
     """:func:`measure` with ``size`` bulk messages kept queued throughout."""
-    topup = None
-    if size:
+    if not size:
+        return await measure(dsn, server, args.urgent, args.spacing)
+    async with contextlib.AsyncExitStack() as stack:
+        insert: Callable[[int], Awaitable[None]]
         if dsn.startswith("sqlite:///"):
             db = Path(dsn.removeprefix("sqlite:///"))
+            insert = functools.partial(asyncio.to_thread, sqlite_insert, db)
+        else:  # one connection for the row's top-ups, not one per top-up
+            import psycopg
 
-            async def insert(count: int) -> None:
-                await asyncio.to_thread(sqlite_insert, db, count)
-
-        else:
-
-            async def insert(count: int) -> None:
-                await pg_insert(dsn, count)
-
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+            await stack.enter_async_context(conn)
+            insert = functools.partial(pg_insert, conn)
         topup = asyncio.create_task(keep_queued(server, sent_before, insert))
-    return await measure(dsn, server, args.urgent, args.spacing, topup)
+        try:
+            return await measure(dsn, server, args.urgent, args.spacing)
+        finally:
+            topup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await topup
 
 
 def scenario(
@@ -376,26 +378,24 @@ async def _pg_fill(dsn: str, count: int) -> None:
     await _migrate(dsn)
     if not count:
         return
-    await pg_insert(dsn, count)
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await pg_insert(conn, count)
         await conn.execute("ANALYZE messages")
 
 
-async def pg_insert(dsn: str, count: int) -> None:
-    """Insert ``count`` queued bulk messages, due at once, in one statement."""
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(
-            f"INSERT INTO messages ({FIELDS}) SELECT gen_random_uuid()::text, 'default', "
-            "'queued', 'email', 'u' || n || '@example.org', 'stub', '{}', 'news', 'news', "
-            "'news'::bytea, 0, 6, now() - interval '5 minutes' + n * interval '1 microsecond', "
-            "now(), now() - interval '5 minutes' + n * interval '1 microsecond', 'bulk', 0 "
-            "FROM generate_series(1, %s) AS n",
-            (count,),
-        )
+async def pg_insert(conn: Any, count: int) -> None:
+    """Insert ``count`` queued bulk messages, due at once, in one statement on ``conn`` (an
+    autocommit psycopg connection)."""
+    await conn.execute(
+        f"INSERT INTO messages ({FIELDS}) SELECT gen_random_uuid()::text, 'default', "
+        "'queued', 'email', 'u' || n || '@example.org', 'stub', '{}', 'news', 'news', "
+        "'news'::bytea, 0, 6, now() - interval '5 minutes' + n * interval '1 microsecond', "
+        "now(), now() - interval '5 minutes' + n * interval '1 microsecond', 'bulk', 0 "
+        "FROM generate_series(1, %s) AS n",
+        (count,),
+    )
 
 
 def main() -> None:
