@@ -133,9 +133,22 @@ class Handler:
 
 
 class RecordingSMTP(SMTP):
-    """aiosmtpd's SMTP that counts STARTTLS and connections, and can refuse at greeting."""
+    """aiosmtpd's SMTP that counts STARTTLS and connections, and can refuse at greeting.
+    Each session is in ``sessions`` from its connection until its end."""
 
     greeting_reply: str | None = None
+    sessions: dict[RecordingSMTP, asyncio.Future[None]]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # again after STARTTLS: the same session
+        if self not in self.sessions:
+            self.sessions[self] = self.loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        ended = self.sessions.pop(self, None)
+        if ended is not None and not ended.done():
+            ended.set_result(None)
 
     async def smtp_STARTTLS(self, arg: str) -> None:
         self.event_handler.rec.starttls_commands += 1
@@ -155,7 +168,25 @@ class ServerController(Controller):  # type: ignore[misc]
         self, handler: Handler, *, greeting_reply: str | None = None, **kwargs: Any
     ) -> None:
         self.greeting_reply = greeting_reply
+        self.sessions: dict[RecordingSMTP, asyncio.Future[None]] = {}
         super().__init__(handler, **kwargs)
+
+    def stop(self, no_assert: bool = False) -> None:
+        """End (abort) the sessions still open, then stop. aiosmtpd's own stop closes the event loop
+        at once: a session whose client had just said QUIT (over TLS, the server's side ends
+        a turn of the loop after the client's) never ran its end, and its socket was reported
+        as an unclosed transport in whichever test came next."""
+        if self._thread is not None and self.loop.is_running():
+            ended = asyncio.run_coroutine_threadsafe(self._end_sessions(), self.loop)
+            ended.result(timeout=5)
+        super().stop(no_assert)
+
+    async def _end_sessions(self) -> None:
+        for session in list(self.sessions):
+            if isinstance(session.transport, asyncio.Transport):
+                session.transport.abort()
+        if self.sessions:
+            await asyncio.wait(list(self.sessions.values()), timeout=3)
 
     def _trigger_server(self) -> None:
         # aiosmtpd probes readiness with a TLS handshake of its own, which fails against the
@@ -169,6 +200,7 @@ class ServerController(Controller):  # type: ignore[misc]
             warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
             server = RecordingSMTP(self.handler, **self.SMTP_kwargs)
         server.greeting_reply = self.greeting_reply
+        server.sessions = self.sessions
         return server
 
 
