@@ -38,6 +38,7 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict bench
 
 $(CHROMIUM):
 	apt-get update -qq

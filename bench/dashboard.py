@@ -38,6 +38,7 @@ import httpx
 import uvicorn
 from sqlalchemy import create_engine, func, select
 
+from postroom.codes import DiagnosisCode
 from postroom.config import Settings
 from postroom.diagnosis import diagnose
 from postroom.models import TemplateType
@@ -59,7 +60,7 @@ TEMPLATES = [
     (TemplateType.RECOVERY_VALID, 1),
     (TemplateType.STUB, 1),
 ]
-FAILURES = [
+FAILURES: list[tuple[DiagnosisCode, str | None, str | None]] = [
     ("recipient_rejected", "rcpt", "550 5.1.1 <x@example.org>: Recipient address rejected"),
     ("mailbox_full", "rcpt", "552 5.2.2 Mailbox full"),
     ("auth_failed", "auth", "535 5.7.8 Authentication credentials invalid"),

@@ -72,19 +72,19 @@ def sink() -> Iterator[tuple[int, str]]:
             proc.terminate()
             proc.wait(timeout=10)
         return
-    proc = subprocess.Popen(
+    python = subprocess.Popen(
         [sys.executable, "-c", AIOSMTPD_SINK, str(port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert python.stdout is not None and python.stdout.readline().strip() == "ready"
         yield port, "aiosmtpd sink (smtp-sink not installed: apt-get install postfix)"
     finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
+        assert python.stdin is not None
+        python.stdin.close()
+        python.wait(timeout=10)
 
 
 # -- measuring HTTP load, and the report line ---------------------------------------------------

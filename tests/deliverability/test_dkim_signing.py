@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 
-import dkim
 from postroom.config import Settings, load_settings
 from postroom.deliverability.dkim import (
     SigningKey,

@@ -10,11 +10,11 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+import dkim
 import httpx
 import pytest
 from test_dkim_signing import ALGORITHMS, FIRST_DATA_REFUSED, dns_serving, key_file
 
-import dkim
 from postroom.config import Settings
 
 from conftest import Pki
