@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 
 from postroom.errors import ConfigError, PostroomError
+from postroom.store.bells import Bells
 from postroom.store.schema import messages
 from postroom.store.wakeup import URGENT_PAYLOAD, Wakeup
 
@@ -69,6 +70,7 @@ class SqlEngine:
     """Engines, the store's thread, the schema and the wake-up that every SQL role shares."""
 
     def __init__(self, dsn: str) -> None:
+        self._bells: Bells | None = None
         try:
             url = make_url(dsn.replace("postgres://", "postgresql://", 1))
         except Exception:
@@ -91,6 +93,8 @@ class SqlEngine:
             self._state = _sqlite_engine(dsn, immediate=True, synchronous="NORMAL")
             self._reader = _sqlite_engine(dsn, immediate=False)
             threads = 1  # one writer per process; SQLite serialises writers anyway
+            if url.database and url.database != ":memory:":  # wake-ups across processes
+                self._bells = Bells(Path(url.database))
         elif self.postgres:
             pg = postgres_url(url.render_as_string(hide_password=False))
             self._writer = create_engine(pg, pool_size=4, max_overflow=4, pool_pre_ping=True)
@@ -184,22 +188,31 @@ class SqlEngine:
     async def wait(self, timeout: float) -> None:
         """Return when work may have arrived, or after ``timeout``.
 
-        SQLite: an enqueue in this process wakes us. PostgreSQL: any process's enqueue does,
-        through LISTEN/NOTIFY; the timeout stays as the polling fallback.
+        Any process's enqueue wakes us: on PostgreSQL through LISTEN/NOTIFY, on SQLite
+        through the database's bells (:mod:`postroom.store.bells`); the timeout stays as the
+        polling fallback.
         """
         self._listen_once()
         await self._wake.wait(timeout)
 
     def on_urgent(self, call: Callable[[], None]) -> Callable[[], None]:
-        """Call ``call`` whenever urgent mail is enqueued: in this process, and on
-        PostgreSQL in any process (through LISTEN/NOTIFY); stop when the function returned
-        is called."""
+        """Call ``call`` whenever urgent mail is enqueued, in any process; stop when the
+        function returned is called."""
         self._listen_once()
         return self._wake.on_urgent(call)
 
     def _listen_once(self) -> None:
         if self.postgres and (self._listener is None or self._listener.done()):
             self._listener = asyncio.create_task(self._listen())
+        elif self._bells is not None:
+            self._bells.listen(self._wake)
+
+    def _announce(self, *, urgent: bool = False) -> None:
+        """Work was stored (an enqueue, a retry): wake this process's waiters, and on SQLite
+        those of other processes (on PostgreSQL the transaction's NOTIFY does)."""
+        self._wake.ring(urgent=urgent)
+        if self._bells is not None:
+            self._bells.ring(urgent=urgent)
 
     async def _listen(self) -> None:
         """LISTEN for enqueues of other processes; reconnect after a lost connection."""
@@ -229,6 +242,8 @@ class SqlEngine:
 
     async def close(self) -> None:
         """Release connections and the store's thread."""
+        if self._bells is not None:
+            self._bells.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

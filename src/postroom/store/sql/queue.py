@@ -180,7 +180,7 @@ class SqlQueue(SqlLeases):
                 continue
             for group, result in zip(groups, results, strict=True):
                 _answer(group, result)
-            self._wake.ring(urgent=carries_urgent(m for group in groups for m in group.messages))
+            self._announce(urgent=carries_urgent(m for group in groups for m in group.messages))
 
     async def _commit_alone(self, group: _EnqueueGroup) -> None:
         for attempt in range(2):
@@ -194,7 +194,7 @@ class SqlQueue(SqlLeases):
                 group.result.set_exception(exc)
                 return
             _answer(group, result)
-            self._wake.ring(urgent=carries_urgent(group.messages))
+            self._announce(urgent=carries_urgent(group.messages))
             return
 
 

@@ -169,7 +169,7 @@ class SqlRecords(SqlEngine):
     async def retry(self, message_id: str, *, attempts: int, ttl: float) -> Message:
         """Queue an abandoned message again; see :class:`Store`."""
         message = await self._run(lambda: self._retry_sync(message_id, attempts, ttl))
-        self._wake.ring()
+        self._announce()
         return message
 
     def _cancel_sync(self, message_id: str, error: Diagnosis) -> Message:
