@@ -7,10 +7,9 @@ empty queue's; with a limit, within the next free slot.
 ``POSTROOM_TEST_PG_DSN`` or ``--pg`` names a server) and prints the query plan and the time of
 a claim, which must read one index range per lane, never sort the due rows.
 
-A ``postroom worker`` process delivers to an aiosmtpd server in a process of its own (as a
-provider is another machine: in this process, receiving the bulk stream would hold the
-interpreter lock while a code's timing is taken), which notes when each urgent message
-arrives on the machine's monotonic clock. Bulk messages are inserted directly (intake is
+A ``postroom worker`` process delivers to an aiosmtpd server in a process of its own
+(bench/arrivals.py), which notes when each urgent message arrives on the machine's monotonic
+clock. Bulk messages are inserted directly (intake is
 measured by bench/intake.py); urgent ones go through the store's enqueue, as intake does.
 
 Each row times 200 urgent messages 0.5 s apart (100 s a row). With 40, the p95 was the third
@@ -20,6 +19,13 @@ sends about 1,700 bulk messages a second to this server, so a row keeps its bulk
 every 0.2 s it queues again as many as the server received (the row prints how many were
 queued at its end); otherwise 100,000 are gone in a minute, 10,000 in six seconds, and most
 codes of the row would meet an empty queue.
+
+Sending 1,700 messages a second keeps this host's processors about 70% busy: the database,
+the worker and the SMTP server all share them, and each code waits a little at every process
+that must wake for it. So, without a limit, the empty queue is timed once more while other
+programs keep the processors as busy as the row with the most bulk did (bench/host_load.py),
+and the last line compares that row with both empty queues: the idle host's, and the one on a
+host as busy. Each row prints how busy the host was while its codes were timed.
 
 Usage: python bench/priority.py [--urgent 200] [--spacing 0.5] [--sizes 0,10000,100000]
        python bench/priority.py --plan [--pg DSN [--pg-only]] [--plan-size 1000000]
@@ -31,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import multiprocessing
 import os
 import signal
 import sqlite3
@@ -39,19 +44,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
+from arrivals import Arrivals
+from host_load import busy_share, cpu_times, foreign_load
 from postroom.models import NewMessage, Priority, TemplateType
 from postroom.store import open_store, utcnow
 from sinks import free_port
@@ -62,69 +64,6 @@ FIELDS = (
     "mime, send_count, max_attempts, created_at, updated_at, next_attempt_at, priority, "
     "folded_duplicates"
 )
-
-
-def _serve(port: int, arrivals: Connection, ready: EventType, bulk: Synchronized[int]) -> None:
-    """The SMTP server's process: sends (tag, monotonic time) for each urgent message, and
-    counts the others in ``bulk``."""
-
-    class Handler:
-        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-            head = envelope.content.split(b"\r\n\r\n", 1)[0]
-            for line in head.splitlines():
-                if line.lower().startswith(b"subject: urgent "):
-                    arrivals.send((line.split()[-1].decode(), time.monotonic()))
-                    return "250 OK"
-            with bulk.get_lock():
-                bulk.value += 1
-            return "250 OK"
-
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    ready.set()
-    threading.Event().wait()  # until the bench terminates this process
-
-
-class Arrivals:
-    """An SMTP server in another process, and when each urgent message arrived there."""
-
-    def __init__(self, port: int) -> None:
-        self.seen: dict[str, float] = {}
-        self.changed = threading.Condition()
-        context = multiprocessing.get_context("spawn")
-        self._pipe, child_end = context.Pipe(duplex=False)
-        ready = context.Event()
-        self._bulk = context.Value("q", 0)
-        self._process = context.Process(
-            target=_serve, args=(port, child_end, ready, self._bulk), daemon=True
-        )
-        self._process.start()
-        if not ready.wait(30):
-            raise SystemExit("the bench's SMTP server did not start within 30 s")
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        with contextlib.suppress(EOFError, OSError):
-            while True:
-                tag, when = self._pipe.recv()
-                with self.changed:
-                    self.seen[tag] = when
-                    self.changed.notify_all()
-
-    def wait_for(self, tag: str, timeout: float) -> float:
-        with self.changed:
-            self.changed.wait_for(lambda: tag in self.seen, timeout=timeout)
-        if tag not in self.seen:
-            raise SystemExit(f"urgent message {tag} did not arrive within {timeout}s")
-        return self.seen[tag]
-
-    def bulk_arrived(self) -> int:
-        """How many bulk messages the server has received so far."""
-        return int(self._bulk.value)
-
-    def stop(self) -> None:
-        self._process.terminate()
-        self._process.join(10)
 
 
 def fill(db: Path, count: int) -> None:
@@ -249,9 +188,31 @@ async def measure_queued(
                 await topup
 
 
+@dataclass
+class Row:
+    latencies: list[float]
+    left: int  # bulk messages queued at the row's end
+    busy: float | None  # the share of the processors' time that was busy while codes were timed
+
+    def line(self, label: str, base_p95: float) -> str:
+        p50, p95, worst = figures(self.latencies)
+        busy = f"; host {self.busy:.0%} busy" if self.busy is not None else ""
+        return (
+            f"{label}: p50 {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  "
+            f"max {worst * 1000:7.1f} ms  (p95 {p95 / base_p95:.2f}x the empty queue's){busy}"
+        )
+
+
 def scenario(
-    size: int, limit: str | None, port: int, server: Arrivals, args: argparse.Namespace
-) -> tuple[list[float], int]:
+    size: int,
+    limit: str | None,
+    port: int,
+    server: Arrivals,
+    args: argparse.Namespace,
+    load: float = 0.0,
+) -> Row:
+    """Time codes with ``size`` bulk messages kept queued; with ``load``, while every
+    processor is kept that busy by another program."""
     with tempfile.TemporaryDirectory() as tmp:
         if args.pg:  # a database of its own, woken across processes by LISTEN/NOTIFY
             dsn = _own_database(args.pg)
@@ -270,7 +231,10 @@ def scenario(
             stderr=subprocess.DEVNULL,
         )
         try:
-            return asyncio.run(measure_queued(dsn, server, size, sent_before, args))
+            with foreign_load(load) if load else contextlib.nullcontext():
+                start = cpu_times()
+                latencies, left = asyncio.run(measure_queued(dsn, server, size, sent_before, args))
+                return Row(latencies, left, busy_share(start, cpu_times()))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -286,26 +250,45 @@ def figures(latencies: list[float]) -> tuple[float, float, float]:
 
 def lanes(args: argparse.Namespace) -> None:
     port = free_port()
-    server = Arrivals(port)
+    server = Arrivals(port, args.answer_ms / 1000)
     try:
         for limit in (None, LIMIT):
             label = f"limit {limit}" if limit else "no limit"
             store = "PostgreSQL" if args.pg else "SQLite"
             every = f"{args.urgent} {args.spacing} s apart"
             print(f"-- {store}, {label}: urgent enqueue -> SMTP server, {every}", flush=True)
-            base_p95 = None
+            rows: dict[int, Row] = {}
             for size in args.sizes:
-                latencies, left = scenario(size, limit, port, server, args)
-                p50, p95, worst = figures(latencies)
-                base_p95 = base_p95 or p95
-                print(
-                    f"{size:>8} bulk queued: p50 {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  "
-                    f"max {worst * 1000:7.1f} ms  (p95 {p95 / base_p95:.2f}x the empty queue's)"
-                    + (f"; {left} queued at the end" if size else ""),
-                    flush=True,
-                )
+                row = rows[size] = scenario(size, limit, port, server, args)
+                base_p95 = figures(rows[args.sizes[0]].latencies)[1]
+                left = f"; {row.left} queued at the end" if size else ""
+                print(row.line(f"{size:>8} bulk queued", base_p95) + left, flush=True)
+            if not limit:
+                control(rows, limit, port, server, args)
     finally:
         server.stop()
+
+
+def control(
+    rows: dict[int, Row], limit: str | None, port: int, server: Arrivals, args: argparse.Namespace
+) -> None:
+    """The empty queue again, on a host kept as busy as while the most bulk was being sent,
+    by a program that is not Postroom: how much of the code's extra time is the host's load,
+    not the queue."""
+    most = max(rows)
+    idle, busiest = rows.get(0), rows[most]
+    if not most or idle is None or idle.busy is None or busiest.busy is None:
+        return
+    load = busiest.busy - idle.busy
+    row = scenario(0, limit, port, server, args, load=load)
+    idle_p95, busy_p95 = figures(idle.latencies)[1], figures(row.latencies)[1]
+    print(row.line(f"       0 bulk queued, {load:.0%} load of another program", idle_p95))
+    print(
+        f"p95 with {most:,} bulk queued: {figures(busiest.latencies)[1] / idle_p95:.2f}x the "
+        f"idle host's empty queue, {figures(busiest.latencies)[1] / busy_p95:.2f}x the empty "
+        "queue's on a host as busy",
+        flush=True,
+    )
 
 
 def plan(args: argparse.Namespace) -> None:
@@ -408,6 +391,12 @@ def main() -> None:
     parser.add_argument("--urgent", type=int, default=200, help="urgent messages per row")
     parser.add_argument("--spacing", type=float, default=0.5, help="seconds between them")
     parser.add_argument("--sizes", default="0,10000,100000")
+    parser.add_argument(
+        "--answer-ms",
+        type=float,
+        default=0.0,
+        help="how long the bench's SMTP server takes to answer each end-of-data",
+    )
     parser.add_argument("--plan", action="store_true")
     parser.add_argument("--plan-size", type=int, default=1_000_000)
     parser.add_argument("--pg-only", action="store_true", help="with --plan: PostgreSQL only")
@@ -418,6 +407,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
+    # Stopped with SIGTERM (kill, timeout): unwind, so the worker and the server stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.plan:
         plan(args)
     else:
