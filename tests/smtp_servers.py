@@ -182,6 +182,19 @@ class ServerController(Controller):  # type: ignore[misc]
         super().stop(no_assert)
 
     async def _end_sessions(self) -> None:
+        # Accept nothing more, and let connections already accepted become sessions (a
+        # connection accepted as the loop closed left its socket unclosed: clients whose
+        # sessions end here reconnect at once, a worker fleet eight at a time).
+        self.server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2
+        while (left := deadline - loop.time()) > 0:
+            sessions = {session._handler_coroutine for session in self.sessions}
+            me = asyncio.current_task()
+            accepting = [t for t in asyncio.all_tasks() if t is not me and t not in sessions]
+            if not accepting:
+                break
+            await asyncio.wait(accepting, timeout=left)
         for session in list(self.sessions):
             if isinstance(session.transport, asyncio.Transport):
                 session.transport.abort()
