@@ -31,8 +31,9 @@ ANY = b"any"
 
 
 def bell_folder(database: Path) -> Path:
-    """The folder of a database's sockets: ``postroom.db`` -> ``postroom.db.wake``."""
-    return database.with_name(database.name + ".wake")
+    """The folder of a database's sockets: ``postroom.db`` -> ``.postroom.db.wake``, hidden
+    and apart from ``postroom.db*`` (a backup's ``cp postroom.db*`` copies files only)."""
+    return database.with_name(f".{database.name}.wake")
 
 
 class Bells:
