@@ -116,6 +116,28 @@ async def test_bulk_of_a_tenant_held_back_is_not_claimed(any_store: Store) -> No
     assert urgent == []  # bulk is never what a look for urgent mail takes
 
 
+async def test_a_claim_takes_at_most_the_cap_of_a_paced_tenants_bulk(any_store: Store) -> None:
+    await any_store.enqueue(
+        [lane(n, Priority.BULK, tenant="acme") for n in range(50)], max_attempts=1, ttl=0
+    )
+    await any_store.enqueue(
+        [lane(100 + n, Priority.BULK) for n in range(30)], max_attempts=1, ttl=0
+    )
+    await any_store.enqueue([lane(200, Priority.NORMAL, tenant="acme")], max_attempts=1, ttl=0)
+    claimed = await any_store.claim(
+        worker="w", limit=40, lease=60, tenants=LANES, bulk_caps={"acme": 2}
+    )
+    taken = Counter((m.tenant, m.priority) for m in claimed)
+    # acme's bulk is capped, its normal mail is not; the other tenant fills the room.
+    assert taken == {
+        ("acme", Priority.BULK): 2,
+        ("acme", Priority.NORMAL): 1,
+        ("default", Priority.BULK): 30,
+    }
+    again = await any_store.claim(worker="w", limit=40, lease=60, tenants=LANES)
+    assert len(again) == 40  # without the cap, the rest of acme's bulk is there to take
+
+
 async def test_a_claim_that_skips_urgent_mail_takes_everything_else(any_store: Store) -> None:
     await any_store.enqueue([lane(1, Priority.NORMAL)], max_attempts=1, ttl=0)
     await any_store.enqueue([lane(n, Priority.URGENT) for n in range(2, 5)], max_attempts=1, ttl=0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +28,18 @@ handed off now, unless the worker says otherwise: the default lease of a claimed
 class LaneClaim:
     """How a claim reads the lanes: ``tenants`` with their ``priority_aging`` (seconds),
     ``urgent_only`` (aged normal and urgent mail only) or ``skip_urgent`` (all but urgent),
-    and the tenants whose bulk mail is held back (``hold_bulk``). See ``Queue.claim``."""
+    the tenants whose bulk mail is held back (``hold_bulk``), and at most how many bulk
+    messages of a tenant a claim takes (``bulk_caps``). See ``Queue.claim``."""
 
     tenants: Mapping[str, float]
     urgent_only: bool = False
     hold_bulk: frozenset[str] = frozenset()
     skip_urgent: bool = False
+    bulk_caps: Mapping[str, int] = field(default_factory=dict)
+
+    def cap(self, tenant: str, lane: Priority) -> int | None:
+        """At most how many messages of ``tenant``'s ``lane`` a claim takes (None: no cap)."""
+        return self.bulk_caps.get(tenant) if lane is Priority.BULK else None
 
     @property
     def ranks(self) -> range:
@@ -65,6 +71,7 @@ def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime)
         steps = []
         for tenant in tenants:
             cutoffs = lane_cutoffs(now, tenants[tenant])
+            cap = how.cap(tenant, cutoffs[group[0]][0]) if len(group) == 1 else None
             steps.append(
                 [
                     m
@@ -75,7 +82,7 @@ def pick_lanes(due: Sequence[Message], room: int, how: LaneClaim, now: datetime)
                     and not (lane is Priority.BULK and tenant in hold_bulk)
                     and m.id not in taken
                     and (m.next_attempt_at or now) < cutoff
-                ]
+                ][:cap]
             )
         for index, found in enumerate(steps):
             part = math.ceil((room - len(picked)) / (len(steps) - index))

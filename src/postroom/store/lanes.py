@@ -107,6 +107,9 @@ _QUEUED_TENANTS = text(
 
 _turn = itertools.count()
 
+CAP = "_cap"
+"""The key of a claim step's cap (not a bind parameter): see :func:`_share`."""
+
 
 def claim_lanes(
     conn: Connection, params: dict[str, Any], *, room: int, how: LaneClaim
@@ -127,7 +130,7 @@ def claim_lanes(
             if room <= 0:
                 break
             steps = [
-                {"b_tenant": t, "b_lane": lane.value, "cutoff": cutoff}
+                {"b_tenant": t, "b_lane": lane.value, "cutoff": cutoff, CAP: how.cap(t, lane)}
                 for t in order
                 for lane, cutoff in [plans[t][rank]]
                 if not (lane is Priority.BULK and t in hold_bulk)
@@ -153,21 +156,25 @@ def _share(
 ) -> list[Row[Any]]:
     """Run ``statement`` for every tenant's ``steps``, the room shared evenly: each tenant
     gets an equal part of what is left, and what the others left unused goes to those that
-    had more."""
+    had more. A step's ``CAP`` (when not None) bounds what it takes in all."""
     rows: list[Row[Any]] = []
-    hungry: list[dict[str, Any]] = []
+    hungry: list[tuple[dict[str, Any], int | None]] = []
     for index, step in enumerate(steps):
         part = math.ceil((room - len(rows)) / (len(steps) - index))
         if part <= 0:
             break
-        got = conn.execute(statement, {**params, **step, "n": part}).all()
+        cap = step.get(CAP)
+        binds = {k: v for k, v in step.items() if k != CAP}
+        n = part if cap is None else min(part, cap)
+        got = conn.execute(statement, {**params, **binds, "n": n}).all() if n > 0 else []
         rows += got
-        if len(got) == part:
-            hungry.append(step)
-    for step in hungry if len(steps) > 1 else []:
+        if len(got) == n and (cap is None or n < cap):
+            hungry.append((binds, None if cap is None else cap - n))
+    for binds, left in hungry if len(steps) > 1 else []:
         if len(rows) >= room:
             break
-        rows += conn.execute(statement, {**params, **step, "n": room - len(rows)}).all()
+        n = room - len(rows) if left is None else min(room - len(rows), left)
+        rows += conn.execute(statement, {**params, **binds, "n": n}).all()
     return rows
 
 

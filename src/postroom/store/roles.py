@@ -68,6 +68,7 @@ class Queue(Protocol):
         urgent_only: bool = False,
         hold_bulk: Collection[str] = (),
         skip_urgent: bool = False,
+        bulk_caps: Mapping[str, int] | None = None,
     ) -> list[Message]:
         """Atomically lease up to ``limit`` due messages (or ones whose lease expired).
 
@@ -80,7 +81,9 @@ class Queue(Protocol):
         messages of tenants not named follow, in due order. Returned most urgent first.
         ``urgent_only`` takes urgent messages and aged normal ones of the named tenants only
         (what a worker busy with bulk mail looks for now and then). The bulk mail of the
-        tenants in ``hold_bulk`` is not taken (its rate limit has no room for it yet).
+        tenants in ``hold_bulk`` is not taken (its rate limit has no room for it yet), and of
+        a tenant in ``bulk_caps`` at most that many bulk messages are taken (its rate limit
+        is handing out bulk slots one at a time: the rest would only be written back).
         ``skip_urgent`` reads every lane but urgent (a worker that has just taken it in a
         claim of its own: a code enqueued meanwhile is left to a short claim beside this one,
         rather than held until this one's writes are done).

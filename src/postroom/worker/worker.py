@@ -218,6 +218,7 @@ class Worker:
             tenants=lanes_of(self.settings),
             urgent_only=urgent_only,
             hold_bulk=self.attempts.holds.holding(),
+            bulk_caps=self.attempts.holds.caps(),
             skip_urgent=skip_urgent,
         )
         if not urgent_only:

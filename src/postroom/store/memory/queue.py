@@ -166,6 +166,7 @@ class MemoryQueue(MemoryState):
         urgent_only: bool = False,
         hold_bulk: Collection[str] = (),
         skip_urgent: bool = False,
+        bulk_caps: Mapping[str, int] | None = None,
     ) -> list[Message]:
         """Record ``completions``; then lease up to ``limit`` messages whose lease ran out,
         then due ones lane by lane, shared between tenants (see ``Queue.claim``)."""
@@ -185,7 +186,9 @@ class MemoryQueue(MemoryState):
             # Entries go stale when a message is claimed, cancelled, deleted or rescheduled.
             if found and found.status is Status.QUEUED and found.next_attempt_at == due_at:
                 due.append(found)
-        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk), skip_urgent)
+        how = LaneClaim(
+            tenants or {}, urgent_only, frozenset(hold_bulk), skip_urgent, bulk_caps or {}
+        )
         picked = pick_lanes(due, limit - len(chosen), how, now)
         chosen += picked
         taken = {m.id for m in picked}

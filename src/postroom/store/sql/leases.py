@@ -63,10 +63,13 @@ class SqlLeases(SqlEngine):
         urgent_only: bool = False,
         hold_bulk: Collection[str] = (),
         skip_urgent: bool = False,
+        bulk_caps: Mapping[str, int] | None = None,
     ) -> list[Message]:
         """Record ``completions``, then lease up to ``limit`` due messages lane by lane; see
         :class:`~postroom.store.Queue`."""
-        how = LaneClaim(tenants or {}, urgent_only, frozenset(hold_bulk), skip_urgent)
+        how = LaneClaim(
+            tenants or {}, urgent_only, frozenset(hold_bulk), skip_urgent, bulk_caps or {}
+        )
         claimed = await self._run_state(
             lambda: self._claim_sync(worker, limit, lease, completions, how)
         )
