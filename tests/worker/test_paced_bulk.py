@@ -56,6 +56,6 @@ async def test_bulk_under_a_limit_is_claimed_as_it_is_sent(
             stop.set()
             await running
         sent = len(srv.rec.messages)
-    # The first claim takes a full batch (nothing was refused yet); after that, about one
-    # claimed per send. A batch at every free slot took ~40 per send.
-    assert counting.bulk_claimed <= 48 + 3 * sent, (counting.bulk_claimed, sent)
+    # About one or two claimed per send (a claim may come just before the next paced slot).
+    # A full batch at every free slot took ~25 per send, and 96 at the start.
+    assert counting.bulk_claimed <= 3 * sent + 8, (counting.bulk_claimed, sent)

@@ -54,6 +54,7 @@ class Attempts:
         self._factory = transport_factory
         self._transports: dict[str, Transport] = {}
         self._routes: dict[str, Route] = {}
+        self._caps: dict[str, int] | None = None  # bulk_caps(), for these settings
 
     def transport(self, tenant: str) -> Transport:
         """The tenant's transport, opened on first use and kept for the next messages."""
@@ -76,6 +77,16 @@ class Attempts:
                 )
             self._transports[tenant] = transport
         return transport
+
+    def bulk_caps(self) -> dict[str, int]:
+        """Every tenant with a rate limit, with how many of its bulk messages a claim takes
+        (``Route.bulk_per_claim``)."""
+        if self._caps is None:
+            routes = {name: self.route(name) for name in self.settings.tenant_names()}
+            self._caps = {
+                name: cap for name, route in routes.items() if (cap := route.bulk_per_claim)
+            }
+        return self._caps
 
     def route(self, tenant: str) -> Route:
         """The tenant's settings, limits and sender; raise ``KeyError`` for an unknown one."""
@@ -163,6 +174,7 @@ class Attempts:
             return
         old, self.settings = self.settings, fresh
         self._routes.clear()
+        self._caps = None
         for name in list(self._transports):
             try:
                 changed = old.tenant(name) != fresh.tenant(name)

@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from postroom.clock import utcnow
 from postroom.config import Settings
@@ -29,8 +29,8 @@ URGENT_PAUSE = 0.1
 
 
 PACED_CLAIM = 0.01
-"""The bulk mail a claim takes of a tenant whose limit refused bulk mail lately: what its
-limit paces out in this many seconds, at least one message."""
+"""The bulk mail a claim takes of a tenant with a rate limit: what its limit paces out in
+this many seconds, at least one message."""
 
 
 def held_window(per: float) -> float:
@@ -51,14 +51,17 @@ class Route:
     limits: list[tuple[int, float]]
     sender: str
 
-    def paced_claim(self, free_at: datetime) -> tuple[datetime, int]:
-        """After a refusal of bulk mail: until when claims take only a few of this tenant's
-        bulk messages (one window past ``free_at``), and how many (``PACED_CLAIM``)."""
-        share = self.courier.bulk_share
-        rate = min(share * count / per for count, per in self.limits)
-        window = max(per for _count, per in self.limits)
-        until = free_at + timedelta(seconds=window)
-        return until, max(1, math.ceil(rate * PACED_CLAIM))
+    @property
+    def bulk_per_claim(self) -> int | None:
+        """How many of this tenant's bulk messages a claim takes (None: as many as there is
+        room for). A limit paces bulk mail at its share's rate, one slot at a time, so a
+        claim takes what it paces out in ``PACED_CLAIM``: a full batch sent one and wrote
+        the rest straight back, hundreds of rows a second on the database for a limit of
+        ten messages a second."""
+        if not self.limits:
+            return None
+        rate = min(self.courier.bulk_share * count / per for count, per in self.limits)
+        return max(1, math.ceil(rate * PACED_CLAIM))
 
     def lane(self, message: Message, now: datetime) -> Priority:
         """The lane a message takes a slot in: a normal message that has waited longer than
@@ -193,28 +196,16 @@ class CodesFirst:
 
 class BulkHolds:
     """Per tenant, until when its bulk mail has no slot: learnt from the last refusal, so that
-    the rest of a claimed batch is held back without asking the store, and not claimed.
-
-    For a window after a refusal, a claim takes only a few of the tenant's bulk messages (the
-    limit hands bulk slots out one at a time, at its share's pace): a full batch was taken
-    at every free slot and all but one written back, hundreds of rows a second on the
-    database for a limit of ten messages a second."""
+    the rest of a claimed batch is held back without asking the store, and not claimed."""
 
     def __init__(self, lease: float) -> None:
         self._until: dict[str, SlotWait] = {}
-        self._paced: dict[str, tuple[datetime, int]] = {}  # tenant: (until, bulk per claim)
         self._lease = lease  # how long a slot taken for a send may wait for its outcome
 
     def holding(self) -> list[str]:
         """Tenants whose bulk mail is held back now."""
         now = utcnow()
         return [tenant for tenant, wait in self._until.items() if now < wait.free_at]
-
-    def caps(self) -> dict[str, int]:
-        """Tenants whose limit refused bulk mail lately, each with how much of its bulk mail
-        a claim takes."""
-        now = utcnow()
-        return {tenant: cap for tenant, (until, cap) in self._paced.items() if now < until}
 
     def idle_wait(self, wait: float) -> float:
         """How long an idle worker waits when ``wait`` is until the next message falls due:
@@ -244,7 +235,6 @@ class BulkHolds:
         )
         if wait is not None and lane is Priority.BULK:
             self._until[message.tenant] = wait
-            self._paced[message.tenant] = route.paced_claim(wait.free_at)
         return wait
 
 

@@ -218,7 +218,7 @@ class Worker:
             tenants=lanes_of(self.settings),
             urgent_only=urgent_only,
             hold_bulk=self.attempts.holds.holding(),
-            bulk_caps=self.attempts.holds.caps(),
+            bulk_caps=self.attempts.bulk_caps(),
             skip_urgent=skip_urgent,
         )
         if not urgent_only:
