@@ -43,6 +43,7 @@ class Bells:
         self.folder = bell_folder(database.absolute())
         self._sock: socket.socket | None = None
         self._path: Path | None = None
+        self._sender: socket.socket | None = None  # made at the first ring, kept
         self._unusable = False  # no socket could be made here: poll, and do not try again
 
     def ring(self, *, urgent: bool = False) -> None:
@@ -52,29 +53,29 @@ class Bells:
         except OSError:  # nobody has listened yet
             return
         payload = URGENT if urgent else ANY
-        try:
-            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        except OSError:
-            return
-        with sender as sock:
-            sock.setblocking(False)
-            for entry in entries:
-                if self._path is not None and entry.path == str(self._path):
-                    continue  # this process rings its own waiters directly
-                try:
-                    sock.sendto(payload, entry.path)
-                except BlockingIOError:
-                    pass  # its queue is full of wake-ups already
-                except OSError as exc:
-                    if exc.errno == errno.ECONNREFUSED:  # its process is gone
-                        with contextlib.suppress(OSError):
-                            os.unlink(entry.path)
+        if self._sender is None:
+            try:
+                self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            except OSError:
+                return
+            self._sender.setblocking(False)
+        for entry in entries:
+            if self._path is not None and entry.path == str(self._path):
+                continue  # this process rings its own waiters directly
+            try:
+                self._sender.sendto(payload, entry.path)
+            except BlockingIOError:
+                pass  # its queue is full of wake-ups already
+            except OSError as exc:
+                if exc.errno == errno.ECONNREFUSED:  # its process is gone
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
-    def listen(self, wake: Wakeup) -> bool:
-        """Bind this process's socket and ring ``wake`` for every datagram; False (and
-        polling goes on) when no socket can be made here."""
+    def listen(self, wake: Wakeup) -> None:
+        """Bind this process's socket and ring ``wake`` for every datagram (once; where no
+        socket can be made here, polling goes on)."""
         if self._sock is not None or self._unusable:
-            return self._sock is not None
+            return
         path = self.folder / f"{os.getpid()}-{secrets.token_hex(4)}"
         sock = None
         try:
@@ -90,9 +91,8 @@ class Bells:
                 sock.close()
             self._unusable = True
             log.info("no wake-up socket in %s (%s): workers poll once a second", self.folder, exc)
-            return False
+            return
         self._sock, self._path = sock, path
-        return True
 
     @staticmethod
     def _heard(sock: socket.socket, wake: Wakeup) -> None:
@@ -108,6 +108,9 @@ class Bells:
 
     def close(self) -> None:
         """Stop listening and remove this process's socket."""
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
         sock, path, self._sock, self._path = self._sock, self._path, None, None
         if sock is None or path is None:
             return

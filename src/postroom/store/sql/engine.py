@@ -83,8 +83,9 @@ class SqlEngine:
         self.dsn = url.render_as_string(hide_password=True)
         self.postgres = backend == "postgresql"
         if backend == "sqlite":
-            if url.database and url.database != ":memory:":
+            if url.database and url.database != ":memory:":  # a file: wake-ups across processes
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                self._bells = Bells(Path(url.database))
             self._writer = _sqlite_engine(dsn, immediate=True)
             # The worker's own bookkeeping (claims, leases, statuses) does not wait for the
             # disk at each commit: after a power loss (not a crash) the newest of these may
@@ -93,8 +94,6 @@ class SqlEngine:
             self._state = _sqlite_engine(dsn, immediate=True, synchronous="NORMAL")
             self._reader = _sqlite_engine(dsn, immediate=False)
             threads = 1  # one writer per process; SQLite serialises writers anyway
-            if url.database and url.database != ":memory:":  # wake-ups across processes
-                self._bells = Bells(Path(url.database))
         elif self.postgres:
             pg = postgres_url(url.render_as_string(hide_password=False))
             self._writer = create_engine(pg, pool_size=4, max_overflow=4, pool_pre_ping=True)
